@@ -1,0 +1,148 @@
+//! JSON records: one file per cell as it finishes, and a summary when the sweep ends.
+//!
+//! Every file is written to a temporary name beside it and renamed into place, so a reader
+//! (or a crash) never sees a half-written file under the final name.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ktstr_domain::cell::CellId;
+use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepReport};
+use ktstr_ports::reporter::{ReportError, Reporter};
+use serde::Serialize;
+
+const SUMMARY_FILE: &str = "summary.json";
+
+/// Writes `{dir}/{scheduler}/{kernel}/{preset}.json` per cell and `{dir}/summary.json`.
+#[derive(Debug)]
+pub struct JsonReporter {
+    dir: PathBuf,
+    // Distinguishes temporary files of concurrent writers in this process.
+    tmp_seq: AtomicU64,
+}
+
+/// The shape of `summary.json`.
+#[derive(Serialize)]
+struct Summary {
+    complete: bool,
+    planned: usize,
+    finished: usize,
+    passed: usize,
+    failed: usize,
+    succeeded: bool,
+    insns_tables: Vec<InsnsTable>,
+    grid: Grid,
+    failing: Vec<String>,
+}
+
+impl JsonReporter {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JsonReporter {
+            dir: dir.into(),
+            tmp_seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn summary_path(&self) -> PathBuf {
+        self.dir.join(SUMMARY_FILE)
+    }
+
+    /// Where a cell's record goes. Refuses components that would leave the directory.
+    pub fn cell_path(&self, cell: &CellId) -> Result<PathBuf, ReportError> {
+        let mut path = self.dir.clone();
+        for part in [&cell.scheduler, &cell.kernel] {
+            path.push(safe_component(part, cell)?);
+        }
+        path.push(format!("{}.json", safe_component(&cell.preset, cell)?));
+        Ok(path)
+    }
+
+    fn write_json(&self, path: &Path, value: &impl Serialize) -> Result<(), ReportError> {
+        let mut bytes = serde_json::to_vec_pretty(value)
+            .map_err(|e| ReportError(format!("serializing {}: {e}", path.display())))?;
+        bytes.push(b'\n');
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        write_atomic(path, &bytes, seq)
+            .map_err(|e| ReportError(format!("writing {}: {e}", path.display())))
+    }
+}
+
+/// `CellId` already refuses `/`; `.`/`..` and backslashes would still escape or confuse.
+fn safe_component<'a>(part: &'a str, cell: &CellId) -> Result<&'a str, ReportError> {
+    let bad = part.is_empty() || part == "." || part == ".." || part.contains(['/', '\\', '\0']);
+    if bad {
+        return Err(ReportError(format!(
+            "cell `{cell}` has component `{part}` that cannot be a file name"
+        )));
+    }
+    Ok(part)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], seq: u64) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("the path has no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{seq}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // Flush to disk before the rename publishes the name.
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Reporter for JsonReporter {
+    /// Creates the directory and drops a stale `summary.json`, so an interrupted sweep
+    /// never leaves an earlier sweep's complete-looking summary behind. Per-cell files of
+    /// earlier sweeps are left alone; the cells run again are overwritten.
+    fn sweep_started(&self, _planned: usize, _warnings: &[String]) -> Result<(), ReportError> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| ReportError(format!("creating {}: {e}", self.dir.display())))?;
+        let summary = self.summary_path();
+        match fs::remove_file(&summary) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ReportError(format!(
+                "removing stale {}: {e}",
+                summary.display()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
+        let path = self.cell_path(&record.cell)?;
+        self.write_json(&path, record)
+    }
+
+    fn sweep_finished(&self, report: &SweepReport) -> Result<(), ReportError> {
+        let passed = report.records.iter().filter(|r| r.verdict.passed()).count();
+        let summary = Summary {
+            complete: report.complete,
+            planned: report.planned,
+            finished: report.records.len(),
+            passed,
+            failed: report.records.len() - passed,
+            succeeded: report.succeeded(),
+            insns_tables: report.insns_tables(),
+            grid: report.grid(),
+            failing: report
+                .failing()
+                .iter()
+                .map(|r| r.cell.to_string())
+                .collect(),
+        };
+        self.write_json(&self.summary_path(), &summary)
+    }
+}

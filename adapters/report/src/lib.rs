@@ -1,0 +1,10 @@
+//! Reporters for ktstr sweeps: a terminal reporter (SPEC §6), a JSON record writer, and a
+//! fan-out that drives several at once.
+
+pub mod json;
+pub mod multi;
+pub mod text;
+
+pub use json::JsonReporter;
+pub use multi::MultiReporter;
+pub use text::{TextOptions, TextReporter, render_cell, render_summary};

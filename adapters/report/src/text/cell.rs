@@ -1,0 +1,223 @@
+//! One cell's block, printed as soon as the cell finishes.
+
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
+
+use ktstr_domain::attach::AttachOutcome;
+use ktstr_domain::collapse::collapse;
+use ktstr_domain::report::{CellRecord, RunRecord, StatsSource};
+use ktstr_domain::verdict::Verdict;
+use ktstr_domain::wire::DecodeStats;
+
+use super::TextOptions;
+use super::style::{bad, good, sanitize};
+
+/// The whole block for one cell, ending with a newline.
+pub fn render_cell(record: &CellRecord, opts: &TextOptions) -> String {
+    let mut out = String::new();
+    write_cell(&mut out, record, opts).expect("writing to a String cannot fail");
+    out
+}
+
+fn write_cell(out: &mut String, record: &CellRecord, opts: &TextOptions) -> fmt::Result {
+    let cell = &record.cell;
+    writeln!(
+        out,
+        "=== {} | kernel {} | topology {} ===",
+        cell.scheduler, cell.kernel, cell.preset
+    )?;
+    match &record.run {
+        Some(run) => write_run(out, record, run, opts)?,
+        None => {
+            let reason = match &record.verdict {
+                Verdict::Fail { reason, .. } => reason.as_str(),
+                Verdict::Pass => "no VM run was recorded",
+            };
+            writeln!(out, "  error: {}", continued(reason, "    "))?;
+        }
+    }
+    match &record.verdict {
+        Verdict::Pass => {
+            let backend = record.run.as_ref().map(|r| r.backend.as_str());
+            write!(
+                out,
+                "  verdict: {} ({} ms",
+                good("PASS", opts),
+                record.wall_ms
+            )?;
+            match backend {
+                Some(backend) => writeln!(out, ", {})", sanitize(backend)),
+                None => writeln!(out, ")"),
+            }
+        }
+        Verdict::Fail { gate, reason } => writeln!(
+            out,
+            "  verdict: {} [{gate}] {}",
+            bad("FAIL", opts),
+            continued(reason, "    ")
+        ),
+    }
+}
+
+fn write_run(
+    out: &mut String,
+    record: &CellRecord,
+    run: &RunRecord,
+    opts: &TextOptions,
+) -> fmt::Result {
+    match &run.attach {
+        AttachOutcome::Attached => writeln!(
+            out,
+            "  scheduler: {} (sched_ext enabled)",
+            good("attached", opts)
+        )?,
+        // The watchdog cut the run short, so a missing confirmation proves nothing.
+        _ if run.timed_out => writeln!(
+            out,
+            "  scheduler: {} — VM timed out before exit",
+            bad("UNKNOWN", opts)
+        )?,
+        other => {
+            let reason = other.failure_reason().unwrap_or_default();
+            writeln!(
+                out,
+                "  scheduler: {} — {}",
+                bad("NOT ATTACHED", opts),
+                continued(&reason, "    ")
+            )?;
+        }
+    }
+
+    let note = run.dispatch_note.as_deref();
+    if run.dispatched {
+        match note {
+            Some(note) => writeln!(
+                out,
+                "  dispatch: {} ({})",
+                good("confirmed", opts),
+                continued(note, "    ")
+            )?,
+            None => writeln!(out, "  dispatch: {}", good("confirmed", opts))?,
+        }
+    } else {
+        writeln!(
+            out,
+            "  dispatch: {} — {}",
+            bad("NOT CONFIRMED", opts),
+            continued(note.unwrap_or("no WorkloadDispatched frame"), "    ")
+        )?;
+    }
+
+    write_progs(out, run)?;
+
+    if let Some(check) = &run.cross_check {
+        if check.agrees() {
+            writeln!(out, "  cross-check: host and guest agree")?;
+        } else {
+            writeln!(out, "  cross-check: {}", bad("MISMATCH", opts))?;
+            for m in &check.mismatches {
+                writeln!(out, "    - {}", continued(m, "      "))?;
+            }
+        }
+    }
+
+    if let Some(seen) = &run.observed_topology {
+        match seen.check(&record.topology) {
+            Ok(()) => writeln!(out, "  topology: guest saw {}", record.topology)?,
+            Err(mismatch) => writeln!(out, "  topology: {} — {mismatch}", bad("MISMATCH", opts))?,
+        }
+    }
+
+    for e in &run.guest_errors {
+        writeln!(
+            out,
+            "  {}: {}",
+            bad("guest error", opts),
+            continued(e, "    ")
+        )?;
+    }
+
+    if let Some(wire) = wire_trouble(&run.frame_stats) {
+        writeln!(out, "  frames: {wire}")?;
+    }
+
+    if !run.verifier_stats.is_empty() {
+        writeln!(out, "  --- verifier stats ---")?;
+        for s in &run.verifier_stats {
+            writeln!(out, "  {s}")?;
+        }
+    }
+
+    if !run.scheduler_log.is_empty() {
+        writeln!(out, "  --- scheduler log ---")?;
+        let log = if opts.raw {
+            Cow::Borrowed(run.scheduler_log.as_str())
+        } else {
+            collapse(&run.scheduler_log)
+        };
+        for line in log.lines() {
+            if line.trim().is_empty() {
+                writeln!(out)?;
+            } else {
+                writeln!(out, "  {}", sanitize(line))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_progs(out: &mut String, run: &RunRecord) -> fmt::Result {
+    if run.progs.is_empty() {
+        return writeln!(out, "  verified_insns: none reported");
+    }
+    let source = match run.progs_source {
+        StatsSource::Host => "host-read",
+        StatsSource::Guest => "guest-reported",
+    };
+    writeln!(out, "  verified_insns ({source}):")?;
+    let names: Vec<Cow<'_, str>> = run.progs.iter().map(|p| sanitize(&p.name)).collect();
+    let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let insns_w = run
+        .progs
+        .iter()
+        .map(|p| p.verified_insns.to_string().len())
+        .max()
+        .unwrap_or(0);
+    for (name, prog) in names.iter().zip(&run.progs) {
+        writeln!(
+            out,
+            "    {name:<name_w$}  {:>insns_w$}",
+            prog.verified_insns
+        )?;
+    }
+    Ok(())
+}
+
+/// Only decode anomalies are worth a line; a clean stream says nothing.
+fn wire_trouble(stats: &DecodeStats) -> Option<String> {
+    let problems: Vec<String> = [
+        (stats.corrupt, "corrupt"),
+        (stats.truncated, "truncated"),
+        (stats.oversized, "oversized"),
+        (stats.bad_payload, "with bad payload"),
+        (stats.unknown_kind, "of unknown kind"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .chain((stats.garbage_bytes > 0).then(|| format!("{} garbage bytes", stats.garbage_bytes)))
+    .collect();
+    if problems.is_empty() {
+        return None;
+    }
+    Some(format!("{} decoded; {}", stats.frames, problems.join(", ")))
+}
+
+/// Sanitised text whose further lines are indented under the first.
+fn continued(text: &str, indent: &str) -> String {
+    text.trim_end()
+        .lines()
+        .map(sanitize)
+        .collect::<Vec<_>>()
+        .join(&format!("\n{indent}"))
+}

@@ -1,0 +1,163 @@
+//! The end-of-sweep summaries: verified_insns per scheduler, the pass/fail grid, and the
+//! failing combinations (SPEC §6).
+
+use std::fmt::{self, Write as _};
+
+use comfy_table::{Table, TableComponent, presets};
+use ktstr_domain::report::{GridStatus, SweepReport};
+
+use super::TextOptions;
+use super::style::{bad, good, sanitize, warn};
+
+const PASS_MARK: &str = "✅";
+const FAIL_MARK: &str = "❌";
+const MIXED_MARK: &str = "🇽";
+const ABSENT: &str = "-";
+
+/// All three summaries, preceded and followed by an INCOMPLETE line when the sweep was
+/// interrupted, so the partial picture cannot be mistaken for the whole.
+pub fn render_summary(report: &SweepReport, opts: &TextOptions) -> String {
+    let mut out = String::new();
+    write_summary(&mut out, report, opts).expect("writing to a String cannot fail");
+    out
+}
+
+fn write_summary(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
+    let incomplete = (!report.complete).then(|| {
+        format!(
+            "{}: sweep interrupted after {} of {} cells; the summary covers only finished cells",
+            warn("INCOMPLETE", opts),
+            report.records.len(),
+            report.planned
+        )
+    });
+    if let Some(line) = &incomplete {
+        writeln!(out, "{line}")?;
+        writeln!(out)?;
+    }
+    write_insns(out, report)?;
+    writeln!(out)?;
+    write_grid(out, report)?;
+    writeln!(out)?;
+    write_failing(out, report, opts)?;
+    if let Some(line) = &incomplete {
+        writeln!(out)?;
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+fn write_insns(out: &mut String, report: &SweepReport) -> fmt::Result {
+    writeln!(
+        out,
+        "verified_insns (rows: kernel, columns: BPF program, cell: range across topologies):"
+    )?;
+    let tables = report.insns_tables();
+    if tables.is_empty() {
+        return writeln!(out, "  no cells finished");
+    }
+    for t in tables {
+        writeln!(out, "{}:", sanitize(&t.scheduler))?;
+        if t.programs.is_empty() {
+            writeln!(out, "  no programs reported")?;
+            continue;
+        }
+        let header = std::iter::once("kernel".to_string())
+            .chain(t.programs.iter().map(|p| sanitize(p).into_owned()));
+        let rows = t.rows.iter().map(|row| {
+            std::iter::once(sanitize(&row.kernel).into_owned())
+                .chain(
+                    row.cells
+                        .iter()
+                        .map(|c| c.map_or_else(|| ABSENT.to_string(), |r| r.to_string())),
+                )
+                .collect()
+        });
+        out.push_str(&table(header.collect(), rows.collect()));
+    }
+    Ok(())
+}
+
+fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
+    let grid = report.grid();
+    writeln!(
+        out,
+        "verifier summary: {} {PASS_MARK}  {} {FAIL_MARK}  {} {MIXED_MARK}",
+        grid.passed, grid.failed, grid.mixed
+    )?;
+    if grid.rows.is_empty() {
+        return Ok(());
+    }
+    let header = std::iter::once("topology".to_string())
+        .chain(grid.schedulers.iter().map(|s| sanitize(s).into_owned()))
+        .collect();
+    let rows = grid
+        .rows
+        .iter()
+        .map(|row| {
+            std::iter::once(sanitize(&row.topology).into_owned())
+                .chain(row.cells.iter().map(|c| {
+                    match c {
+                        Some(GridStatus::Pass) => PASS_MARK,
+                        Some(GridStatus::Fail) => FAIL_MARK,
+                        Some(GridStatus::Mixed) => MIXED_MARK,
+                        None => ABSENT,
+                    }
+                    .to_string()
+                }))
+                .collect()
+        })
+        .collect();
+    out.push_str(&table(header, rows));
+    Ok(())
+}
+
+fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
+    let failing = report.failing();
+    if failing.is_empty() {
+        return writeln!(out, "{}", good("no failing combinations", opts));
+    }
+    writeln!(
+        out,
+        "{} (scheduler / kernel / topology):",
+        bad("failing combinations", opts)
+    )?;
+    for r in failing {
+        let c = &r.cell;
+        writeln!(
+            out,
+            "  {} / {} / {}",
+            sanitize(&c.scheduler),
+            sanitize(&c.kernel),
+            sanitize(&c.preset)
+        )?;
+    }
+    Ok(())
+}
+
+/// A borderless table with an underlined header, indented by two spaces. Cells carry no
+/// colour: escapes would throw off the column widths.
+fn table(header: Vec<String>, rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_style(TableComponent::HeaderLines, '-')
+        .set_header(header);
+    for row in rows {
+        t.add_row(row);
+    }
+    // Two spaces between columns and none at the edges, so the underline ends with the text.
+    let last = t.column_count().saturating_sub(1);
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i == last { 0 } else { 2 }));
+    }
+    let mut out = String::new();
+    for line in t.lines() {
+        let line = line.trim_end();
+        if !line.is_empty() {
+            out.push_str("  ");
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}

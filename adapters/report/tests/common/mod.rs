@@ -1,0 +1,375 @@
+//! Realistic cell records shared by the text and JSON tests.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use ktstr_domain::attach::AttachOutcome;
+use ktstr_domain::cell::CellId;
+use ktstr_domain::crosscheck::CrossCheck;
+use ktstr_domain::observed::ObservedTopology;
+use ktstr_domain::preset::find_preset;
+use ktstr_domain::prog::ProgStat;
+use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
+use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::vstats::{VerifierStats, parse_verifier_stats};
+use ktstr_domain::wire::DecodeStats;
+
+pub const K12: &str = "kernel_6_12_117";
+pub const K16: &str = "kernel_6_16_4";
+
+pub fn prog(id: u32, name: &str, verified_insns: u32) -> ProgStat {
+    ProgStat {
+        id,
+        prog_type: 27,
+        name: name.into(),
+        verified_insns,
+    }
+}
+
+/// The programs of scx-ktstr; `grow` shifts the numbers as a larger topology would.
+pub fn ktstr_progs(grow: u32) -> Vec<ProgStat> {
+    vec![
+        prog(41, "ktstr_select_cpu", 39),
+        prog(42, "ktstr_enqueue", 412 + grow),
+        prog(43, "ktstr_dispatch", 102),
+        prog(44, "ktstr_init", 2296 + 2 * grow),
+    ]
+}
+
+/// An attached, dispatching run with every check clean.
+pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
+    let topology = find_preset(preset).expect("known preset").topology;
+    RunRecord {
+        backend: "qemu (kvm)".into(),
+        attach: AttachOutcome::Attached,
+        dispatched: true,
+        dispatch_note: Some("4 SCHED_EXT workers made 18342 iterations".into()),
+        timed_out: false,
+        progs,
+        progs_source: StatsSource::Host,
+        cross_check: Some(CrossCheck::default()),
+        verifier_stats: vec![],
+        scheduler_log: String::new(),
+        observed_topology: Some(ObservedTopology::ideal(&topology)),
+        guest_errors: vec![],
+        frame_stats: DecodeStats {
+            frames: 14,
+            ..DecodeStats::default()
+        },
+    }
+}
+
+pub fn record(
+    sched: &str,
+    kernel: &str,
+    preset: &str,
+    run: Option<RunRecord>,
+    verdict: Verdict,
+) -> CellRecord {
+    CellRecord {
+        cell: CellId::new(sched, kernel, preset).expect("valid cell"),
+        topology: find_preset(preset).expect("known preset").topology,
+        verdict,
+        run,
+        wall_ms: 8421,
+    }
+}
+
+pub fn passing() -> CellRecord {
+    let mut run = healthy_run("tiny-2llc", ktstr_progs(0));
+    run.verifier_stats = vec![
+        VerifierStats {
+            processed_insns: 39,
+            peak_states: 3,
+            total_states: 3,
+        },
+        VerifierStats {
+            processed_insns: 2296,
+            peak_states: 61,
+            total_states: 148,
+        },
+    ];
+    run.scheduler_log = "scx_ktstr: attached, 4 CPUs in 2 LLCs\n".into();
+    record("scx-ktstr", K12, "tiny-2llc", Some(run), Verdict::Pass)
+}
+
+/// A verifier log whose rejected program contains a loop unrolled 8 times.
+pub fn rejection_log() -> String {
+    let mut log = String::from(
+        "libbpf: prog 'ktstr_enqueue': BPF program load failed: Permission denied\n\
+         libbpf: prog 'ktstr_enqueue': -- BEGIN PROG LOAD LOG --\n\
+         0: R1=ctx() R10=fp0\n\
+         ; u32 i, load = 0; @ main.bpf.c:201\n\
+         0: (b7) r6 = 0                        ; R6_w=0\n\
+         1: (b7) r7 = 0                        ; R7_w=0\n",
+    );
+    for i in 0..8u32 {
+        let pc = 2 + 5 * i;
+        log.push_str(&format!(
+            "; load += weights[i & 7]; @ main.bpf.c:204\n\
+             {}: (bf) r1 = r7                       ; R1_w=scalar(id={}) R7_w={i}\n\
+             {}: (57) r1 &= 7                       ; R1_w=scalar(smin=0,smax=7)\n\
+             {}: (0f) r6 += r1                      ; R6_w=scalar(smin=0,smax={})\n\
+             {}: (07) r7 += 1                       ; R7_w={}\n\
+             {}: (bf) r2 = r6                       ; R2_w=scalar(id={})\n",
+            pc,
+            i + 1,
+            pc + 1,
+            pc + 2,
+            7 * (i + 1),
+            pc + 3,
+            i + 1,
+            pc + 4,
+            i + 10,
+        ));
+    }
+    log.push_str(
+        "; return *(u64 *)(long)load; @ main.bpf.c:209\n\
+         42: (79) r0 = *(u64 *)(r6 +0)\n\
+         R6 invalid mem access 'scalar'\n\
+         processed 48 insns (limit 1000000) max_states_per_insn 0 total_states 4 peak_states 4 mark_read 1\n\
+         -- END PROG LOAD LOG --\n\
+         libbpf: prog 'ktstr_enqueue': failed to load: -13\n\
+         libbpf: failed to load object 'scx_ktstr'\n",
+    );
+    log
+}
+
+pub fn rejected() -> CellRecord {
+    let log = rejection_log();
+    let run = RunRecord {
+        attach: AttachOutcome::Died,
+        dispatched: false,
+        dispatch_note: None,
+        progs: vec![],
+        progs_source: StatsSource::Guest,
+        cross_check: None,
+        verifier_stats: parse_verifier_stats(&log),
+        scheduler_log: log,
+        guest_errors: vec!["scheduler exited with status 1".into()],
+        ..healthy_run("tiny-1llc", vec![])
+    };
+    let reason = run.attach.failure_reason().expect("a failure");
+    record(
+        "scx-ktstr",
+        K16,
+        "tiny-1llc",
+        Some(run),
+        Verdict::fail(Gate::Attach, reason),
+    )
+}
+
+pub fn not_attached() -> CellRecord {
+    let run = RunRecord {
+        attach: AttachOutcome::NotAttached(
+            "/sys/kernel/sched_ext/state stayed `disabled` for 5 s".into(),
+        ),
+        dispatched: false,
+        dispatch_note: Some("scheduler never attached; workload skipped".into()),
+        progs: vec![prog(7, "simple_enqueue", 24), prog(8, "simple_init", 310)],
+        progs_source: StatsSource::Guest,
+        cross_check: None,
+        ..healthy_run("smt-2llc", vec![])
+    };
+    let reason = run.attach.failure_reason().expect("a failure");
+    record(
+        "scx-simple",
+        K12,
+        "smt-2llc",
+        Some(run),
+        Verdict::fail(Gate::Attach, reason),
+    )
+}
+
+pub fn timed_out() -> CellRecord {
+    let run = RunRecord {
+        attach: AttachOutcome::Unconfirmed,
+        dispatched: false,
+        dispatch_note: None,
+        timed_out: true,
+        progs: vec![],
+        cross_check: None,
+        observed_topology: None,
+        scheduler_log: "scx_ktstr: loading BPF skeleton\n".into(),
+        frame_stats: DecodeStats {
+            frames: 3,
+            truncated: 1,
+            garbage_bytes: 17,
+            ..DecodeStats::default()
+        },
+        ..healthy_run("odd-3llc", vec![])
+    };
+    record(
+        "scx-ktstr",
+        K12,
+        "odd-3llc",
+        Some(run),
+        Verdict::fail(
+            Gate::TimedOut,
+            "host watchdog fired: the VM did not exit before its deadline",
+        ),
+    )
+}
+
+pub fn not_dispatched() -> CellRecord {
+    let run = RunRecord {
+        dispatched: false,
+        dispatch_note: Some("0 iterations in 2 s".into()),
+        progs_source: StatsSource::Guest,
+        cross_check: None,
+        ..healthy_run("tiny-1llc", ktstr_progs(0))
+    };
+    record(
+        "scx-ktstr",
+        K12,
+        "tiny-1llc",
+        Some(run),
+        Verdict::fail(
+            Gate::Dispatch,
+            "workload never made progress under SCHED_EXT: 0 iterations in 2 s",
+        ),
+    )
+}
+
+/// Attached and dispatching, but the guest's view disagrees with the preset and the host.
+pub fn mismatched() -> CellRecord {
+    let mut run = healthy_run("tiny-2llc", ktstr_progs(0));
+    if let Some(seen) = &mut run.observed_topology {
+        seen.llcs = vec![vec![0, 1, 2, 3]];
+    }
+    run.cross_check = Some(CrossCheck {
+        mismatches: vec![
+            "program 42 `ktstr_enqueue`: verified_insns host 412 != guest 410".into(),
+            "program 45 `ktstr_exit` read by the host, not reported by the guest".into(),
+        ],
+    });
+    record(
+        "scx-ktstr",
+        K12,
+        "tiny-2llc",
+        Some(run),
+        Verdict::fail(Gate::Topology, "guest sees 1n1l4c1t, preset is 1n2l2c1t"),
+    )
+}
+
+pub fn setup_failure() -> CellRecord {
+    record(
+        "scx-ktstr",
+        "kernel_6_1_158",
+        "tiny-1llc",
+        None,
+        Verdict::fail(
+            Gate::Setup,
+            "kernel kernel_6_1_158 lacks CONFIG_SCHED_CLASS_EXT; rebuild it with sched_ext enabled or drop it from the sweep",
+        ),
+    )
+}
+
+fn pass(sched: &str, kernel: &str, preset: &str, progs: Vec<ProgStat>) -> CellRecord {
+    record(
+        sched,
+        kernel,
+        preset,
+        Some(healthy_run(preset, progs)),
+        Verdict::Pass,
+    )
+}
+
+fn dispatch_fail(sched: &str, kernel: &str, preset: &str, progs: Vec<ProgStat>) -> CellRecord {
+    let run = RunRecord {
+        dispatched: false,
+        dispatch_note: Some("0 iterations in 2 s".into()),
+        ..healthy_run(preset, progs)
+    };
+    record(
+        sched,
+        kernel,
+        preset,
+        Some(run),
+        Verdict::fail(
+            Gate::Dispatch,
+            "workload never made progress under SCHED_EXT: 0 iterations in 2 s",
+        ),
+    )
+}
+
+fn simple_progs(enqueue: u32) -> Vec<ProgStat> {
+    vec![
+        prog(7, "simple_enqueue", enqueue),
+        prog(8, "simple_init", 310),
+    ]
+}
+
+/// Two schedulers over two kernels and three topologies: scx-ktstr on tiny-2llc passes on
+/// one kernel only (mixed), scx-simple fails smt-2llc on both.
+pub fn two_kernel_report() -> SweepReport {
+    let mut records = Vec::new();
+    for kernel in [K12, K16] {
+        records.push(pass("scx-ktstr", kernel, "tiny-1llc", ktstr_progs(0)));
+        if kernel == K12 {
+            records.push(pass("scx-ktstr", kernel, "tiny-2llc", ktstr_progs(6)));
+        } else {
+            records.push(dispatch_fail(
+                "scx-ktstr",
+                kernel,
+                "tiny-2llc",
+                ktstr_progs(9),
+            ));
+        }
+        records.push(pass("scx-ktstr", kernel, "smt-2llc", ktstr_progs(14)));
+        records.push(pass("scx-simple", kernel, "tiny-1llc", simple_progs(24)));
+        records.push(pass("scx-simple", kernel, "tiny-2llc", simple_progs(24)));
+        records.push(dispatch_fail(
+            "scx-simple",
+            kernel,
+            "smt-2llc",
+            simple_progs(26),
+        ));
+    }
+    // A program only the newer kernel loads: `-` in the older kernel's row.
+    for r in records.iter_mut() {
+        let newer_ktstr = r.cell.kernel == K16 && r.cell.scheduler == "scx-ktstr";
+        if let (Some(run), true) = (&mut r.run, newer_ktstr) {
+            run.progs.push(prog(46, "ktstr_running", 18));
+        }
+    }
+    let planned = records.len();
+    SweepReport {
+        records,
+        planned,
+        complete: true,
+    }
+}
+
+/// The first five cells of the two-kernel sweep, interrupted.
+pub fn incomplete_report() -> SweepReport {
+    let full = two_kernel_report();
+    SweepReport {
+        records: full.records[..5].to_vec(),
+        planned: full.planned,
+        complete: false,
+    }
+}
+
+pub fn all_passing_report() -> SweepReport {
+    SweepReport {
+        records: vec![
+            pass("scx-ktstr", K12, "tiny-1llc", ktstr_progs(0)),
+            passing(),
+        ],
+        planned: 2,
+        complete: true,
+    }
+}
+
+/// Every single-cell fixture, for properties that must hold for all of them.
+pub fn every_cell() -> Vec<CellRecord> {
+    vec![
+        passing(),
+        rejected(),
+        not_attached(),
+        timed_out(),
+        not_dispatched(),
+        mismatched(),
+        setup_failure(),
+    ]
+}

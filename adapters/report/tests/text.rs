@@ -1,0 +1,240 @@
+//! Snapshots of the terminal rendering, and the reporter's I/O behaviour.
+
+mod common;
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use ktstr_ports::reporter::Reporter;
+use ktstr_report::{TextOptions, TextReporter, render_cell, render_summary};
+
+const PLAIN: TextOptions = TextOptions {
+    raw: false,
+    color: false,
+};
+const RAW: TextOptions = TextOptions {
+    raw: true,
+    color: false,
+};
+const COLOR: TextOptions = TextOptions {
+    raw: false,
+    color: true,
+};
+
+#[test]
+fn passing_cell() {
+    insta::assert_snapshot!(render_cell(&passing(), &PLAIN));
+}
+
+#[test]
+fn verifier_rejection_collapsed() {
+    insta::assert_snapshot!(render_cell(&rejected(), &PLAIN));
+}
+
+#[test]
+fn verifier_rejection_raw() {
+    insta::assert_snapshot!(render_cell(&rejected(), &RAW));
+}
+
+#[test]
+fn not_attached_cell() {
+    insta::assert_snapshot!(render_cell(&not_attached(), &PLAIN));
+}
+
+#[test]
+fn timed_out_cell() {
+    insta::assert_snapshot!(render_cell(&timed_out(), &PLAIN));
+}
+
+#[test]
+fn attached_but_not_dispatched_cell() {
+    insta::assert_snapshot!(render_cell(&not_dispatched(), &PLAIN));
+}
+
+#[test]
+fn topology_and_cross_check_mismatch_cell() {
+    insta::assert_snapshot!(render_cell(&mismatched(), &PLAIN));
+}
+
+#[test]
+fn setup_failure_cell() {
+    insta::assert_snapshot!(render_cell(&setup_failure(), &PLAIN));
+}
+
+#[test]
+fn two_kernel_summary() {
+    insta::assert_snapshot!(render_summary(&two_kernel_report(), &PLAIN));
+}
+
+#[test]
+fn incomplete_summary() {
+    insta::assert_snapshot!(render_summary(&incomplete_report(), &PLAIN));
+}
+
+#[test]
+fn all_passing_summary() {
+    insta::assert_snapshot!(render_summary(&all_passing_report(), &PLAIN));
+}
+
+#[test]
+fn raw_keeps_every_iteration_and_collapsed_folds_them() {
+    let rejected = rejected();
+    let raw = render_cell(&rejected, &RAW);
+    let folded = render_cell(&rejected, &PLAIN);
+    assert_eq!(raw.matches("main.bpf.c:204").count(), 8);
+    assert_eq!(folded.matches("main.bpf.c:204").count(), 2);
+    assert!(folded.lines().count() < raw.lines().count());
+}
+
+#[test]
+fn colour_escapes_only_when_asked() {
+    for record in every_cell() {
+        let plain = render_cell(&record, &PLAIN);
+        assert!(!plain.contains("\x1b["), "{plain}");
+        let colored = render_cell(&record, &COLOR);
+        assert!(colored.contains("\x1b["), "{colored}");
+        // Colour changes only the escapes, never the words.
+        assert_eq!(strip_ansi(&colored), plain);
+    }
+    for report in [
+        two_kernel_report(),
+        incomplete_report(),
+        all_passing_report(),
+    ] {
+        let plain = render_summary(&report, &PLAIN);
+        assert!(!plain.contains("\x1b["), "{plain}");
+        let colored = render_summary(&report, &COLOR);
+        assert!(colored.contains("\x1b["), "{colored}");
+        assert_eq!(strip_ansi(&colored), plain);
+    }
+}
+
+#[test]
+fn guest_text_cannot_inject_escapes() {
+    let mut record = passing();
+    if let Some(run) = &mut record.run {
+        run.scheduler_log = "\x1b[2Jcleared\n".into();
+        run.guest_errors = vec!["bell\x07".into()];
+    }
+    let out = render_cell(&record, &PLAIN);
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out}");
+    assert!(out.contains("  \\u{1b}[2Jcleared\n"), "{out}");
+}
+
+#[test]
+fn multi_line_reasons_stay_inside_the_block() {
+    let mut record = setup_failure();
+    record.verdict = ktstr_domain::verdict::Verdict::fail(
+        ktstr_domain::verdict::Gate::Setup,
+        "booting failed\ncaused by: no /dev/kvm",
+    );
+    let out = render_cell(&record, &PLAIN);
+    assert!(
+        out.contains("  error: booting failed\n    caused by: no /dev/kvm\n"),
+        "{out}"
+    );
+}
+
+/// A sink the test can read back while the reporter owns a handle to it.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Tiny writes make interleaving likely if the reporter did not hold its lock.
+        let n = buf.len().min(7);
+        self.0.lock().unwrap().extend_from_slice(&buf[..n]);
+        std::thread::yield_now();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[test]
+fn concurrent_cells_print_whole_blocks() {
+    let buf = SharedBuf::default();
+    let reporter = Arc::new(TextReporter::new(Box::new(buf.clone()), PLAIN));
+    let cells = every_cell();
+    std::thread::scope(|s| {
+        for record in &cells {
+            let reporter = Arc::clone(&reporter);
+            s.spawn(move || reporter.cell_finished(record).unwrap());
+        }
+    });
+    let out = buf.text();
+    for record in &cells {
+        let block = render_cell(record, &PLAIN);
+        assert!(out.contains(&block), "block interleaved:\n{out}");
+    }
+    let total: usize = cells.iter().map(|r| render_cell(r, &PLAIN).len()).sum();
+    assert_eq!(out.len(), total);
+}
+
+#[test]
+fn reporter_prints_warnings_then_cells_then_summary() {
+    let buf = SharedBuf::default();
+    let reporter = TextReporter::new(Box::new(buf.clone()), PLAIN);
+    let report = all_passing_report();
+    reporter
+        .sweep_started(
+            2,
+            &["scx-rusty skipped: no kernel has CONFIG_SCHED_CLASS_EXT".into()],
+        )
+        .unwrap();
+    for r in &report.records {
+        reporter.cell_finished(r).unwrap();
+    }
+    reporter.sweep_finished(&report).unwrap();
+    let out = buf.text();
+    assert!(out.starts_with(
+        "warning: scx-rusty skipped: no kernel has CONFIG_SCHED_CLASS_EXT\nrunning 2 cell(s)\n=== "
+    ));
+    assert!(out.ends_with(&render_summary(&report, &PLAIN)));
+}
+
+struct BrokenPipe;
+
+impl Write for BrokenPipe {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::BrokenPipe.into())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn write_errors_become_report_errors() {
+    let reporter = TextReporter::new(Box::new(BrokenPipe), PLAIN);
+    let err = reporter.sweep_started(1, &[]).unwrap_err();
+    assert!(err.to_string().contains("text report"), "{err}");
+}
+
+/// Removes SGR sequences (`ESC [ ... m`), the only escapes the reporter emits.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -1,0 +1,64 @@
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ktstr::cli::{Cli, Command};
+use ktstr::{commands, host, manifest_file};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(level))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Presets { max_vcpus } => {
+            print!("{}", commands::presets(host::host_budget(max_vcpus)));
+        }
+        Command::Schedulers {
+            manifest,
+            max_vcpus,
+        } => {
+            let cwd = std::env::current_dir().context("reading the current directory")?;
+            let (path, decls) = manifest_file::load_manifest(manifest.as_deref(), &cwd)?;
+            println!("manifest: {}", path.display());
+            print!(
+                "{}",
+                commands::schedulers(&decls, host::host_budget(max_vcpus))
+            );
+        }
+        Command::Collapse { file } => {
+            let log = match &file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("reading verifier log {}", path.display()))?,
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .context("reading the verifier log from standard input")?;
+                    buf
+                }
+            };
+            print!("{}", commands::collapse_log(&String::from_utf8_lossy(&log)));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

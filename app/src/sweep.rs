@@ -1,0 +1,325 @@
+//! The sweep use case: expand the matrix, run cells under a budget, judge and report them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use ktstr_domain::attach::{AttachOutcome, GuestReport};
+use ktstr_domain::crosscheck::cross_check;
+use ktstr_domain::kernel::KernelSpec;
+use ktstr_domain::manifest::SchedulerDecl;
+use ktstr_domain::matrix::{MatrixError, MatrixRequest, PlannedCell, expand};
+use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
+use ktstr_domain::verdict::{Gate, RunFacts, Verdict, cell_verdict};
+use ktstr_domain::vstats::parse_verifier_stats;
+use ktstr_domain::wire::decode_all;
+use ktstr_ports::{
+    GuestImageBuilder, GuestPlan, Hypervisor, HypervisorError, KernelArtifact, KernelCache,
+    KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource, VmRun, VmSpec,
+};
+use thiserror::Error;
+use tokio::sync::Semaphore;
+
+/// The adapters one sweep runs on.
+#[derive(Clone)]
+pub struct SweepPorts {
+    pub kernels: Arc<dyn KernelCache>,
+    pub hypervisor: Arc<dyn Hypervisor>,
+    pub schedulers: Arc<dyn SchedulerSource>,
+    pub images: Arc<dyn GuestImageBuilder>,
+    /// Host-side reading of `verified_insns`; without it the guest's own report is used.
+    pub introspection: Option<Arc<dyn KernelIntrospection>>,
+    pub reporter: Arc<dyn Reporter>,
+}
+
+impl std::fmt::Debug for SweepPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SweepPorts")
+            .field("hypervisor", &self.hypervisor.name())
+            .field("introspection", &self.introspection.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a sweep runs, beyond which cells it covers.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    pub request: MatrixRequest,
+    /// Cells booted at once.
+    pub jobs: usize,
+    /// Guest RAM all running cells may hold together.
+    pub memory_budget_mib: u64,
+    /// The host watchdog of one VM.
+    pub cell_timeout: Duration,
+    pub attach_timeout: Duration,
+    pub probe_duration: Duration,
+    /// Kernel command line the guest boots with, beyond the backend's console setup.
+    pub kernel_args: Vec<String>,
+    /// Fail cells whose host-read and guest-reported programs disagree.
+    pub cross_check: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Kernels(#[from] KernelCacheError),
+    #[error(transparent)]
+    Matrix(#[from] MatrixError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+/// Guest RAM for a topology: a base for the kernel and init plus a little per CPU.
+pub fn vm_memory_mib(cpus: u32) -> u32 {
+    512 + 8 * cpus
+}
+
+/// Runs the sweep until done or until `interrupt` resolves; an interrupted sweep still
+/// returns (and reports) the cells that finished, marked incomplete.
+pub async fn run_sweep(
+    decls: &[SchedulerDecl],
+    kernel_specs: &[KernelSpec],
+    ports: &SweepPorts,
+    settings: &SweepSettings,
+    interrupt: impl Future<Output = ()>,
+) -> Result<SweepReport, SweepError> {
+    let kernels = ports.kernels.resolve(kernel_specs).await?;
+    let labels: Vec<_> = kernels.iter().map(|k| k.label.clone()).collect();
+    let matrix = expand(decls, &labels, &settings.request)?;
+    ports
+        .reporter
+        .sweep_started(matrix.cells.len(), &matrix.warnings)?;
+
+    let images = prepare_images(decls, &matrix.cells, ports, settings).await;
+    let jobs = Semaphore::new(settings.jobs.max(1));
+    let budget = settings.memory_budget_mib.clamp(1, u64::from(u32::MAX)) as u32;
+    let memory = Semaphore::new(budget as usize);
+    let ctx = CellContext {
+        ports,
+        settings,
+        jobs: &jobs,
+        memory: &memory,
+        memory_budget: budget,
+    };
+
+    let mut running: FuturesUnordered<_> = matrix
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(index, cell)| {
+            let kernel = &kernels[cell.kernel];
+            let image = &images[&cell.scheduler];
+            let decl = &decls[cell.scheduler];
+            let ctx = &ctx;
+            async move { (index, ctx.run(cell, decl, kernel, image).await) }
+        })
+        .collect();
+
+    let mut finished: Vec<(usize, CellRecord)> = Vec::new();
+    let mut complete = true;
+    tokio::pin!(interrupt);
+    loop {
+        tokio::select! {
+            next = running.next() => match next {
+                None => break,
+                Some((_, None)) => {
+                    complete = false;
+                }
+                Some((index, Some(record))) => {
+                    ports.reporter.cell_finished(&record)?;
+                    finished.push((index, record));
+                }
+            },
+            () = &mut interrupt => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    // Dropping the in-flight cells tears their VMs down before the summary is printed.
+    drop(running);
+    finished.sort_by_key(|(index, _)| *index);
+    let report = SweepReport {
+        records: finished.into_iter().map(|(_, r)| r).collect(),
+        planned: matrix.cells.len(),
+        complete,
+    };
+    ports.reporter.sweep_finished(&report)?;
+    Ok(report)
+}
+
+/// One initramfs per scheduler used, or the reason it could not be built.
+async fn prepare_images(
+    decls: &[SchedulerDecl],
+    cells: &[PlannedCell],
+    ports: &SweepPorts,
+    settings: &SweepSettings,
+) -> HashMap<usize, Result<PathBuf, String>> {
+    let mut images = HashMap::new();
+    for cell in cells {
+        if images.contains_key(&cell.scheduler) {
+            continue;
+        }
+        let decl = &decls[cell.scheduler];
+        let image = match ports.schedulers.binary(decl).await {
+            Err(e) => Err(e.to_string()),
+            Ok(scheduler) => {
+                let plan = GuestPlan {
+                    scheduler,
+                    sched_args: decl.sched_args.clone(),
+                    attach_timeout: settings.attach_timeout,
+                    probe_duration: settings.probe_duration,
+                };
+                ports.images.build(&plan).await.map_err(|e| e.to_string())
+            }
+        };
+        images.insert(cell.scheduler, image);
+    }
+    images
+}
+
+struct CellContext<'a> {
+    ports: &'a SweepPorts,
+    settings: &'a SweepSettings,
+    jobs: &'a Semaphore,
+    memory: &'a Semaphore,
+    memory_budget: u32,
+}
+
+impl CellContext<'_> {
+    /// `None` when the cell was interrupted and has no outcome.
+    async fn run(
+        &self,
+        cell: &PlannedCell,
+        decl: &SchedulerDecl,
+        kernel: &KernelArtifact,
+        image: &Result<PathBuf, String>,
+    ) -> Option<CellRecord> {
+        let topology = cell.preset.topology;
+        let setup_failure = |reason: String| CellRecord {
+            cell: cell.id.clone(),
+            topology,
+            verdict: Verdict::fail(Gate::Setup, reason),
+            run: None,
+            wall_ms: 0,
+        };
+        if !kernel.missing_options.is_empty() {
+            return Some(setup_failure(format!(
+                "kernel {} lacks {}; not booted (rebuild it with ktstr's kconfig fragment)",
+                kernel.label.sanitized(),
+                kernel.missing_options.join(", ")
+            )));
+        }
+        let initramfs = match image {
+            Ok(path) => path.clone(),
+            Err(reason) => {
+                return Some(setup_failure(format!(
+                    "scheduler `{}`: {reason}",
+                    decl.name
+                )));
+            }
+        };
+        let memory_mib = vm_memory_mib(topology.cpus());
+        let _job = self.jobs.acquire().await.ok()?;
+        let _memory = self
+            .memory
+            .acquire_many(memory_mib.min(self.memory_budget))
+            .await
+            .ok()?;
+        let started = Instant::now();
+        let spec = VmSpec {
+            kernel_image: kernel.image.clone(),
+            initramfs,
+            cmdline: self.settings.kernel_args.join(" "),
+            topology,
+            memory_mib,
+            timeout: self.settings.cell_timeout,
+        };
+        let vm = match self.ports.hypervisor.run(spec).await {
+            Ok(vm) => vm,
+            Err(HypervisorError::Interrupted) => return None,
+            Err(e) => return Some(setup_failure(e.to_string())),
+        };
+        let mut record = self.judge(cell, kernel, vm).await;
+        record.wall_ms = started.elapsed().as_millis() as u64;
+        Some(record)
+    }
+
+    /// Turns what the VM left behind into a verdict.
+    async fn judge(&self, cell: &PlannedCell, kernel: &KernelArtifact, vm: VmRun) -> CellRecord {
+        let decoded = decode_all(&vm.frame_bytes);
+        let attach = AttachOutcome::from_frames(&decoded.frames);
+        let guest = GuestReport::from_frames(&decoded.frames);
+        let host = self.read_host_programs(kernel, vm.memory).await;
+        let topology_check = guest
+            .topology
+            .as_ref()
+            .map(|seen| seen.check(&cell.preset.topology));
+        let (progs, progs_source, cross) = match host {
+            None => (guest.progs.clone(), StatsSource::Guest, None),
+            Some(Ok(host_progs)) => {
+                let check = self
+                    .settings
+                    .cross_check
+                    .then(|| cross_check(&host_progs, &guest.progs));
+                (host_progs, StatsSource::Host, check)
+            }
+            Some(Err(e)) => {
+                let failed = ktstr_domain::crosscheck::CrossCheck {
+                    mismatches: vec![e],
+                };
+                (guest.progs.clone(), StatsSource::Guest, Some(failed))
+            }
+        };
+        let verdict = cell_verdict(RunFacts {
+            timed_out: vm.timed_out,
+            attach: &attach,
+            dispatched: guest.dispatched,
+            dispatch_note: guest.dispatch_note.as_deref(),
+            topology: topology_check.as_ref(),
+            cross_check: cross.as_ref(),
+        });
+        CellRecord {
+            cell: cell.id.clone(),
+            topology: cell.preset.topology,
+            verdict,
+            run: Some(RunRecord {
+                backend: vm.backend,
+                verifier_stats: parse_verifier_stats(&guest.scheduler_log),
+                attach,
+                dispatched: guest.dispatched,
+                dispatch_note: guest.dispatch_note,
+                timed_out: vm.timed_out,
+                progs,
+                progs_source,
+                cross_check: cross,
+                scheduler_log: guest.scheduler_log,
+                observed_topology: guest.topology,
+                guest_errors: guest.guest_errors,
+                frame_stats: decoded.stats,
+            }),
+            wall_ms: 0,
+        }
+    }
+
+    /// `None` when host introspection is not available for this run.
+    async fn read_host_programs(
+        &self,
+        kernel: &KernelArtifact,
+        memory: Option<Box<dyn ktstr_ports::GuestMemory>>,
+    ) -> Option<Result<Vec<ktstr_domain::prog::ProgStat>, String>> {
+        let introspection = self.ports.introspection.clone()?;
+        let memory = memory?;
+        let kernel = kernel.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            introspection
+                .read_programs(&kernel, memory.as_ref())
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        Some(read.unwrap_or_else(|e| Err(format!("introspection task failed: {e}"))))
+    }
+}

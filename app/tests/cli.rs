@@ -1,0 +1,107 @@
+//! The binary as a user drives it: output, errors and exit codes.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn ktstr() -> Command {
+    Command::cargo_bin("ktstr").unwrap()
+}
+
+#[test]
+fn presets_lists_the_catalogue_against_the_budget() {
+    ktstr()
+        .args(["presets", "--max-vcpus", "16"])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"numa4-12llc +4n12l8c2t +192 .*over budget").unwrap())
+        .stdout(predicate::str::contains("host budget: 16 vCPUs per VM"));
+}
+
+#[test]
+fn schedulers_validates_the_manifest_and_shows_presets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ktstr.toml"),
+        "[[scheduler]]\nname = \"scx_simple\"\nbinary = \"bin/scx_simple\"\n[scheduler.topology]\nmin_llcs = 2\n",
+    )
+    .unwrap();
+    ktstr()
+        .current_dir(dir.path())
+        .args(["schedulers", "--max-vcpus", "9"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scx_simple  (binary "))
+        .stdout(predicate::str::contains(
+            "  presets: tiny-2llc odd-3llc smt-2llc\n",
+        ))
+        .stdout(predicate::str::contains("tiny-1llc (1 LLCs < min_llcs 2)"));
+}
+
+#[test]
+fn a_bad_manifest_fails_with_the_field_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        "[[scheduler]]\nname = \"a\"\nbinary = \"x\"\nsched_arg = []\n",
+    )
+    .unwrap();
+    ktstr()
+        .args(["schedulers", "--manifest"])
+        .arg(&path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid manifest"))
+        .stderr(predicate::str::contains("m.toml"))
+        .stderr(predicate::str::contains("unknown field `sched_arg`"));
+    ktstr()
+        .current_dir(dir.path())
+        .arg("schedulers")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no ktstr.toml in"));
+}
+
+#[test]
+fn collapse_reads_standard_input_and_files() {
+    let mut log = String::from("func#0 @0\n0: R1=ctx() R10=fp0\n");
+    for i in 0..6 {
+        let base = 10 + i * 3;
+        log.push_str("; acc += (u32)t; @ main.bpf.c:454\n");
+        log.push_str(&format!(
+            "{base}: (61) r1 = *(u32 *)(r10 -8)        ; R1_w={i}\n"
+        ));
+        log.push_str(&format!(
+            "{}: (0f) r1 += r0         ; R1_w=scalar(id={i})\n",
+            base + 1
+        ));
+        log.push_str(&format!(
+            "{}: (63) *(u32 *)(r10 -8) = r1   ; fp-8={i}\n",
+            base + 2
+        ));
+        log.push_str(&format!("{}: (07) r6 += 1   ; R6={i}\n", base + 3));
+    }
+    log.push_str("R1 invalid mem access 'scalar'\nprocessed 40 insns (limit 1000000) max_states_per_insn 0 total_states 3 peak_states 3 mark_read 0\n");
+    ktstr()
+        .arg("collapse")
+        .write_stdin(log.clone())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "--- 6x of the following 5 lines ---",
+        ))
+        .stdout(predicate::str::contains(
+            "--- 4 identical iterations omitted ---",
+        ))
+        .stdout(predicate::str::contains("--- end repeat ---"))
+        .stdout(predicate::str::ends_with(
+            "verifier stats: processed=40  states=3/3\n",
+        ));
+    ktstr()
+        .args(["collapse", "/nonexistent/verifier.log"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "reading verifier log /nonexistent/verifier.log",
+        ));
+}

@@ -1,0 +1,664 @@
+//! The sweep use case end to end over mocked ports: every verdict path, mixed kernels,
+//! filters, budgets, pre-boot failures and interruption.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
+use ktstr_domain::attach::AttachOutcome;
+use ktstr_domain::constraints::HostBudget;
+use ktstr_domain::frame::Frame;
+use ktstr_domain::kernel::{KernelLabel, KernelSpec};
+use ktstr_domain::manifest::{SchedulerDecl, parse_manifest};
+use ktstr_domain::matrix::{MatrixError, MatrixRequest};
+use ktstr_domain::observed::ObservedTopology;
+use ktstr_domain::prog::ProgStat;
+use ktstr_domain::report::{CellRecord, GridStatus, StatsSource, SweepReport};
+use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::wire::encode;
+use ktstr_ports::{
+    GuestImageError, HypervisorError, IntrospectionError, KernelArtifact, MockGuestImageBuilder,
+    MockGuestMemory, MockHypervisor, MockKernelCache, MockKernelIntrospection, MockSchedulerSource,
+    ReportError, Reporter, SchedulerSourceError, VmRun, VmSpec,
+};
+
+/// Collects what the use case reports, in order.
+#[derive(Default)]
+struct Recorder {
+    started: Mutex<Option<(usize, Vec<String>)>>,
+    cells: Mutex<Vec<String>>,
+    finished: Mutex<Option<SweepReport>>,
+}
+
+impl Reporter for Recorder {
+    fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError> {
+        *self.started.lock().unwrap() = Some((planned, warnings.to_vec()));
+        Ok(())
+    }
+    fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
+        self.cells.lock().unwrap().push(record.cell.to_string());
+        Ok(())
+    }
+    fn sweep_finished(&self, report: &SweepReport) -> Result<(), ReportError> {
+        *self.finished.lock().unwrap() = Some(report.clone());
+        Ok(())
+    }
+}
+
+fn artifact(version: &str, missing: &[&str]) -> KernelArtifact {
+    KernelArtifact {
+        label: KernelLabel::new(version, version.parse().ok()),
+        image: PathBuf::from(format!("/kernels/{version}/bzImage")),
+        vmlinux: PathBuf::from(format!("/kernels/{version}/vmlinux")),
+        missing_options: missing.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn decls(text: &str) -> Vec<SchedulerDecl> {
+    parse_manifest(text).unwrap()
+}
+
+fn one_scheduler() -> Vec<SchedulerDecl> {
+    decls("[[scheduler]]\nname = \"sched\"\nbinary = \"/bin/sched\"\n")
+}
+
+fn settings(filters: &[&str]) -> SweepSettings {
+    SweepSettings {
+        request: MatrixRequest {
+            scheduler: None,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            host: HostBudget { max_vcpus: 16 },
+        },
+        jobs: 2,
+        memory_budget_mib: 4096,
+        cell_timeout: Duration::from_secs(30),
+        attach_timeout: Duration::from_secs(5),
+        probe_duration: Duration::from_millis(300),
+        kernel_args: vec!["nokaslr".into()],
+        cross_check: true,
+    }
+}
+
+fn prog(id: u32, name: &str, insns: u32) -> ProgStat {
+    ProgStat {
+        id,
+        prog_type: 27,
+        name: name.into(),
+        verified_insns: insns,
+    }
+}
+
+/// The frames of a healthy run on `spec`'s topology.
+fn healthy(spec: &VmSpec) -> Vec<Frame> {
+    vec![
+        Frame::Topology {
+            topology: ObservedTopology::ideal(&spec.topology),
+        },
+        Frame::SchedulerStarted { pid: 42 },
+        Frame::PayloadStarting,
+        Frame::WorkloadDispatched {
+            workers: spec.topology.cpus(),
+            iterations: 1000,
+        },
+        Frame::ProgStats {
+            progs: vec![
+                prog(7, "ktstr_dispatch", 100 + spec.topology.cpus()),
+                prog(8, "ktstr_init", 2296),
+            ],
+        },
+        Frame::SchedulerLog {
+            text: "scheduler up\n".into(),
+        },
+    ]
+}
+
+fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
+    VmRun {
+        backend: "mock".into(),
+        console: String::new(),
+        frame_bytes: frames.iter().flat_map(encode).collect(),
+        timed_out,
+        memory: None,
+    }
+}
+
+struct Harness {
+    kernels: Vec<KernelArtifact>,
+    hypervisor: MockHypervisor,
+    schedulers: MockSchedulerSource,
+    images: MockGuestImageBuilder,
+    introspection: Option<MockKernelIntrospection>,
+    recorder: Arc<Recorder>,
+}
+
+impl Harness {
+    fn new(kernels: Vec<KernelArtifact>) -> Self {
+        let mut schedulers = MockSchedulerSource::new();
+        schedulers
+            .expect_binary()
+            .returning(|d| Ok(PathBuf::from(format!("/bin/{}", d.name))));
+        let mut images = MockGuestImageBuilder::new();
+        images
+            .expect_build()
+            .returning(|plan| Ok(Path::new("/images").join(plan.scheduler.file_name().unwrap())));
+        Harness {
+            kernels,
+            hypervisor: MockHypervisor::new(),
+            schedulers,
+            images,
+            introspection: None,
+            recorder: Arc::new(Recorder::default()),
+        }
+    }
+
+    fn ports(self) -> (SweepPorts, Arc<Recorder>) {
+        let mut cache = MockKernelCache::new();
+        let kernels = self.kernels;
+        cache
+            .expect_resolve()
+            .returning(move |_| Ok(kernels.clone()));
+        let ports = SweepPorts {
+            kernels: Arc::new(cache),
+            hypervisor: Arc::new(self.hypervisor),
+            schedulers: Arc::new(self.schedulers),
+            images: Arc::new(self.images),
+            introspection: self
+                .introspection
+                .map(|i| Arc::new(i) as Arc<dyn ktstr_ports::KernelIntrospection>),
+            reporter: self.recorder.clone(),
+        };
+        (ports, self.recorder)
+    }
+}
+
+async fn sweep(
+    decls: &[SchedulerDecl],
+    harness: Harness,
+    settings: &SweepSettings,
+) -> (Result<SweepReport, SweepError>, Arc<Recorder>) {
+    let (ports, recorder) = harness.ports();
+    let never = std::future::pending::<()>();
+    let result = run_sweep(decls, &[], &ports, settings, never).await;
+    (result, recorder)
+}
+
+fn verdict_of<'a>(report: &'a SweepReport, cell: &str) -> &'a Verdict {
+    &report
+        .records
+        .iter()
+        .find(|r| r.cell.to_string() == cell)
+        .unwrap_or_else(|| panic!("no record for {cell}"))
+        .verdict
+}
+
+fn failed_gate(verdict: &Verdict) -> (Gate, String) {
+    match verdict {
+        Verdict::Fail { gate, reason } => (*gate, reason.clone()),
+        Verdict::Pass => panic!("expected a failure"),
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_sweep_passes_every_cell_and_reports_them() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor
+        .expect_run()
+        .times(2)
+        .returning(|spec| Ok(vm(&healthy(&spec), false)));
+    let (report, recorder) =
+        sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "tiny-2llc"])).await;
+    let report = report.unwrap();
+    assert!(report.succeeded());
+    assert_eq!(report.records.len(), 2);
+    let run = report.records[0].run.as_ref().unwrap();
+    assert_eq!(run.attach, AttachOutcome::Attached);
+    assert_eq!(run.progs_source, StatsSource::Guest);
+    assert_eq!(run.progs[0].verified_insns, 104);
+    assert_eq!(run.scheduler_log, "scheduler up\n");
+    assert_eq!(recorder.started.lock().unwrap().as_ref().unwrap().0, 2);
+    assert_eq!(recorder.cells.lock().unwrap().len(), 2);
+    assert_eq!(recorder.finished.lock().unwrap().as_ref(), Some(&report));
+    let table = &report.insns_tables()[0];
+    assert_eq!(table.programs, ["ktstr_dispatch", "ktstr_init"]);
+    assert_eq!(table.rows[0].cells[0].unwrap().to_string(), "104");
+}
+
+#[tokio::test]
+async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        let frames = match spec.topology.to_string().as_str() {
+            // tiny-1llc: the verifier rejected the program and the loader exited.
+            "1n1l4c1t" => vec![
+                Frame::SchedulerStarted { pid: 1 },
+                Frame::SchedulerLog {
+                    text: "R1 invalid mem access 'scalar'\nprocessed 186 insns (limit 1000000) max_states_per_insn 0 total_states 7 peak_states 7 mark_read 0\n".into(),
+                },
+                Frame::SchedulerDied {
+                    status: "exit code 1".into(),
+                },
+            ],
+            // tiny-2llc: alive, never enabled.
+            "1n2l2c1t" => vec![
+                Frame::SchedulerStarted { pid: 1 },
+                Frame::SchedulerNotAttached {
+                    reason: "state stayed disabled for 5 s".into(),
+                },
+            ],
+            // odd-3llc: the guest vanished without a word (an early panic).
+            _ => vec![],
+        };
+        Ok(vm(&frames, false))
+    });
+    let (report, _) = sweep(
+        &one_scheduler(),
+        h,
+        &settings(&["tiny-1llc", "tiny-2llc", "odd-3llc"]),
+    )
+    .await;
+    let report = report.unwrap();
+    let (gate, reason) = failed_gate(verdict_of(
+        &report,
+        "verifier/sched/kernel_6_12_117/tiny-1llc",
+    ));
+    assert_eq!(gate, Gate::Attach);
+    assert_eq!(reason, "scheduler process exited during BPF load/startup");
+    let died = report.records[0].run.as_ref().unwrap();
+    assert_eq!(died.verifier_stats.len(), 1);
+    assert_eq!(
+        died.verifier_stats[0].to_string(),
+        "processed=186  states=7/7"
+    );
+    let (gate, reason) = failed_gate(verdict_of(
+        &report,
+        "verifier/sched/kernel_6_12_117/tiny-2llc",
+    ));
+    assert_eq!(gate, Gate::Attach);
+    assert!(
+        reason.ends_with("state stayed disabled for 5 s"),
+        "{reason}"
+    );
+    let (gate, reason) = failed_gate(verdict_of(
+        &report,
+        "verifier/sched/kernel_6_12_117/odd-3llc",
+    ));
+    assert_eq!(gate, Gate::Attach);
+    assert!(reason.contains("never confirmed"), "{reason}");
+    assert!(!report.succeeded());
+    assert_eq!(report.failing().len(), 3);
+}
+
+#[tokio::test]
+async fn attach_without_dispatch_and_timeouts_fail_their_gates() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        let mut frames = healthy(&spec);
+        let timed_out = spec.topology.to_string() == "1n2l2c1t";
+        if !timed_out {
+            frames[3] = Frame::WorkloadNotDispatched {
+                reason: "0 iterations after 2 s".into(),
+            };
+        }
+        Ok(vm(&frames, timed_out))
+    });
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "tiny-2llc"])).await;
+    let report = report.unwrap();
+    let (gate, reason) = failed_gate(verdict_of(
+        &report,
+        "verifier/sched/kernel_6_12_117/tiny-1llc",
+    ));
+    assert_eq!(gate, Gate::Dispatch);
+    assert!(reason.ends_with("0 iterations after 2 s"), "{reason}");
+    let (gate, _) = failed_gate(verdict_of(
+        &report,
+        "verifier/sched/kernel_6_12_117/tiny-2llc",
+    ));
+    assert_eq!(gate, Gate::TimedOut);
+}
+
+#[tokio::test]
+async fn a_failure_on_one_kernel_only_is_mixed_in_the_grid() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[]), artifact("6.13", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        if spec.kernel_image.starts_with("/kernels/6.13") && spec.topology.llcs == 2 {
+            Ok(vm(
+                &[Frame::SchedulerDied {
+                    status: "exit code 1".into(),
+                }],
+                false,
+            ))
+        } else {
+            Ok(vm(&healthy(&spec), false))
+        }
+    });
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "tiny-2llc"])).await;
+    let report = report.unwrap();
+    let grid = report.grid();
+    assert_eq!(grid.rows[0].topology, "tiny-1llc");
+    assert_eq!(grid.rows[0].cells, [Some(GridStatus::Pass)]);
+    assert_eq!(grid.rows[1].cells, [Some(GridStatus::Mixed)]);
+    assert_eq!((grid.passed, grid.failed, grid.mixed), (1, 0, 1));
+    let failing: Vec<String> = report
+        .failing()
+        .iter()
+        .map(|r| r.cell.to_string())
+        .collect();
+    assert_eq!(failing, ["verifier/sched/kernel_6_13/tiny-2llc"]);
+}
+
+#[tokio::test]
+async fn filters_and_the_scheduler_flag_decide_which_vms_boot() {
+    let two = decls(
+        "[[scheduler]]\nname = \"a\"\nbinary = \"/a\"\n[[scheduler]]\nname = \"b\"\nbinary = \"/b\"\nkernels = [\"6.12..6.12.200\"]\n",
+    );
+    let mut h = Harness::new(vec![artifact("6.12.117", &[]), artifact("6.13", &[])]);
+    // `--scheduler b` drops `a`, b's kernels list drops 6.13, the filter keeps one preset.
+    h.hypervisor
+        .expect_run()
+        .times(1)
+        .returning(|spec| Ok(vm(&healthy(&spec), false)));
+    let mut s = settings(&["smt-2llc"]);
+    s.request.scheduler = Some("b".into());
+    let (report, _) = sweep(&two, h, &s).await;
+    let names: Vec<String> = report
+        .unwrap()
+        .records
+        .iter()
+        .map(|r| r.cell.to_string())
+        .collect();
+    assert_eq!(names, ["verifier/b/kernel_6_12_117/smt-2llc"]);
+}
+
+#[tokio::test]
+async fn an_unknown_kernel_label_in_a_cell_name_is_an_error_naming_present_labels() {
+    let h = Harness::new(vec![artifact("6.12.117", &[])]);
+    let (result, recorder) = sweep(
+        &one_scheduler(),
+        h,
+        &settings(&["verifier/sched/kernel_6_14/tiny-1llc"]),
+    )
+    .await;
+    let err = result.unwrap_err();
+    assert!(matches!(err, SweepError::Matrix(MatrixError::Cell { .. })));
+    assert!(
+        err.to_string().ends_with("present: kernel_6_12_117"),
+        "{err}"
+    );
+    assert!(recorder.started.lock().unwrap().is_none());
+}
+
+#[tokio::test]
+async fn cells_that_cannot_boot_fail_at_setup_without_a_vm() {
+    let two = decls(
+        "[[scheduler]]\nname = \"a\"\nbinary = \"/a\"\n[[scheduler]]\nname = \"broken\"\nbinary = \"/missing\"\n",
+    );
+    let mut h = Harness::new(vec![
+        artifact("6.12.117", &[]),
+        artifact("6.1.158", &["CONFIG_SCHED_CLASS_EXT"]),
+    ]);
+    let mut schedulers = MockSchedulerSource::new();
+    schedulers.expect_binary().returning(|d| {
+        if d.name == "broken" {
+            Err(SchedulerSourceError::Missing {
+                name: d.name.clone(),
+                path: "/missing".into(),
+            })
+        } else {
+            Ok(PathBuf::from("/a"))
+        }
+    });
+    h.schedulers = schedulers;
+    // Only `a` on 6.12 boots.
+    h.hypervisor
+        .expect_run()
+        .times(1)
+        .withf(|spec| spec.kernel_image.starts_with("/kernels/6.12.117"))
+        .returning(|spec| Ok(vm(&healthy(&spec), false)));
+    let (report, _) = sweep(&two, h, &settings(&["tiny-1llc"])).await;
+    let report = report.unwrap();
+    assert_eq!(report.records.len(), 4);
+    assert!(verdict_of(&report, "verifier/a/kernel_6_12_117/tiny-1llc").passed());
+    let (gate, reason) = failed_gate(verdict_of(&report, "verifier/a/kernel_6_1_158/tiny-1llc"));
+    assert_eq!(gate, Gate::Setup);
+    assert!(
+        reason.contains("kernel_6_1_158 lacks CONFIG_SCHED_CLASS_EXT"),
+        "{reason}"
+    );
+    let (gate, reason) = failed_gate(verdict_of(
+        &report,
+        "verifier/broken/kernel_6_12_117/tiny-1llc",
+    ));
+    assert_eq!(gate, Gate::Setup);
+    assert!(reason.contains("/missing"), "{reason}");
+    assert!(report.records.iter().filter(|r| r.run.is_none()).count() == 3);
+}
+
+#[tokio::test]
+async fn image_and_launch_failures_are_setup_failures() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    let mut images = MockGuestImageBuilder::new();
+    images
+        .expect_build()
+        .returning(|_| Err(GuestImageError("libelf.so.1 not found".into())));
+    h.images = images;
+    h.hypervisor.expect_run().times(0);
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
+    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
+    assert_eq!(gate, Gate::Setup);
+    assert!(reason.contains("libelf.so.1"), "{reason}");
+
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|_| {
+        Err(HypervisorError::Launch(
+            "qemu-system-x86_64 not found".into(),
+        ))
+    });
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
+    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
+    assert_eq!(gate, Gate::Setup);
+    assert!(reason.contains("qemu-system-x86_64 not found"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_topology_the_guest_does_not_see_fails_the_cell() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        let mut frames = healthy(&spec);
+        let mut seen = ObservedTopology::ideal(&spec.topology);
+        seen.llcs = vec![seen.online_cpus.clone()];
+        frames[0] = Frame::Topology { topology: seen };
+        Ok(vm(&frames, false))
+    });
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-2llc"])).await;
+    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
+    assert_eq!(gate, Gate::Topology);
+    assert_eq!(reason, "guest sees 1n1l4c1t, preset is 1n2l2c1t");
+}
+
+fn with_memory(frames: &[Frame]) -> VmRun {
+    let mut run = vm(frames, false);
+    let mut memory = MockGuestMemory::new();
+    memory.expect_size().return_const(1u64 << 20);
+    run.memory = Some(Box::new(memory));
+    run
+}
+
+#[tokio::test]
+async fn host_introspection_is_used_and_cross_checked() {
+    for (host_insns, cross_check, expect_pass) in
+        [(104, true, true), (105, true, false), (105, false, true)]
+    {
+        let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+        h.hypervisor
+            .expect_run()
+            .returning(|spec| Ok(with_memory(&healthy(&spec))));
+        let mut introspection = MockKernelIntrospection::new();
+        introspection
+            .expect_read_programs()
+            .times(1)
+            .returning(move |k, _| {
+                assert_eq!(k.vmlinux, Path::new("/kernels/6.12.117/vmlinux"));
+                Ok(vec![
+                    prog(7, "ktstr_dispatch", host_insns),
+                    prog(8, "ktstr_init", 2296),
+                ])
+            });
+        h.introspection = Some(introspection);
+        let mut s = settings(&["tiny-1llc"]);
+        s.cross_check = cross_check;
+        let (report, _) = sweep(&one_scheduler(), h, &s).await;
+        let record = &report.unwrap().records[0];
+        let run = record.run.as_ref().unwrap();
+        assert_eq!(run.progs_source, StatsSource::Host);
+        assert_eq!(run.progs[0].verified_insns, host_insns);
+        assert_eq!(record.verdict.passed(), expect_pass, "{:?}", record.verdict);
+        if !expect_pass {
+            let (gate, reason) = failed_gate(&record.verdict);
+            assert_eq!(gate, Gate::CrossCheck);
+            assert!(reason.contains("host 105 != guest 104"), "{reason}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor
+        .expect_run()
+        .returning(|spec| Ok(with_memory(&healthy(&spec))));
+    let mut introspection = MockKernelIntrospection::new();
+    introspection
+        .expect_read_programs()
+        .returning(|_, _| Err(IntrospectionError("cycle in the program registry".into())));
+    h.introspection = Some(introspection);
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
+    let record = &report.unwrap().records[0];
+    let (gate, reason) = failed_gate(&record.verdict);
+    assert_eq!(gate, Gate::CrossCheck);
+    assert!(reason.contains("cycle in the program registry"), "{reason}");
+    assert_eq!(
+        record.run.as_ref().unwrap().progs_source,
+        StatsSource::Guest
+    );
+}
+
+#[tokio::test]
+async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        let mut bytes = b"noise before".to_vec();
+        for frame in healthy(&spec) {
+            bytes.extend(encode(&frame));
+            bytes.extend_from_slice(b"\x00\xffjunk");
+        }
+        // A corrupted copy of a failure frame must not turn the verdict.
+        let mut died = encode(&Frame::SchedulerDied {
+            status: "exit code 1".into(),
+        });
+        let last = died.len() - 1;
+        died[last] ^= 0xff;
+        bytes.extend(died);
+        Ok(VmRun {
+            frame_bytes: bytes,
+            ..vm(&[], false)
+        })
+    });
+    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
+    let record = &report.unwrap().records[0];
+    assert!(record.verdict.passed(), "{:?}", record.verdict);
+    let stats = record.run.as_ref().unwrap().frame_stats;
+    assert_eq!(stats.frames, 6);
+    assert_eq!(stats.corrupt, 1);
+    assert!(stats.garbage_bytes > 0);
+}
+
+/// A backend whose VMs take a while, counting how many run at once.
+#[derive(Default)]
+struct SlowHypervisor {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ktstr_ports::Hypervisor for SlowHypervisor {
+    fn name(&self) -> String {
+        "slow".into()
+    }
+    async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
+        let now = self.live.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        Ok(vm(&healthy(&spec), false))
+    }
+}
+
+async fn peak_vms(jobs: usize, memory_budget_mib: u64) -> usize {
+    let (mut ports, _) = Harness::new(vec![artifact("6.12.117", &[])]).ports();
+    let slow = Arc::new(SlowHypervisor::default());
+    ports.hypervisor = slow.clone();
+    let mut s = settings(&[]);
+    s.jobs = jobs;
+    s.memory_budget_mib = memory_budget_mib;
+    let report = run_sweep(&one_scheduler(), &[], &ports, &s, std::future::pending())
+        .await
+        .unwrap();
+    assert!(report.records.len() > 3);
+    assert!(report.succeeded());
+    slow.peak.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn jobs_and_the_memory_budget_bound_how_many_vms_run_at_once() {
+    assert_eq!(peak_vms(1, 1 << 20).await, 1);
+    assert_eq!(peak_vms(3, 1 << 20).await, 3);
+    // Each VM needs at least 512 MiB: a 1 GiB budget fits one at a time.
+    assert_eq!(peak_vms(3, 1024).await, 1);
+    // A VM bigger than the whole budget still runs, alone.
+    assert_eq!(peak_vms(3, 100).await, 1);
+}
+
+#[tokio::test]
+async fn an_interrupted_sweep_reports_finished_cells_as_incomplete() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        if spec.topology.llcs == 1 {
+            Ok(vm(&healthy(&spec), false))
+        } else {
+            Err(HypervisorError::Interrupted)
+        }
+    });
+    let (report, recorder) =
+        sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "tiny-2llc"])).await;
+    let report = report.unwrap();
+    assert!(!report.complete);
+    assert_eq!(report.planned, 2);
+    assert_eq!(report.records.len(), 1);
+    assert!(!report.succeeded());
+    assert!(!recorder.finished.lock().unwrap().as_ref().unwrap().complete);
+}
+
+#[tokio::test]
+async fn the_interrupt_future_stops_the_sweep() {
+    let (ports, recorder) = {
+        let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+        h.hypervisor
+            .expect_run()
+            .returning(|spec| Ok(vm(&healthy(&spec), false)));
+        h.ports()
+    };
+    let report = run_sweep(
+        &one_scheduler(),
+        &[KernelSpec::CacheKey("k".into())],
+        &ports,
+        &settings(&[]),
+        std::future::ready(()),
+    )
+    .await
+    .unwrap();
+    assert!(!report.complete);
+    assert!(report.planned > report.records.len());
+    assert!(recorder.finished.lock().unwrap().is_some());
+}

@@ -1,0 +1,504 @@
+//! The typed lifecycle and data frames the guest init sends to the host, and their payload
+//! encoding.
+//!
+//! The payload format is a small hand-written little-endian binary format: integers are
+//! `u32`/`u64` LE, strings and vectors are a `u32` LE element count followed by the elements.
+//! It is hand-written rather than serde-driven so that the decoder can bound every length by
+//! the bytes actually present before it allocates anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::observed::ObservedTopology;
+use crate::prog::ProgStat;
+
+/// One message from the guest init to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// The scheduler process was spawned.
+    SchedulerStarted {
+        pid: u32,
+    },
+    /// The scheduler process ended, e.g. `"exit code 1"`, `"killed by signal 9"`.
+    SchedulerDied {
+        status: String,
+    },
+    /// The scheduler ran but never attached as the sched_ext scheduler.
+    SchedulerNotAttached {
+        reason: String,
+    },
+    /// Attach confirmed; the dispatch phase begins.
+    PayloadStarting,
+    WorkloadDispatched {
+        workers: u32,
+        iterations: u64,
+    },
+    WorkloadNotDispatched {
+        reason: String,
+    },
+    /// A chunk of the scheduler's log; the host concatenates the chunks in order.
+    SchedulerLog {
+        text: String,
+    },
+    /// The guest's own `bpf(2)` view of the loaded programs.
+    ProgStats {
+        progs: Vec<ProgStat>,
+    },
+    Topology {
+        topology: ObservedTopology,
+    },
+    /// The init itself failed (mount, exec, ...).
+    GuestError {
+        message: String,
+    },
+}
+
+/// The wire tag of a [`Frame`] variant. The values are part of the wire format: never
+/// renumber, only append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum FrameKind {
+    SchedulerStarted = 1,
+    SchedulerDied = 2,
+    SchedulerNotAttached = 3,
+    PayloadStarting = 4,
+    WorkloadDispatched = 5,
+    WorkloadNotDispatched = 6,
+    SchedulerLog = 7,
+    ProgStats = 8,
+    Topology = 9,
+    GuestError = 10,
+}
+
+impl FrameKind {
+    /// Every kind, in wire-value order.
+    pub const ALL: [FrameKind; 10] = [
+        FrameKind::SchedulerStarted,
+        FrameKind::SchedulerDied,
+        FrameKind::SchedulerNotAttached,
+        FrameKind::PayloadStarting,
+        FrameKind::WorkloadDispatched,
+        FrameKind::WorkloadNotDispatched,
+        FrameKind::SchedulerLog,
+        FrameKind::ProgStats,
+        FrameKind::Topology,
+        FrameKind::GuestError,
+    ];
+}
+
+impl From<FrameKind> for u8 {
+    fn from(kind: FrameKind) -> u8 {
+        kind as u8
+    }
+}
+
+/// A kind byte that names no [`FrameKind`] (e.g. a frame from a newer guest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown frame kind {0}")]
+pub struct UnknownFrameKind(pub u8);
+
+impl TryFrom<u8> for FrameKind {
+    type Error = UnknownFrameKind;
+
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        FrameKind::ALL
+            .into_iter()
+            .find(|k| *k as u8 == value)
+            .ok_or(UnknownFrameKind(value))
+    }
+}
+
+/// Why a payload could not be decoded. Decoding never panics; every malformed input ends here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload ends early: needed {needed} bytes, {remaining} left")]
+    Truncated { needed: usize, remaining: usize },
+    #[error("length {len} needs at least {min_bytes} bytes but only {remaining} are left")]
+    LengthOutOfBounds {
+        len: u32,
+        min_bytes: u128,
+        remaining: usize,
+    },
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("{0} trailing bytes after the payload")]
+    TrailingBytes(usize),
+}
+
+/// Smallest encoding of one `ProgStat`: id, prog_type, empty name, verified_insns.
+const MIN_PROG_STAT_BYTES: usize = 16;
+
+impl Frame {
+    pub fn kind(&self) -> FrameKind {
+        match self {
+            Frame::SchedulerStarted { .. } => FrameKind::SchedulerStarted,
+            Frame::SchedulerDied { .. } => FrameKind::SchedulerDied,
+            Frame::SchedulerNotAttached { .. } => FrameKind::SchedulerNotAttached,
+            Frame::PayloadStarting => FrameKind::PayloadStarting,
+            Frame::WorkloadDispatched { .. } => FrameKind::WorkloadDispatched,
+            Frame::WorkloadNotDispatched { .. } => FrameKind::WorkloadNotDispatched,
+            Frame::SchedulerLog { .. } => FrameKind::SchedulerLog,
+            Frame::ProgStats { .. } => FrameKind::ProgStats,
+            Frame::Topology { .. } => FrameKind::Topology,
+            Frame::GuestError { .. } => FrameKind::GuestError,
+        }
+    }
+
+    /// Exact length of [`Frame::encode_payload`]'s output, computed without encoding, so a
+    /// sender can check size limits before allocating.
+    pub fn payload_len(&self) -> usize {
+        fn str_len(s: &str) -> usize {
+            4 + s.len()
+        }
+        fn u32s_len(v: &[u32]) -> usize {
+            4 + 4 * v.len()
+        }
+        fn groups_len(v: &[Vec<u32>]) -> usize {
+            4 + v.iter().map(|g| u32s_len(g)).sum::<usize>()
+        }
+        match self {
+            Frame::SchedulerStarted { .. } => 4,
+            Frame::PayloadStarting => 0,
+            Frame::WorkloadDispatched { .. } => 12,
+            Frame::SchedulerDied { status: s }
+            | Frame::SchedulerNotAttached { reason: s }
+            | Frame::WorkloadNotDispatched { reason: s }
+            | Frame::SchedulerLog { text: s }
+            | Frame::GuestError { message: s } => str_len(s),
+            Frame::ProgStats { progs } => {
+                4 + progs.iter().map(|p| 12 + str_len(&p.name)).sum::<usize>()
+            }
+            Frame::Topology { topology: t } => {
+                u32s_len(&t.online_cpus)
+                    + groups_len(&t.cores)
+                    + groups_len(&t.llcs)
+                    + groups_len(&t.numa_nodes)
+            }
+        }
+    }
+
+    /// The payload bytes of this frame (without the wire header and CRC).
+    pub fn encode_payload(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(self.payload_len()));
+        match self {
+            Frame::SchedulerStarted { pid } => w.u32(*pid),
+            Frame::PayloadStarting => {}
+            Frame::WorkloadDispatched {
+                workers,
+                iterations,
+            } => {
+                w.u32(*workers);
+                w.u64(*iterations);
+            }
+            Frame::SchedulerDied { status: s }
+            | Frame::SchedulerNotAttached { reason: s }
+            | Frame::WorkloadNotDispatched { reason: s }
+            | Frame::SchedulerLog { text: s }
+            | Frame::GuestError { message: s } => w.str(s),
+            Frame::ProgStats { progs } => {
+                w.len(progs.len());
+                for p in progs {
+                    w.u32(p.id);
+                    w.u32(p.prog_type);
+                    w.str(&p.name);
+                    w.u32(p.verified_insns);
+                }
+            }
+            Frame::Topology { topology: t } => {
+                w.u32s(&t.online_cpus);
+                w.groups(&t.cores);
+                w.groups(&t.llcs);
+                w.groups(&t.numa_nodes);
+            }
+        }
+        w.0
+    }
+
+    /// Decodes a payload of the given kind. The whole payload must be consumed.
+    pub fn decode_payload(kind: FrameKind, payload: &[u8]) -> Result<Frame, PayloadError> {
+        let mut r = Reader { rest: payload };
+        let frame = match kind {
+            FrameKind::SchedulerStarted => Frame::SchedulerStarted { pid: r.u32()? },
+            FrameKind::SchedulerDied => Frame::SchedulerDied {
+                status: r.string()?,
+            },
+            FrameKind::SchedulerNotAttached => Frame::SchedulerNotAttached {
+                reason: r.string()?,
+            },
+            FrameKind::PayloadStarting => Frame::PayloadStarting,
+            FrameKind::WorkloadDispatched => Frame::WorkloadDispatched {
+                workers: r.u32()?,
+                iterations: r.u64()?,
+            },
+            FrameKind::WorkloadNotDispatched => Frame::WorkloadNotDispatched {
+                reason: r.string()?,
+            },
+            FrameKind::SchedulerLog => Frame::SchedulerLog { text: r.string()? },
+            FrameKind::ProgStats => {
+                let n = r.len(MIN_PROG_STAT_BYTES)?;
+                let mut progs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    progs.push(ProgStat {
+                        id: r.u32()?,
+                        prog_type: r.u32()?,
+                        name: r.string()?,
+                        verified_insns: r.u32()?,
+                    });
+                }
+                Frame::ProgStats { progs }
+            }
+            FrameKind::Topology => Frame::Topology {
+                topology: ObservedTopology {
+                    online_cpus: r.u32s()?,
+                    cores: r.groups()?,
+                    llcs: r.groups()?,
+                    numa_nodes: r.groups()?,
+                },
+            },
+            FrameKind::GuestError => Frame::GuestError {
+                message: r.string()?,
+            },
+        };
+        if !r.rest.is_empty() {
+            return Err(PayloadError::TrailingBytes(r.rest.len()));
+        }
+        Ok(frame)
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Counts above `u32::MAX` saturate: the resulting payload fails to decode instead of
+    /// panicking here, and the wire layer rejects such sizes (> `MAX_PAYLOAD`) before encoding.
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn u32s(&mut self, v: &[u32]) {
+        self.len(v.len());
+        for x in v {
+            self.u32(*x);
+        }
+    }
+
+    fn groups(&mut self, v: &[Vec<u32>]) {
+        self.len(v.len());
+        for g in v {
+            self.u32s(g);
+        }
+    }
+}
+
+/// Cursor over an untrusted payload; every read is bounds-checked.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PayloadError> {
+        if n > self.rest.len() {
+            return Err(PayloadError::Truncated {
+                needed: n,
+                remaining: self.rest.len(),
+            });
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], PayloadError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, PayloadError> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, PayloadError> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    /// Reads an element count and checks that `count * min_item` bytes are still present, so a
+    /// hostile count is rejected before any allocation sized by it.
+    fn len(&mut self, min_item: usize) -> Result<usize, PayloadError> {
+        let len = self.u32()?;
+        let min_bytes = u128::from(len) * min_item as u128;
+        if min_bytes > self.rest.len() as u128 {
+            return Err(PayloadError::LengthOutOfBounds {
+                len,
+                min_bytes,
+                remaining: self.rest.len(),
+            });
+        }
+        // Bounded by the payload length, so it fits in usize.
+        Ok(len as usize)
+    }
+
+    fn string(&mut self) -> Result<String, PayloadError> {
+        let n = self.len(1)?;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| PayloadError::InvalidUtf8)
+    }
+
+    fn u32s(&mut self) -> Result<Vec<u32>, PayloadError> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.u32()).collect()
+    }
+
+    fn groups(&mut self) -> Result<Vec<Vec<u32>>, PayloadError> {
+        let n = self.len(4)?;
+        (0..n).map(|_| self.u32s()).collect()
+    }
+}
+
+/// One frame of every variant, in `FrameKind::ALL` order.
+#[cfg(test)]
+pub(crate) fn test_samples() -> Vec<Frame> {
+    vec![
+        Frame::SchedulerStarted { pid: 4242 },
+        Frame::SchedulerDied {
+            status: "killed by signal 9".into(),
+        },
+        Frame::SchedulerNotAttached {
+            reason: "ops.init() failed: -22 — ünïcödé".into(),
+        },
+        Frame::PayloadStarting,
+        Frame::WorkloadDispatched {
+            workers: 8,
+            iterations: u64::MAX - 1,
+        },
+        Frame::WorkloadNotDispatched {
+            reason: String::new(),
+        },
+        Frame::SchedulerLog {
+            text: "line 1\nline 2\n".into(),
+        },
+        Frame::ProgStats {
+            progs: vec![
+                ProgStat {
+                    id: 17,
+                    prog_type: 27,
+                    name: "rusty_enqueue".into(),
+                    verified_insns: 12345,
+                },
+                ProgStat {
+                    id: 18,
+                    prog_type: 27,
+                    name: String::new(),
+                    verified_insns: 0,
+                },
+            ],
+        },
+        Frame::Topology {
+            topology: ObservedTopology {
+                online_cpus: vec![0, 1, 2, 3],
+                cores: vec![vec![0, 1], vec![2, 3]],
+                llcs: vec![vec![0, 1, 2, 3]],
+                numa_nodes: vec![vec![0, 1, 2, 3], vec![]],
+            },
+        },
+        Frame::GuestError {
+            message: "mount /sys: EPERM".into(),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_values_are_stable_and_round_trip() {
+        for (i, kind) in FrameKind::ALL.into_iter().enumerate() {
+            assert_eq!(u8::from(kind) as usize, i + 1);
+            assert_eq!(FrameKind::try_from(u8::from(kind)), Ok(kind));
+        }
+        assert_eq!(FrameKind::try_from(0), Err(UnknownFrameKind(0)));
+        assert_eq!(FrameKind::try_from(11), Err(UnknownFrameKind(11)));
+    }
+
+    #[test]
+    fn every_variant_round_trips() {
+        let samples = test_samples();
+        let kinds: Vec<_> = samples.iter().map(Frame::kind).collect();
+        assert_eq!(kinds, FrameKind::ALL);
+        for frame in samples {
+            let payload = frame.encode_payload();
+            assert_eq!(payload.len(), frame.payload_len(), "{frame:?}");
+            assert_eq!(Frame::decode_payload(frame.kind(), &payload), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        for frame in test_samples() {
+            let payload = frame.encode_payload();
+            for cut in 0..payload.len() {
+                assert!(Frame::decode_payload(frame.kind(), &payload[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut payload = Frame::SchedulerStarted { pid: 1 }.encode_payload();
+        payload.push(0);
+        assert_eq!(
+            Frame::decode_payload(FrameKind::SchedulerStarted, &payload),
+            Err(PayloadError::TrailingBytes(1))
+        );
+        assert_eq!(
+            Frame::decode_payload(FrameKind::PayloadStarting, &[0]),
+            Err(PayloadError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let payload = [2, 0, 0, 0, 0xc3, 0x28];
+        assert_eq!(
+            Frame::decode_payload(FrameKind::GuestError, &payload),
+            Err(PayloadError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn hostile_lengths_are_rejected_before_allocating() {
+        // A count of u32::MAX with 4 bytes left: must fail without reserving 16 GiB.
+        let payload = [0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4];
+        for kind in [
+            FrameKind::ProgStats,
+            FrameKind::Topology,
+            FrameKind::SchedulerLog,
+        ] {
+            assert!(matches!(
+                Frame::decode_payload(kind, &payload),
+                Err(PayloadError::LengthOutOfBounds { len: u32::MAX, .. })
+            ));
+        }
+        // Nested: one group whose inner count is hostile.
+        let payload = [0, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f];
+        assert!(matches!(
+            Frame::decode_payload(FrameKind::Topology, &payload),
+            Err(PayloadError::LengthOutOfBounds { .. })
+        ));
+    }
+}

@@ -1,0 +1,119 @@
+//! The topology a guest reports from its own sysfs, and its comparison with the preset.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::topology::Topology;
+
+/// CPU groupings as the guest kernel sees them. Each group is a sorted list of CPU ids.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ObservedTopology {
+    pub online_cpus: Vec<u32>,
+    /// Groups of SMT siblings (`thread_siblings_list`), one per core.
+    pub cores: Vec<Vec<u32>>,
+    /// Groups of CPUs sharing an L3 (`cache/index3/shared_cpu_list`).
+    pub llcs: Vec<Vec<u32>>,
+    /// CPUs per NUMA node (`/sys/devices/system/node/nodeN/cpulist`).
+    pub numa_nodes: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TopologyMismatch {
+    #[error("guest topology is irregular ({0}); expected {expected}", expected = .1)]
+    Irregular(String, Topology),
+    #[error("guest sees {seen}, preset is {expected}")]
+    Different { seen: Topology, expected: Topology },
+}
+
+impl ObservedTopology {
+    /// The uniform shape these groupings form, or a description of what is irregular.
+    pub fn shape(&self) -> Result<Topology, String> {
+        let cpus = self.online_cpus.len();
+        let uniform = |groups: &[Vec<u32>], what: &str| -> Result<u32, String> {
+            let Some(first) = groups.first() else {
+                return Err(format!("no {what} groups"));
+            };
+            if groups.iter().any(|g| g.len() != first.len()) {
+                return Err(format!("{what} groups of unequal size"));
+            }
+            let covered: usize = groups.iter().map(Vec::len).sum();
+            if covered != cpus {
+                return Err(format!(
+                    "{what} groups cover {covered} of {cpus} online CPUs"
+                ));
+            }
+            Ok(groups.len() as u32)
+        };
+        let cores = uniform(&self.cores, "SMT sibling")?;
+        let llcs = uniform(&self.llcs, "L3")?;
+        let nodes = uniform(&self.numa_nodes, "NUMA node")?;
+        let threads = cpus as u32 / cores;
+        if !cores.is_multiple_of(llcs) {
+            return Err(format!("{cores} cores do not split evenly into {llcs} L3s"));
+        }
+        Topology::new(nodes, llcs, cores / llcs, threads).map_err(|e| e.to_string())
+    }
+
+    /// `Ok` when the guest sees exactly `expected`.
+    pub fn check(&self, expected: &Topology) -> Result<(), TopologyMismatch> {
+        match self.shape() {
+            Ok(seen) if seen == *expected => Ok(()),
+            Ok(seen) => Err(TopologyMismatch::Different {
+                seen,
+                expected: *expected,
+            }),
+            Err(why) => Err(TopologyMismatch::Irregular(why, *expected)),
+        }
+    }
+
+    /// What a guest booted with `topo` should observe, CPUs numbered core by core with SMT
+    /// siblings adjacent (the order QEMU and our VMM enumerate them).
+    pub fn ideal(topo: &Topology) -> Self {
+        let threads = topo.threads_per_core;
+        let per_llc = topo.cores_per_llc * threads;
+        let per_node = per_llc * topo.llcs_per_node();
+        let cpus: Vec<u32> = (0..topo.cpus()).collect();
+        let chunk = |n: u32| cpus.chunks(n as usize).map(<[u32]>::to_vec).collect();
+        ObservedTopology {
+            online_cpus: cpus.clone(),
+            cores: chunk(threads),
+            llcs: chunk(per_llc),
+            numa_nodes: chunk(per_node),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preset::PRESETS;
+
+    #[test]
+    fn ideal_observation_of_every_preset_checks_out() {
+        for p in PRESETS {
+            let seen = ObservedTopology::ideal(&p.topology);
+            assert_eq!(seen.check(&p.topology), Ok(()), "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn a_collapsed_l3_is_reported_with_both_shapes() {
+        let expected: Topology = "1n2l2c1t".parse().unwrap();
+        let mut seen = ObservedTopology::ideal(&expected);
+        seen.llcs = vec![vec![0, 1, 2, 3]];
+        let err = seen.check(&expected).unwrap_err();
+        assert_eq!(err.to_string(), "guest sees 1n1l4c1t, preset is 1n2l2c1t");
+    }
+
+    #[test]
+    fn irregular_groupings_are_named() {
+        let expected: Topology = "1n2l2c1t".parse().unwrap();
+        let mut seen = ObservedTopology::ideal(&expected);
+        seen.llcs = vec![vec![0], vec![1, 2, 3]];
+        let err = seen.check(&expected).unwrap_err().to_string();
+        assert!(err.contains("L3 groups of unequal size"), "{err}");
+        assert!(err.contains("1n2l2c1t"), "{err}");
+        let empty = ObservedTopology::default();
+        assert!(empty.check(&expected).is_err());
+    }
+}

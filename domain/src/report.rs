@@ -1,0 +1,390 @@
+//! The sweep report model: per-cell records and the summaries drawn from them (SPEC §6).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attach::AttachOutcome;
+use crate::cell::CellId;
+use crate::crosscheck::CrossCheck;
+use crate::observed::ObservedTopology;
+use crate::preset::PRESETS;
+use crate::prog::ProgStat;
+use crate::topology::Topology;
+use crate::verdict::Verdict;
+use crate::vstats::VerifierStats;
+use crate::wire::DecodeStats;
+
+/// Whose reading of `verified_insns` a record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsSource {
+    /// Read by the host from guest memory.
+    Host,
+    /// Reported by the guest over `bpf(2)`; used when host introspection did not run.
+    Guest,
+}
+
+/// What one booted VM produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The hypervisor backend and accelerator that ran the VM, e.g. `qemu (tcg)`.
+    pub backend: String,
+    pub attach: AttachOutcome,
+    pub dispatched: bool,
+    pub dispatch_note: Option<String>,
+    pub timed_out: bool,
+    pub progs: Vec<ProgStat>,
+    pub progs_source: StatsSource,
+    pub cross_check: Option<CrossCheck>,
+    pub verifier_stats: Vec<VerifierStats>,
+    pub scheduler_log: String,
+    pub observed_topology: Option<ObservedTopology>,
+    pub guest_errors: Vec<String>,
+    pub frame_stats: DecodeStats,
+}
+
+/// One cell's outcome. `run` is `None` when the cell failed before a VM booted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub cell: CellId,
+    pub topology: Topology,
+    pub verdict: Verdict,
+    pub run: Option<RunRecord>,
+    pub wall_ms: u64,
+}
+
+/// All records of a sweep. `complete` is false when the sweep was interrupted: then
+/// `planned` exceeds the number of records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub records: Vec<CellRecord>,
+    pub planned: usize,
+    pub complete: bool,
+}
+
+/// `verified_insns` of one program across topologies: one number when flat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsnsRange {
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl InsnsRange {
+    fn widen(range: Option<InsnsRange>, n: u32) -> InsnsRange {
+        match range {
+            None => InsnsRange { lo: n, hi: n },
+            Some(r) => InsnsRange {
+                lo: r.lo.min(n),
+                hi: r.hi.max(n),
+            },
+        }
+    }
+}
+
+impl fmt::Display for InsnsRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}..{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Rows: kernels; columns: programs; `None` where a kernel reported nothing for a program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsnsTable {
+    pub scheduler: String,
+    pub programs: Vec<String>,
+    pub rows: Vec<InsnsRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsnsRow {
+    pub kernel: String,
+    pub cells: Vec<Option<InsnsRange>>,
+}
+
+/// A (topology, scheduler) entry of the summary grid, across kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GridStatus {
+    /// Passed on every kernel that ran it.
+    Pass,
+    /// Failed on every kernel.
+    Fail,
+    /// Passed on some kernels, failed on others.
+    Mixed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grid {
+    pub schedulers: Vec<String>,
+    pub rows: Vec<GridRow>,
+    pub passed: usize,
+    pub failed: usize,
+    pub mixed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GridRow {
+    pub topology: String,
+    pub cells: Vec<Option<GridStatus>>,
+}
+
+/// Keeps first-seen order while deduplicating.
+fn ordered_unique<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in items {
+        if !out.iter().any(|o| o == item) {
+            out.push(item.to_string());
+        }
+    }
+    out
+}
+
+fn preset_rank(name: &str) -> usize {
+    PRESETS
+        .iter()
+        .position(|p| p.name == name)
+        .unwrap_or(PRESETS.len())
+}
+
+impl SweepReport {
+    /// One table per scheduler, in the order schedulers first appear.
+    pub fn insns_tables(&self) -> Vec<InsnsTable> {
+        let schedulers = ordered_unique(self.records.iter().map(|r| r.cell.scheduler.as_str()));
+        schedulers
+            .into_iter()
+            .map(|scheduler| {
+                let records: Vec<&CellRecord> = self
+                    .records
+                    .iter()
+                    .filter(|r| r.cell.scheduler == scheduler)
+                    .collect();
+                let kernels = ordered_unique(records.iter().map(|r| r.cell.kernel.as_str()));
+                let mut ranges: BTreeMap<(String, String), InsnsRange> = BTreeMap::new();
+                for record in &records {
+                    let Some(run) = &record.run else { continue };
+                    for prog in &run.progs {
+                        let key = (record.cell.kernel.clone(), prog.name.clone());
+                        let widened =
+                            InsnsRange::widen(ranges.get(&key).copied(), prog.verified_insns);
+                        ranges.insert(key, widened);
+                    }
+                }
+                let mut programs: Vec<String> =
+                    ranges.keys().map(|(_, prog)| prog.clone()).collect();
+                programs.sort();
+                programs.dedup();
+                let rows = kernels
+                    .into_iter()
+                    .map(|kernel| InsnsRow {
+                        cells: programs
+                            .iter()
+                            .map(|p| ranges.get(&(kernel.clone(), p.clone())).copied())
+                            .collect(),
+                        kernel,
+                    })
+                    .collect();
+                InsnsTable {
+                    scheduler,
+                    programs,
+                    rows,
+                }
+            })
+            .collect()
+    }
+
+    /// Rows: topologies in catalogue order; columns: schedulers.
+    pub fn grid(&self) -> Grid {
+        let schedulers = ordered_unique(self.records.iter().map(|r| r.cell.scheduler.as_str()));
+        let mut topologies = ordered_unique(self.records.iter().map(|r| r.cell.preset.as_str()));
+        topologies.sort_by_key(|t| preset_rank(t));
+        let (mut passed, mut failed, mut mixed) = (0, 0, 0);
+        let rows = topologies
+            .into_iter()
+            .map(|topology| {
+                let cells = schedulers
+                    .iter()
+                    .map(|s| {
+                        let verdicts: Vec<bool> = self
+                            .records
+                            .iter()
+                            .filter(|r| r.cell.scheduler == *s && r.cell.preset == topology)
+                            .map(|r| r.verdict.passed())
+                            .collect();
+                        let status = if verdicts.is_empty() {
+                            return None;
+                        } else if verdicts.iter().all(|&p| p) {
+                            passed += 1;
+                            GridStatus::Pass
+                        } else if verdicts.iter().all(|&p| !p) {
+                            failed += 1;
+                            GridStatus::Fail
+                        } else {
+                            mixed += 1;
+                            GridStatus::Mixed
+                        };
+                        Some(status)
+                    })
+                    .collect();
+                GridRow { topology, cells }
+            })
+            .collect();
+        Grid {
+            schedulers,
+            rows,
+            passed,
+            failed,
+            mixed,
+        }
+    }
+
+    /// The authoritative list of failed cells, in record order.
+    pub fn failing(&self) -> Vec<&CellRecord> {
+        self.records
+            .iter()
+            .filter(|r| !r.verdict.passed())
+            .collect()
+    }
+
+    /// True when the sweep ran to the end and every cell passed.
+    pub fn succeeded(&self) -> bool {
+        self.complete && self.records.iter().all(|r| r.verdict.passed())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::verdict::Gate;
+
+    pub fn prog(name: &str, insns: u32) -> ProgStat {
+        ProgStat {
+            id: 1,
+            prog_type: 27,
+            name: name.into(),
+            verified_insns: insns,
+        }
+    }
+
+    pub fn record(cell: &str, verdict: Verdict, progs: Vec<ProgStat>) -> CellRecord {
+        let cell: CellId = cell.parse().unwrap();
+        let topology = crate::preset::find_preset(&cell.preset).unwrap().topology;
+        CellRecord {
+            cell,
+            topology,
+            run: Some(RunRecord {
+                backend: "test".into(),
+                attach: AttachOutcome::Attached,
+                dispatched: verdict.passed(),
+                dispatch_note: None,
+                timed_out: false,
+                progs,
+                progs_source: StatsSource::Guest,
+                cross_check: None,
+                verifier_stats: vec![],
+                scheduler_log: String::new(),
+                observed_topology: None,
+                guest_errors: vec![],
+                frame_stats: DecodeStats::default(),
+            }),
+            verdict,
+            wall_ms: 1,
+        }
+    }
+
+    fn fail() -> Verdict {
+        Verdict::fail(Gate::Dispatch, "no progress")
+    }
+
+    #[test]
+    fn insns_ranges_span_topologies_and_dash_missing_programs() {
+        let report = SweepReport {
+            records: vec![
+                record(
+                    "verifier/s/kernel_a/tiny-1llc",
+                    Verdict::Pass,
+                    vec![prog("init", 100), prog("dispatch", 7)],
+                ),
+                record(
+                    "verifier/s/kernel_a/tiny-2llc",
+                    Verdict::Pass,
+                    vec![prog("init", 140), prog("dispatch", 7)],
+                ),
+                record(
+                    "verifier/s/kernel_b/tiny-1llc",
+                    fail(),
+                    vec![prog("init", 90)],
+                ),
+            ],
+            planned: 3,
+            complete: true,
+        };
+        let tables = report.insns_tables();
+        assert_eq!(tables.len(), 1);
+        let t = &tables[0];
+        assert_eq!(t.programs, ["dispatch", "init"]);
+        let show = |row: &InsnsRow| -> Vec<String> {
+            row.cells
+                .iter()
+                .map(|c| c.map_or("-".to_string(), |r| r.to_string()))
+                .collect()
+        };
+        assert_eq!(t.rows[0].kernel, "kernel_a");
+        assert_eq!(show(&t.rows[0]), ["7", "100..140"]);
+        assert_eq!(show(&t.rows[1]), ["-", "90"]);
+    }
+
+    #[test]
+    fn grid_marks_mixed_results_across_kernels() {
+        let report = SweepReport {
+            records: vec![
+                record("verifier/s/kernel_a/tiny-2llc", Verdict::Pass, vec![]),
+                record("verifier/s/kernel_b/tiny-2llc", fail(), vec![]),
+                record("verifier/s/kernel_a/tiny-1llc", Verdict::Pass, vec![]),
+                record("verifier/s/kernel_b/tiny-1llc", Verdict::Pass, vec![]),
+                record("verifier/t/kernel_a/tiny-1llc", fail(), vec![]),
+            ],
+            planned: 5,
+            complete: true,
+        };
+        let g = report.grid();
+        assert_eq!(g.schedulers, ["s", "t"]);
+        assert_eq!(g.rows[0].topology, "tiny-1llc");
+        assert_eq!(
+            g.rows[0].cells,
+            [Some(GridStatus::Pass), Some(GridStatus::Fail)]
+        );
+        assert_eq!(g.rows[1].cells, [Some(GridStatus::Mixed), None]);
+        assert_eq!((g.passed, g.failed, g.mixed), (1, 1, 1));
+        let failing: Vec<String> = report
+            .failing()
+            .iter()
+            .map(|r| r.cell.to_string())
+            .collect();
+        assert_eq!(
+            failing,
+            [
+                "verifier/s/kernel_b/tiny-2llc",
+                "verifier/t/kernel_a/tiny-1llc"
+            ]
+        );
+        assert!(!report.succeeded());
+    }
+
+    #[test]
+    fn success_needs_every_cell_passed_and_a_complete_sweep() {
+        let mut report = SweepReport {
+            records: vec![record("verifier/s/k/tiny-1llc", Verdict::Pass, vec![])],
+            planned: 2,
+            complete: false,
+        };
+        assert!(!report.succeeded());
+        report.complete = true;
+        assert!(report.succeeded());
+    }
+}

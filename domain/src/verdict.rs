@@ -1,0 +1,191 @@
+//! The cell verdict: gates in order, the first failing one named (SPEC §4).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attach::AttachOutcome;
+use crate::crosscheck::CrossCheck;
+use crate::observed::TopologyMismatch;
+
+/// The gates a cell passes through, in the order they are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// The cell could not be booted at all (bad kernel, missing binary, VM failed to start).
+    Setup,
+    TimedOut,
+    Attach,
+    Dispatch,
+    Topology,
+    CrossCheck,
+}
+
+impl fmt::Display for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Gate::Setup => "setup",
+            Gate::TimedOut => "timed_out",
+            Gate::Attach => "attach",
+            Gate::Dispatch => "dispatch",
+            Gate::Topology => "topology",
+            Gate::CrossCheck => "cross-check",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail { gate: Gate, reason: String },
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        matches!(self, Verdict::Pass)
+    }
+
+    pub fn fail(gate: Gate, reason: impl Into<String>) -> Self {
+        Verdict::Fail {
+            gate,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The facts of one booted cell the verdict is computed from. The guest's exit code is not
+/// among them: it is never consulted.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts<'a> {
+    pub timed_out: bool,
+    pub attach: &'a AttachOutcome,
+    pub dispatched: bool,
+    pub dispatch_note: Option<&'a str>,
+    /// `None` when the guest reported no topology.
+    pub topology: Option<&'a Result<(), TopologyMismatch>>,
+    /// `None` when the cross-check was not run.
+    pub cross_check: Option<&'a CrossCheck>,
+}
+
+/// Gates in order: watchdog, attach, dispatch, then the guest's topology and the
+/// host/guest cross-check.
+pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
+    if facts.timed_out {
+        return Verdict::fail(
+            Gate::TimedOut,
+            "host watchdog fired: the VM did not exit before its deadline",
+        );
+    }
+    if let Some(reason) = facts.attach.failure_reason() {
+        return Verdict::fail(Gate::Attach, reason);
+    }
+    if !facts.dispatched {
+        let why = facts.dispatch_note.unwrap_or("no WorkloadDispatched frame");
+        return Verdict::fail(
+            Gate::Dispatch,
+            format!("workload never made progress under SCHED_EXT: {why}"),
+        );
+    }
+    match facts.topology {
+        None => {
+            return Verdict::fail(Gate::Topology, "the guest reported no topology");
+        }
+        Some(Err(mismatch)) => return Verdict::fail(Gate::Topology, mismatch.to_string()),
+        Some(Ok(())) => {}
+    }
+    if let Some(check) = facts.cross_check.filter(|c| !c.agrees()) {
+        return Verdict::fail(
+            Gate::CrossCheck,
+            format!(
+                "host and guest disagree on BPF programs: {}",
+                check.mismatches.join("; ")
+            ),
+        );
+    }
+    Verdict::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts<'a>(
+        attach: &'a AttachOutcome,
+        topo: &'a Result<(), TopologyMismatch>,
+    ) -> RunFacts<'a> {
+        RunFacts {
+            timed_out: false,
+            attach,
+            dispatched: true,
+            dispatch_note: None,
+            topology: Some(topo),
+            cross_check: None,
+        }
+    }
+
+    #[test]
+    fn passes_only_when_every_gate_passes() {
+        let ok = Ok(());
+        assert_eq!(
+            cell_verdict(facts(&AttachOutcome::Attached, &ok)),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn names_the_first_failing_gate() {
+        let ok = Ok(());
+        let attached = AttachOutcome::Attached;
+        let died = AttachOutcome::Died;
+        let gate = |v: Verdict| match v {
+            Verdict::Fail { gate, .. } => gate,
+            Verdict::Pass => panic!("expected a failure"),
+        };
+        let timed_out = RunFacts {
+            timed_out: true,
+            dispatched: false,
+            ..facts(&died, &ok)
+        };
+        assert_eq!(gate(cell_verdict(timed_out)), Gate::TimedOut);
+        let dead = RunFacts {
+            dispatched: false,
+            ..facts(&died, &ok)
+        };
+        assert_eq!(gate(cell_verdict(dead)), Gate::Attach);
+        let idle = RunFacts {
+            dispatched: false,
+            dispatch_note: Some("0 iterations in 2 s"),
+            ..facts(&attached, &ok)
+        };
+        let v = cell_verdict(idle);
+        assert_eq!(
+            v,
+            Verdict::fail(
+                Gate::Dispatch,
+                "workload never made progress under SCHED_EXT: 0 iterations in 2 s"
+            )
+        );
+        let mismatch = Err(TopologyMismatch::Different {
+            seen: "1n1l4c1t".parse().unwrap(),
+            expected: "1n2l2c1t".parse().unwrap(),
+        });
+        assert_eq!(
+            gate(cell_verdict(facts(&attached, &mismatch))),
+            Gate::Topology
+        );
+        let no_topo = RunFacts {
+            topology: None,
+            ..facts(&attached, &ok)
+        };
+        assert_eq!(gate(cell_verdict(no_topo)), Gate::Topology);
+        let disagree = CrossCheck {
+            mismatches: vec!["program 1".into()],
+        };
+        let cc = RunFacts {
+            cross_check: Some(&disagree),
+            ..facts(&attached, &ok)
+        };
+        assert_eq!(gate(cell_verdict(cc)), Gate::CrossCheck);
+    }
+}

@@ -1,0 +1,18 @@
+//! Presenting a sweep as it runs and when it ends.
+
+use ktstr_domain::report::{CellRecord, SweepReport};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("reporting failed: {0}")]
+pub struct ReportError(pub String);
+
+#[cfg_attr(feature = "mocks", mockall::automock)]
+pub trait Reporter: Send + Sync {
+    /// Before any cell runs: how many cells, and what was left out and why.
+    fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError>;
+    /// One cell's full outcome, as soon as it is known.
+    fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError>;
+    /// The summaries, after the last cell (or after an interruption).
+    fn sweep_finished(&self, report: &SweepReport) -> Result<(), ReportError>;
+}

@@ -1,0 +1,29 @@
+# Sourced by the entry scripts: checks and installs what the build needs. Every step is
+# idempotent, so running an entry script twice costs only the checks.
+
+# The Rust toolchain cannot be fetched by a script here; say what is missing instead.
+ensure_toolchain() {
+    local missing=()
+    command -v cargo >/dev/null || missing+=("cargo (install Rust with rustup)")
+    cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt (rustup component add rustfmt)")
+    cargo clippy --version >/dev/null 2>&1 || missing+=("clippy (rustup component add clippy)")
+    command -v cc >/dev/null || missing+=("a C compiler (apt-get install build-essential)")
+    if [ ${#missing[@]} -gt 0 ]; then
+        printf 'missing: %s\n' "${missing[@]}" >&2
+        exit 1
+    fi
+}
+
+# Installs the named Debian packages that are not installed yet.
+ensure_apt() {
+    local need=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+    done
+    [ ${#need[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
+}

@@ -1,0 +1,120 @@
+//! The hexagonal rules, checked against `cargo metadata`: dependencies point inward, and
+//! the domain stays free of I/O, async, OS and hypervisor crates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Normal (non-dev, non-build) dependencies of every package in the resolved graph.
+fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name_of = |id: &str| -> String {
+        meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let members: BTreeSet<String> = meta["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| name_of(id.as_str().unwrap()))
+        .collect();
+    let mut deps = BTreeMap::new();
+    for node in meta["resolve"]["nodes"].as_array().unwrap() {
+        let normal: BTreeSet<String> = node["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k["kind"].is_null())
+            })
+            .map(|d| name_of(d["pkg"].as_str().unwrap()))
+            .collect();
+        deps.insert(name_of(node["id"].as_str().unwrap()), normal);
+    }
+    (deps, members)
+}
+
+fn closure(deps: &BTreeMap<String, BTreeSet<String>>, root: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root.to_string()];
+    while let Some(p) = todo.pop() {
+        for d in &deps[&p] {
+            if seen.insert(d.clone()) {
+                todo.push(d.clone());
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_domain_pulls_in_no_io_async_os_or_hypervisor_crate() {
+    let (deps, _) = graph();
+    let forbidden = [
+        "tokio",
+        "async-trait",
+        "futures",
+        "libc",
+        "nix",
+        "rustix",
+        "kvm-ioctls",
+        "kvm-bindings",
+        "vm-memory",
+        "mshv-ioctls",
+        "linux-loader",
+        "mio",
+        "socket2",
+        "memmap2",
+        "tempfile",
+        "object",
+        "goblin",
+        "btf-rs",
+    ];
+    let all = closure(&deps, "ktstr-domain");
+    for f in forbidden {
+        assert!(!all.contains(f), "ktstr-domain depends on `{f}`");
+    }
+}
+
+#[test]
+fn dependencies_point_inward() {
+    let (deps, members) = graph();
+    let layer = |name: &str| -> u8 {
+        match name {
+            "ktstr-domain" => 0,
+            "ktstr-ports" => 1,
+            "ktstr" => 3,
+            "ktstr-tests" => 4,
+            _ => 2, // adapters
+        }
+    };
+    for member in &members {
+        for dep in deps[member].iter().filter(|d| members.contains(*d)) {
+            assert!(
+                layer(dep) < layer(member),
+                "`{member}` must not depend on `{dep}`: dependencies point inward"
+            );
+        }
+    }
+    assert!(deps["ktstr-domain"].iter().all(|d| !members.contains(d)));
+}
