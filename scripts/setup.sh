@@ -1,6 +1,12 @@
 # Sourced by the entry scripts: checks and installs what the build needs. Every step is
 # idempotent, so running an entry script twice costs only the checks.
 
+# What `ktstr kernel build` runs (keep in step with BUILD_PACKAGES in adapters/kernel-cache).
+KERNEL_BUILD_PACKAGES="make gcc flex bison bc libelf-dev libssl-dev dwarves cpio zstd lz4 xz-utils binutils"
+
+# What the guest side builds and boots with: BPF via clang, libbpf's C deps, QEMU.
+GUEST_PACKAGES="clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config qemu-system-x86"
+
 # The Rust toolchain cannot be fetched by a script here; say what is missing instead.
 ensure_toolchain() {
     local missing=()

@@ -7,12 +7,43 @@ use ktstr_domain::constraints::HostBudget;
 pub const VCPUS_PER_HOST_CPU: u32 = 8;
 
 pub fn host_cpus() -> u32 {
-    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    host_cpus_usize() as u32
+}
+
+pub fn host_cpus_usize() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The default budget, or the user's `--max-vcpus`.
 pub fn host_budget(max_vcpus: Option<u32>) -> HostBudget {
     HostBudget {
         max_vcpus: max_vcpus.unwrap_or(host_cpus() * VCPUS_PER_HOST_CPU),
+    }
+}
+
+/// Guest RAM all running cells may hold together: half the host's memory.
+pub fn memory_budget_mib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    mem_total_kib(&meminfo).map_or(4096, |kib| kib / 1024 / 2)
+}
+
+fn mem_total_kib(meminfo: &str) -> Option<u64> {
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mem_total() {
+        assert_eq!(
+            mem_total_kib("MemFree: 1 kB\nMemTotal:       24570512 kB\n"),
+            Some(24_570_512)
+        );
+        assert_eq!(mem_total_kib("nothing"), None);
     }
 }

@@ -1,7 +1,11 @@
 //! The `ktstr` application: command-line wiring and use cases over the ports.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod host;
+pub mod host_env;
+pub mod kernel_cmd;
 pub mod manifest_file;
 pub mod sweep;
+pub mod verifier;

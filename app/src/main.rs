@@ -3,8 +3,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ktstr::cli::{Cli, Command};
-use ktstr::{commands, host, manifest_file};
+use ktstr::cli::{Cli, Command, KernelCommand};
+use ktstr::host_env::HostEnv;
+use ktstr::{commands, host, kernel_cmd, manifest_file};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -30,6 +31,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Verifier(args) => {
+            let env = HostEnv::from_process()?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            return runtime.block_on(ktstr::verifier::run(&env, args));
+        }
+        Command::Bench(args) => {
+            let env = HostEnv::from_process()?;
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            return runtime.block_on(ktstr::bench::run(&env, args));
+        }
         Command::Presets { max_vcpus } => {
             print!("{}", commands::presets(host::host_budget(max_vcpus)));
         }
@@ -45,6 +56,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 commands::schedulers(&decls, host::host_budget(max_vcpus))
             );
         }
+        Command::Kernel { command } => print!("{}", kernel(command)?),
         Command::Collapse { file } => {
             let log = match &file {
                 Some(path) => std::fs::read(path)
@@ -61,4 +73,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn kernel(command: KernelCommand) -> Result<String> {
+    let env = HostEnv::from_process()?;
+    let kernels = env.kernel_cache();
+    match command {
+        KernelCommand::Build {
+            source,
+            label,
+            jobs,
+            allow_dropped,
+            force,
+        } => {
+            let args = kernel_cmd::BuildArgs {
+                source,
+                label,
+                jobs,
+                allow_dropped,
+                force,
+            };
+            kernel_cmd::build(kernels.cache(), &args, env.stderr_tty)
+        }
+        KernelCommand::List => kernel_cmd::list(kernels.cache(), std::time::SystemTime::now()),
+        KernelCommand::Path { spec } => kernel_cmd::path(&kernels, &spec),
+        KernelCommand::Rm { spec } => kernel_cmd::remove(&kernels, &spec),
+    }
 }

@@ -300,6 +300,8 @@ impl CellContext<'_> {
                 observed_topology: guest.topology,
                 guest_errors: guest.guest_errors,
                 frame_stats: decoded.stats,
+                phases: guest.phases,
+                peak_rss_kib: vm.peak_rss_kib,
             }),
             wall_ms: 0,
         }

@@ -121,6 +121,7 @@ fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
         frame_bytes: frames.iter().flat_map(encode).collect(),
         timed_out,
         memory: None,
+        peak_rss_kib: None,
     }
 }
 

@@ -73,6 +73,8 @@ pub struct GuestReport {
     pub progs: Vec<ProgStat>,
     pub topology: Option<ObservedTopology>,
     pub guest_errors: Vec<String>,
+    /// Milestones with the guest's uptime in ms, in the order reached.
+    pub phases: Vec<(String, u64)>,
 }
 
 impl GuestReport {
@@ -98,6 +100,9 @@ impl GuestReport {
                 Frame::ProgStats { progs } => report.progs.clone_from(progs),
                 Frame::Topology { topology } => report.topology = Some(topology.clone()),
                 Frame::GuestError { message } => report.guest_errors.push(message.clone()),
+                Frame::Phase { phase, uptime_ms } => {
+                    report.phases.push((phase.clone(), *uptime_ms));
+                }
                 Frame::SchedulerNotAttached { .. } | Frame::PayloadStarting => {}
             }
         }

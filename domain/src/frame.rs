@@ -50,6 +50,12 @@ pub enum Frame {
     GuestError {
         message: String,
     },
+    /// A milestone of the run and the guest's uptime when it was reached, so the host
+    /// can tell where a cell's time went.
+    Phase {
+        phase: String,
+        uptime_ms: u64,
+    },
 }
 
 /// The wire tag of a [`Frame`] variant. The values are part of the wire format: never
@@ -67,11 +73,12 @@ pub enum FrameKind {
     ProgStats = 8,
     Topology = 9,
     GuestError = 10,
+    Phase = 11,
 }
 
 impl FrameKind {
     /// Every kind, in wire-value order.
-    pub const ALL: [FrameKind; 10] = [
+    pub const ALL: [FrameKind; 11] = [
         FrameKind::SchedulerStarted,
         FrameKind::SchedulerDied,
         FrameKind::SchedulerNotAttached,
@@ -82,6 +89,7 @@ impl FrameKind {
         FrameKind::ProgStats,
         FrameKind::Topology,
         FrameKind::GuestError,
+        FrameKind::Phase,
     ];
 }
 
@@ -140,6 +148,7 @@ impl Frame {
             Frame::ProgStats { .. } => FrameKind::ProgStats,
             Frame::Topology { .. } => FrameKind::Topology,
             Frame::GuestError { .. } => FrameKind::GuestError,
+            Frame::Phase { .. } => FrameKind::Phase,
         }
     }
 
@@ -164,6 +173,7 @@ impl Frame {
             | Frame::WorkloadNotDispatched { reason: s }
             | Frame::SchedulerLog { text: s }
             | Frame::GuestError { message: s } => str_len(s),
+            Frame::Phase { phase, .. } => str_len(phase) + 8,
             Frame::ProgStats { progs } => {
                 4 + progs.iter().map(|p| 12 + str_len(&p.name)).sum::<usize>()
             }
@@ -194,6 +204,10 @@ impl Frame {
             | Frame::WorkloadNotDispatched { reason: s }
             | Frame::SchedulerLog { text: s }
             | Frame::GuestError { message: s } => w.str(s),
+            Frame::Phase { phase, uptime_ms } => {
+                w.str(phase);
+                w.u64(*uptime_ms);
+            }
             Frame::ProgStats { progs } => {
                 w.len(progs.len());
                 for p in progs {
@@ -256,6 +270,10 @@ impl Frame {
             },
             FrameKind::GuestError => Frame::GuestError {
                 message: r.string()?,
+            },
+            FrameKind::Phase => Frame::Phase {
+                phase: r.string()?,
+                uptime_ms: r.u64()?,
             },
         };
         if !r.rest.is_empty() {
@@ -418,6 +436,10 @@ pub(crate) fn test_samples() -> Vec<Frame> {
         Frame::GuestError {
             message: "mount /sys: EPERM".into(),
         },
+        Frame::Phase {
+            phase: "attached".into(),
+            uptime_ms: 2345,
+        },
     ]
 }
 
@@ -432,7 +454,7 @@ mod tests {
             assert_eq!(FrameKind::try_from(u8::from(kind)), Ok(kind));
         }
         assert_eq!(FrameKind::try_from(0), Err(UnknownFrameKind(0)));
-        assert_eq!(FrameKind::try_from(11), Err(UnknownFrameKind(11)));
+        assert_eq!(FrameKind::try_from(12), Err(UnknownFrameKind(12)));
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub fn sanitize_label(raw: &str) -> String {
 }
 
 /// A kernel version as `(major, minor, patch, rc)`; a release sorts above its release
-/// candidates (`6.15-rc3 < 6.15`).
+/// candidates (`6.15-rc3 < 6.15`). Serialized as its text, `6.12.117`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct KernelVersion {
     pub major: u32,
     pub minor: u32,
@@ -71,6 +72,19 @@ impl FromStr for KernelVersion {
             patch: num(2).ok_or_else(err)?,
             rc,
         })
+    }
+}
+
+impl TryFrom<String> for KernelVersion {
+    type Error = VersionError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<KernelVersion> for String {
+    fn from(v: KernelVersion) -> Self {
+        v.to_string()
     }
 }
 

@@ -43,6 +43,11 @@ pub struct RunRecord {
     pub observed_topology: Option<ObservedTopology>,
     pub guest_errors: Vec<String>,
     pub frame_stats: DecodeStats,
+    /// The guest's milestones (`init`, `scheduler_started`, `attached`, `probe_done`,
+    /// `reboot`) with its uptime in ms.
+    pub phases: Vec<(String, u64)>,
+    /// Peak resident memory of the VM process on the host, when the backend measures it.
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// One cell's outcome. `run` is `None` when the cell failed before a VM booted.
@@ -291,6 +296,8 @@ pub(crate) mod tests {
                 observed_topology: None,
                 guest_errors: vec![],
                 frame_stats: DecodeStats::default(),
+                phases: vec![],
+                peak_rss_kib: None,
             }),
             verdict,
             wall_ms: 1,

@@ -63,6 +63,7 @@ fn frame() -> impl Strategy<Value = Frame> {
             }
         ),
         text().prop_map(|message| Frame::GuestError { message }),
+        (text(), any::<u64>()).prop_map(|(phase, uptime_ms)| Frame::Phase { phase, uptime_ms }),
     ]
 }
 

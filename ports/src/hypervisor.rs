@@ -33,6 +33,8 @@ pub struct VmRun {
     pub timed_out: bool,
     /// Guest RAM as it was when the VM stopped, when the backend can expose it.
     pub memory: Option<Box<dyn GuestMemory>>,
+    /// Peak resident memory of the VM process, when the backend measures it.
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl fmt::Debug for VmRun {
@@ -43,6 +45,7 @@ impl fmt::Debug for VmRun {
             .field("frame_bytes", &self.frame_bytes.len())
             .field("timed_out", &self.timed_out)
             .field("memory", &self.memory.as_ref().map(|m| m.size()))
+            .field("peak_rss_kib", &self.peak_rss_kib)
             .finish()
     }
 }

@@ -6,6 +6,7 @@ use std::fmt::{self, Write as _};
 use ktstr_domain::attach::AttachOutcome;
 use ktstr_domain::collapse::collapse;
 use ktstr_domain::report::{CellRecord, RunRecord, StatsSource};
+use ktstr_domain::timing::breakdown;
 use ktstr_domain::verdict::Verdict;
 use ktstr_domain::wire::DecodeStats;
 
@@ -139,6 +140,18 @@ fn write_run(
 
     if let Some(wire) = wire_trouble(&run.frame_stats) {
         writeln!(out, "  frames: {wire}")?;
+    }
+
+    let segments = breakdown(&run.phases, record.wall_ms);
+    if !segments.is_empty() || run.peak_rss_kib.is_some() {
+        let mut parts: Vec<String> = segments
+            .iter()
+            .map(|(label, ms)| format!("{label} {ms} ms"))
+            .collect();
+        if let Some(kib) = run.peak_rss_kib {
+            parts.push(format!("host RSS {} MiB", kib / 1024));
+        }
+        writeln!(out, "  time: {}", parts.join(" · "))?;
     }
 
     if !run.verifier_stats.is_empty() {

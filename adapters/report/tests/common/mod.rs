@@ -55,6 +55,8 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
             frames: 14,
             ..DecodeStats::default()
         },
+        phases: vec![("init".into(), 1500), ("attached".into(), 2600)],
+        peak_rss_kib: Some(310_000),
     }
 }
 

@@ -1,0 +1,92 @@
+//! The `GuestImageBuilder` adapter: a content-addressed cache of initramfs images.
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use ktstr_ports::{GuestImageBuilder, GuestImageError, GuestPlan};
+
+use crate::archive;
+use crate::error::BuildError;
+use crate::manifest::{self, ImageEntry};
+use crate::resolve::LibrarySearch;
+
+/// Builds `<cache_dir>/<sha256>.cpio.gz` images holding the init, the plan's scheduler,
+/// the init plan and every shared object the two need.
+#[derive(Debug, Clone)]
+pub struct InitramfsBuilder {
+    /// Host path of the guest init (`ktstr-init`), packed as `/init`.
+    pub init_binary: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Written into the init plan: how much scheduler output the init keeps.
+    pub log_limit_bytes: u64,
+    pub search: LibrarySearch,
+}
+
+impl InitramfsBuilder {
+    /// A builder searching the host's library directories.
+    pub fn new(
+        init_binary: impl Into<PathBuf>,
+        cache_dir: impl Into<PathBuf>,
+        log_limit_bytes: u64,
+    ) -> Self {
+        Self {
+            init_binary: init_binary.into(),
+            cache_dir: cache_dir.into(),
+            log_limit_bytes,
+            search: LibrarySearch::default(),
+        }
+    }
+
+    pub fn with_library_search(mut self, search: LibrarySearch) -> Self {
+        self.search = search;
+        self
+    }
+
+    /// Everything the image for `plan` would hold, in archive order. Reads ELF headers
+    /// to resolve libraries but writes nothing.
+    pub fn manifest(&self, plan: &GuestPlan) -> Result<Vec<ImageEntry>, BuildError> {
+        manifest::assemble(&self.init_binary, plan, self.log_limit_bytes, &self.search)
+    }
+
+    /// [`GuestImageBuilder::build`] without the runtime: blocking file IO and hashing.
+    pub fn build_blocking(&self, plan: &GuestPlan) -> Result<PathBuf, BuildError> {
+        let loaded = archive::load(self.manifest(plan)?)?;
+        let path = self
+            .cache_dir
+            .join(format!("{}.cpio.gz", archive::cache_key(&loaded)));
+        if path.is_file() {
+            return Ok(path);
+        }
+        let fail = |source| BuildError::Write {
+            dir: self.cache_dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.cache_dir).map_err(fail)?;
+        // Written beside the final name and renamed, so a crash leaves no partial image there.
+        let tmp = tempfile::Builder::new()
+            .prefix(".partial-")
+            .suffix(".cpio.gz")
+            .tempfile_in(&self.cache_dir)
+            .map_err(fail)?;
+        let mut out = archive::write(&loaded, BufWriter::new(tmp.as_file())).map_err(fail)?;
+        out.flush().map_err(fail)?;
+        drop(out);
+        tmp.as_file().sync_all().map_err(fail)?;
+        tmp.persist(&path).map_err(|e| fail(e.error))?;
+        Ok(path)
+    }
+}
+
+#[async_trait]
+impl GuestImageBuilder for InitramfsBuilder {
+    async fn build(&self, plan: &GuestPlan) -> Result<PathBuf, GuestImageError> {
+        let builder = self.clone();
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || builder.build_blocking(&plan))
+            .await
+            .map_err(|e| BuildError::Task(e.to_string()))?
+            .map_err(GuestImageError::from)
+    }
+}

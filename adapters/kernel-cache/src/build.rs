@@ -1,0 +1,345 @@
+//! Building a kernel with ktstr's fragment, out of tree, into the cache.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ktstr_domain::kconfig::KernelConfig;
+use sha2::{Digest, Sha256};
+
+use crate::layout::{BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VMLINUX};
+use crate::source::{KernelSource, cache_key, hex};
+use crate::{CacheError, FRAGMENT, fragment_options};
+
+/// The packages that provide everything a kernel build runs.
+pub const BUILD_PACKAGES: &str =
+    "make gcc flex bison bc libelf-dev libssl-dev dwarves cpio zstd lz4 xz-utils binutils";
+
+const TOOLS: &[&str] = &[
+    "make", "gcc", "flex", "bison", "bc", "pahole", "tar", "xz", "lz4", "objcopy",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRequest {
+    pub source: KernelSource,
+    /// The label sweeps show; the kernel version when absent.
+    pub label: Option<String>,
+    pub jobs: usize,
+    /// Keep a kernel even if some fragment options did not survive (e.g. no sched_ext).
+    pub allow_dropped: bool,
+    /// Rebuild even when the cache already has this key.
+    pub force: bool,
+}
+
+/// What the build is doing now, for a progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildStage {
+    Fingerprinting,
+    /// Another process is building the same key; waiting for its lock.
+    WaitingForLock(PathBuf),
+    Extracting,
+    Configuring,
+    Compiling {
+        log: PathBuf,
+    },
+    Installing,
+    /// Nothing to do: the entry exists.
+    Cached(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cache: CacheDir,
+}
+
+impl Builder {
+    pub fn new(cache: CacheDir) -> Self {
+        Builder { cache }
+    }
+
+    /// Builds (or finds) the kernel for `req`. Holds `<key>.lock` throughout, so a second
+    /// build of the same inputs waits and then finds the first one's entry.
+    pub fn build(
+        &self,
+        req: &BuildRequest,
+        progress: &mut dyn FnMut(BuildStage),
+    ) -> Result<Entry, CacheError> {
+        check_tools()?;
+        let root = self.cache.root();
+        fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
+        progress(BuildStage::Fingerprinting);
+        let arch = std::env::consts::ARCH;
+        let identity = req.source.identity()?;
+        // The version is known only after configuring, so the lock and the lookup use
+        // the key's hash part; the entry directory adds the version in front.
+        let digest = cache_key("", &identity, FRAGMENT, arch);
+        let digest = digest.trim_start_matches('-').to_string();
+        let lock = self.lock(&digest, progress)?;
+
+        if !req.force
+            && let Some(entry) = self.find_digest(&digest)
+        {
+            drop(lock);
+            // A kept kernel that lacks fragment options still needs the user's consent.
+            if !entry.meta.dropped_options.is_empty() && !req.allow_dropped {
+                return Err(CacheError::Dropped {
+                    label: entry.meta.label,
+                    dropped: entry.meta.dropped_options,
+                });
+            }
+            progress(BuildStage::Cached(entry.meta.key.clone()));
+            return Ok(entry);
+        }
+        let started = Instant::now();
+        let scratch = self.cache.scratch_dir(&digest);
+        remove_dir(&scratch)?;
+        fs::create_dir_all(&scratch).map_err(|e| CacheError::io(&scratch, e))?;
+        let result = self.build_in(req, &identity, &digest, &scratch, started, progress);
+        // Scratch space never outlives the build, failed or not.
+        let cleanup = remove_dir(&scratch);
+        drop(lock);
+        let entry = result?;
+        cleanup?;
+        Ok(entry)
+    }
+
+    fn build_in(
+        &self,
+        req: &BuildRequest,
+        identity: &str,
+        digest: &str,
+        scratch: &Path,
+        started: Instant,
+        progress: &mut dyn FnMut(BuildStage),
+    ) -> Result<Entry, CacheError> {
+        let log_path = scratch.join(BUILD_LOG);
+        let log = Log::create(&log_path)?;
+        let src = match &req.source {
+            KernelSource::Tree(path) => path.clone(),
+            KernelSource::Tarball(tarball) => {
+                progress(BuildStage::Extracting);
+                let src = scratch.join("src");
+                fs::create_dir_all(&src).map_err(|e| CacheError::io(&src, e))?;
+                log.run(
+                    "extracting the source",
+                    Command::new("tar")
+                        .arg("-xf")
+                        .arg(tarball)
+                        .arg("-C")
+                        .arg(&src)
+                        .arg("--strip-components=1"),
+                )?;
+                src
+            }
+        };
+        progress(BuildStage::Configuring);
+        let obj = scratch.join("obj");
+        fs::create_dir_all(&obj).map_err(|e| CacheError::io(&obj, e))?;
+        let make = || {
+            let mut cmd = Command::new("make");
+            cmd.arg("-C").arg(&src).arg(format!("O={}", obj.display()));
+            cmd
+        };
+        log.run("make tinyconfig", make().arg("tinyconfig"))?;
+        let fragment = scratch.join("ktstr.kconfig");
+        fs::write(&fragment, FRAGMENT).map_err(|e| CacheError::io(&fragment, e))?;
+        log.run(
+            "merging ktstr.kconfig",
+            Command::new(src.join("scripts/kconfig/merge_config.sh"))
+                .arg("-m")
+                .arg("-O")
+                .arg(&obj)
+                .arg(obj.join(".config"))
+                .arg(&fragment),
+        )?;
+        log.run("make olddefconfig", make().arg("olddefconfig"))?;
+        let config_path = obj.join(".config");
+        let config_text =
+            fs::read_to_string(&config_path).map_err(|e| CacheError::io(&config_path, e))?;
+        let config = KernelConfig::parse(&config_text);
+        let version =
+            KernelConfig::version_in_header(&config_text).ok_or_else(|| CacheError::BadSource {
+                path: req.source.path().display().to_string(),
+                reason: "the generated .config names no kernel version".into(),
+            })?;
+        let label = req.label.clone().unwrap_or_else(|| version.to_string());
+        let dropped = config.dropped(&fragment_options());
+        if !dropped.is_empty() && !req.allow_dropped {
+            return Err(CacheError::Dropped { label, dropped });
+        }
+
+        progress(BuildStage::Compiling {
+            log: log_path.clone(),
+        });
+        log.run(
+            "make bzImage",
+            make().arg(format!("-j{}", req.jobs.max(1))).arg("bzImage"),
+        )?;
+
+        progress(BuildStage::Installing);
+        let key = format!("{version}-{digest}");
+        let staged = scratch.join("entry");
+        fs::create_dir_all(&staged).map_err(|e| CacheError::io(&staged, e))?;
+        copy(&obj.join("arch/x86/boot/bzImage"), &staged.join(IMAGE))?;
+        // DWARF is only needed to generate BTF; symbols and .BTF stay.
+        log.run(
+            "stripping DWARF from vmlinux",
+            Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(obj.join("vmlinux"))
+                .arg(staged.join(VMLINUX)),
+        )?;
+        copy(&config_path, &staged.join(CONFIG))?;
+        drop(log);
+        copy(&log_path, &staged.join(BUILD_LOG))?;
+        let mut files = BTreeMap::new();
+        for name in [IMAGE, VMLINUX, CONFIG, BUILD_LOG] {
+            let path = staged.join(name);
+            let size = fs::metadata(&path)
+                .map_err(|e| CacheError::io(&path, e))?
+                .len();
+            files.insert(name.to_string(), size);
+        }
+        let missing = config.missing_required();
+        let meta = Metadata {
+            key: key.clone(),
+            label,
+            version,
+            source: req.source.path().display().to_string(),
+            source_identity: identity.to_string(),
+            fragment_sha256: hex(&Sha256::digest(FRAGMENT.as_bytes())),
+            arch: std::env::consts::ARCH.to_string(),
+            built_at_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            build_seconds: started.elapsed().as_secs(),
+            sched_ext: config.is_builtin("CONFIG_SCHED_CLASS_EXT"),
+            missing_options: missing,
+            dropped_options: dropped,
+            files,
+        };
+        let meta_path = staged.join(METADATA);
+        let json = serde_json::to_string_pretty(&meta).expect("metadata serializes");
+        fs::write(&meta_path, json).map_err(|e| CacheError::io(&meta_path, e))?;
+        // The rename is the commit point: before it there is no entry, after it a whole one.
+        let dest = self.cache.entry_dir(&key);
+        remove_dir(&dest)?;
+        fs::rename(&staged, &dest).map_err(|e| CacheError::io(&dest, e))?;
+        self.cache.load(&key).map_err(|c| CacheError::BadSource {
+            path: c.dir.display().to_string(),
+            reason: format!("freshly installed entry is unusable: {}", c.reason),
+        })
+    }
+
+    fn lock(&self, digest: &str, progress: &mut dyn FnMut(BuildStage)) -> Result<File, CacheError> {
+        let path = self.cache.lock_path(digest);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| CacheError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                progress(BuildStage::WaitingForLock(path.clone()));
+                file.lock().map_err(|e| CacheError::io(&path, e))?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(CacheError::io(&path, e)),
+        }
+        Ok(file)
+    }
+
+    /// A complete entry built from the same inputs, whatever its version prefix.
+    fn find_digest(&self, digest: &str) -> Option<Entry> {
+        let suffix = format!("-{digest}");
+        self.cache
+            .scan()
+            .ok()?
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|e| e.meta.key.ends_with(&suffix))
+    }
+}
+
+/// Appends every step's output to one log file.
+struct Log {
+    path: PathBuf,
+    file: File,
+}
+
+impl Log {
+    fn create(path: &Path) -> Result<Self, CacheError> {
+        let file = File::create(path).map_err(|e| CacheError::io(path, e))?;
+        Ok(Log {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn run(&self, step: &str, cmd: &mut Command) -> Result<(), CacheError> {
+        let mut header = &self.file;
+        writeln!(header, "### {step}: {cmd:?}").map_err(|e| CacheError::io(&self.path, e))?;
+        let out = self
+            .file
+            .try_clone()
+            .map_err(|e| CacheError::io(&self.path, e))?;
+        let err = self
+            .file
+            .try_clone()
+            .map_err(|e| CacheError::io(&self.path, e))?;
+        let status = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(|e| CacheError::Tool {
+                tool: format!("{:?}", cmd.get_program()),
+                hint: format!("{e}; apt-get install {BUILD_PACKAGES}"),
+            })?;
+        if status.success() {
+            return Ok(());
+        }
+        let text = fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        Err(CacheError::Step {
+            step: step.to_string(),
+            code: status
+                .code()
+                .map_or_else(|| "by signal".to_string(), |c| c.to_string()),
+            log: self.path.display().to_string(),
+            tail,
+        })
+    }
+}
+
+fn check_tools() -> Result<(), CacheError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for tool in TOOLS {
+        if !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()) {
+            return Err(CacheError::Tool {
+                tool: (*tool).to_string(),
+                hint: format!("apt-get install {BUILD_PACKAGES}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), CacheError> {
+    fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| CacheError::io(from, e))
+}
+
+fn remove_dir(dir: &Path) -> Result<(), CacheError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CacheError::io(dir, e)),
+    }
+}

@@ -1,0 +1,213 @@
+//! `ktstr verifier`: wires the real adapters into the sweep use case.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ktstr_domain::kernel::KernelSpec;
+use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
+use ktstr_domain::matrix::MatrixRequest;
+use ktstr_initramfs::InitramfsBuilder;
+use ktstr_ports::{Hypervisor, Reporter};
+use ktstr_qemu::QemuBackend;
+use ktstr_report::{JsonReporter, MultiReporter, TextOptions, TextReporter};
+use ktstr_scheduler_source::CargoSchedulerSource;
+
+use crate::host;
+use crate::host_env::HostEnv;
+use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
+use crate::sweep::{SweepPorts, SweepSettings, run_sweep};
+
+/// The fixture scheduler's binary and the guest init, installed beside `ktstr`.
+pub const FIXTURE: &str = "scx-ktstr";
+pub const GUEST_INIT: &str = "ktstr-init";
+
+/// Bytes of scheduler output the guest keeps (the tail): enough for the verifier's
+/// largest logs.
+const LOG_LIMIT_BYTES: u64 = 32 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// The per-cell blocks and summaries on standard output.
+    Text,
+    /// The same text, plus one JSON record per cell and a summary under --output.
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifierArgs {
+    /// Keep cells whose name contains any of these (e.g. `tiny-1llc`).
+    pub filters: Vec<String>,
+    /// Kernel: a version, range (a..b, a..=b), path or cache key; repeatable.
+    #[arg(long = "kernel")]
+    pub kernels: Vec<String>,
+    /// Only this declared scheduler.
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Scheduler manifest (default: ./ktstr.toml, else the built-in fixture scx-ktstr).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Print verifier logs untouched (no cycle collapse).
+    #[arg(long)]
+    pub raw: bool,
+    /// Cells booted at once (default: host CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Where --format json writes its records.
+    #[arg(long, default_value = "ktstr-report")]
+    pub output: PathBuf,
+    /// Largest vCPU count one VM may have (default: 8 per host CPU).
+    #[arg(long)]
+    pub max_vcpus: Option<u32>,
+    /// Host watchdog per VM, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Seconds the guest waits for sched_ext to reach `enabled`.
+    #[arg(long, default_value_t = 20)]
+    pub attach_timeout: u64,
+    /// Milliseconds the dispatch probe runs after attach.
+    #[arg(long, default_value_t = 500)]
+    pub probe_ms: u64,
+    /// Do not fail cells whose host-read and guest-reported programs disagree.
+    #[arg(long)]
+    pub no_cross_check: bool,
+}
+
+/// The built-in subject when no manifest exists: the fixture scheduler, no knobs.
+pub fn fixture_decl(exe_dir: &Path) -> SchedulerDecl {
+    SchedulerDecl {
+        name: FIXTURE.to_string(),
+        binary: SchedulerBinary::Path(exe_dir.join(FIXTURE).display().to_string()),
+        sched_args: Vec::new(),
+        kernels: Vec::new(),
+        topology: Default::default(),
+    }
+}
+
+fn companion(env: &HostEnv, name: &str, package: &str) -> Result<PathBuf> {
+    let path = env.exe_dir.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found beside ktstr; build it with: cargo build --release -p {package}",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The declarations and the directory their relative paths and packages belong to.
+fn declarations(env: &HostEnv, args: &VerifierArgs) -> Result<(PathBuf, Vec<SchedulerDecl>)> {
+    if args.manifest.is_some() || env.cwd.join(DEFAULT_MANIFEST).exists() {
+        let (path, decls) = load_manifest(args.manifest.as_deref(), &env.cwd)?;
+        let dir = path.parent().unwrap_or(&env.cwd).to_path_buf();
+        return Ok((dir, decls));
+    }
+    companion(env, FIXTURE, FIXTURE)?;
+    Ok((env.cwd.clone(), vec![fixture_decl(&env.exe_dir)]))
+}
+
+/// Everything one sweep needs, wired from the real adapters.
+#[derive(Debug)]
+pub struct Prepared {
+    pub decls: Vec<SchedulerDecl>,
+    pub kernel_specs: Vec<KernelSpec>,
+    pub ports: SweepPorts,
+    pub settings: SweepSettings,
+}
+
+/// The terminal text, plus JSON records with `--format json`.
+pub fn reporter_for(env: &HostEnv, args: &VerifierArgs) -> Arc<dyn Reporter> {
+    let text: Arc<dyn Reporter> = Arc::new(TextReporter::stdout(TextOptions {
+        raw: args.raw,
+        color: env.color,
+    }));
+    match args.format {
+        Format::Text => text,
+        Format::Json => Arc::new(MultiReporter::new(vec![
+            text,
+            Arc::new(JsonReporter::new(env.cwd.join(&args.output))),
+        ])),
+    }
+}
+
+pub fn prepare(
+    env: &HostEnv,
+    args: &VerifierArgs,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Prepared> {
+    let (workspace, decls) = declarations(env, args)?;
+    let kernel_specs = args
+        .kernels
+        .iter()
+        .map(|k| {
+            k.parse::<KernelSpec>()
+                .with_context(|| format!("--kernel `{k}`"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let init = companion(env, GUEST_INIT, "ktstr-guest-init")?;
+    let qemu = QemuBackend::detect(&env.path)?;
+    eprintln!("backend: {} — {}", qemu.name(), qemu.accel_reason());
+    let cargo = std::env::split_paths(&env.path)
+        .map(|d| d.join("cargo"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("cargo"));
+    let ports = SweepPorts {
+        kernels: Arc::new(env.kernel_cache()),
+        hypervisor: Arc::new(qemu),
+        schedulers: Arc::new(CargoSchedulerSource::new(workspace, cargo)),
+        images: Arc::new(InitramfsBuilder::new(
+            init,
+            env.cache_base.join("initramfs"),
+            LOG_LIMIT_BYTES,
+        )),
+        introspection: None,
+        reporter,
+    };
+    let settings = SweepSettings {
+        request: MatrixRequest {
+            scheduler: args.scheduler.clone(),
+            filters: args.filters.clone(),
+            host: host::host_budget(args.max_vcpus),
+        },
+        jobs: args.jobs.unwrap_or_else(host::host_cpus_usize),
+        memory_budget_mib: host::memory_budget_mib(),
+        cell_timeout: Duration::from_secs(args.timeout),
+        attach_timeout: Duration::from_secs(args.attach_timeout),
+        probe_duration: Duration::from_millis(args.probe_ms),
+        kernel_args: ["panic=-1", "nokaslr", "quiet", "loglevel=4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        cross_check: !args.no_cross_check,
+    };
+    Ok(Prepared {
+        decls,
+        kernel_specs,
+        ports,
+        settings,
+    })
+}
+
+/// Resolves when the user presses Ctrl-C.
+pub async fn ctrl_c() {
+    // If the handler cannot be installed, a sweep simply cannot be interrupted early.
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+pub async fn run(env: &HostEnv, args: VerifierArgs) -> Result<ExitCode> {
+    let p = prepare(env, &args, reporter_for(env, &args))?;
+    let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
+    Ok(if !report.complete {
+        ExitCode::from(130)
+    } else if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

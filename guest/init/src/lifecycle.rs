@@ -1,0 +1,225 @@
+//! One cell's life inside the guest, in order: mounts, plan, frame channel, topology,
+//! scheduler start, attach, dispatch probe, program list, log, reboot (SPEC §1, §4).
+
+use std::path::Path;
+use std::time::Duration;
+
+use ktstr_domain::frame::Frame;
+use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan};
+
+use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
+use crate::channel::FrameSink;
+use crate::scheduler::{Scheduler, describe_status};
+use crate::{bpf, kmsg, mounts, probe, sys, topology};
+
+/// How long a dead scheduler's last output may take to drain from the pipe.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+const KMSG: &str = "/dev/kmsg";
+/// How long a scheduler that lost sched_ext may take to be seen exiting.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether this is the real PID 1 (mount, protect itself, reboot) or a run by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Init,
+    Manual,
+}
+
+/// Runs everything and, as init, reboots; returns only in manual mode.
+pub fn run(plan_path: &str, role: Role) {
+    let early_errors = match role {
+        Role::Init => mounts::mount_all(),
+        Role::Manual => Vec::new(),
+    };
+    let plan = std::fs::read_to_string(plan_path)
+        .map_err(|e| format!("cannot read init plan {plan_path}: {e}"))
+        .and_then(|text| InitPlan::from_json(&text));
+    // Without a plan, the default device is the best guess for reporting that.
+    let device = plan
+        .as_ref()
+        .map_or(FRAME_DEVICE, |p| p.frame_device.as_str());
+    let mut sink = FrameSink::open(device).unwrap_or_else(|e| {
+        eprintln!("ktstr-init: {e:#}; frames cannot reach the host");
+        FrameSink::console_only()
+    });
+    for e in early_errors {
+        sink.error(e);
+    }
+    match plan {
+        Ok(plan) if sink.is_open() => session(&mut sink, &plan, role),
+        Ok(_) => {}
+        Err(e) => sink.error(e),
+    }
+    finish(&mut sink, role);
+}
+
+fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
+    sink.phase("init");
+    let root = Path::new("/");
+    let workers = match topology::read_topology(root) {
+        Ok(topology) => {
+            let n = topology.online_cpus.len();
+            sink.send(&Frame::Topology { topology });
+            n
+        }
+        Err(e) => {
+            sink.error(format!("cannot read the guest topology: {e:#}"));
+            std::thread::available_parallelism().map_or(1, usize::from)
+        }
+    };
+
+    if role == Role::Init {
+        // The init observes the scheduler under test and must not be at its mercy: RT tasks
+        // are never handed to sched_ext, so a scheduler that stalls everything still lets
+        // the init report and reboot. Children are reset to the normal policy at exec.
+        if let Err(e) = sys::set_thread_policy(sys::SCHED_FIFO, 1) {
+            eprintln!("ktstr-init: cannot make the init SCHED_FIFO: {e}");
+        }
+    }
+
+    let scx = SchedExtSysfs::new(root);
+    let seq_before = scx.enable_seq();
+    let limit = usize::try_from(plan.log_limit_bytes).unwrap_or(usize::MAX);
+    let mut sched = match Scheduler::spawn(&plan.scheduler, &plan.sched_args, limit) {
+        Ok(s) => s,
+        Err(e) => {
+            sink.error(format!("{e:#}"));
+            return;
+        }
+    };
+    sink.send(&Frame::SchedulerStarted { pid: sched.pid() });
+    sink.phase("scheduler_started");
+
+    let timeout = Duration::from_millis(plan.attach_timeout_ms);
+    match wait_for_attach(&mut sched, &scx, seq_before, timeout) {
+        AttachResult::Attached => {}
+        AttachResult::Died(status) => {
+            sink.send(&Frame::SchedulerDied { status });
+            return report_failure(sink, &sched, true);
+        }
+        AttachResult::NotAttached(reason) => {
+            sink.send(&Frame::SchedulerNotAttached { reason });
+            return report_failure(sink, &sched, false);
+        }
+    }
+
+    sink.send(&Frame::PayloadStarting);
+    sink.phase("attached");
+    let probe_time = Duration::from_millis(plan.probe_ms);
+    let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+    let outcome = probe::run_probe(workers, probe_time, probe::switch_to_sched_ext);
+    sink.send(&probe::verdict(&outcome, probe_time));
+    sink.phase("probe_done");
+
+    // The scheduler must still be in charge after the probe.
+    if let Some(status) = sched.poll_exit() {
+        sink.send(&Frame::SchedulerDied {
+            status: describe_status(status),
+        });
+        return report_failure(sink, &sched, true);
+    }
+    if !scx.is_enabled() {
+        // The kernel unregisters a dying scheduler before its process can be reaped:
+        // give the exit a moment to show, so a death is reported as one.
+        if let Some(status) = wait_exit(&mut sched, EXIT_GRACE) {
+            sink.send(&Frame::SchedulerDied {
+                status: describe_status(status),
+            });
+            return report_failure(sink, &sched, true);
+        }
+        sink.send(&Frame::SchedulerNotAttached {
+            reason: "sched_ext disabled during the dispatch probe".into(),
+        });
+        return report_failure(sink, &sched, false);
+    }
+    send_programs(sink);
+    // The scheduler keeps running: send what it printed so far, without waiting for EOF.
+    sink.send_log(&sched.log.snapshot());
+}
+
+/// Polls for the scheduler's exit for up to `grace`.
+fn wait_exit(sched: &mut Scheduler, grace: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + grace;
+    loop {
+        if let Some(status) = sched.poll_exit() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// After a failed attach or a scheduler lost during the probe: programs, then the log with
+/// the kernel's sched_ext messages appended.
+fn report_failure(sink: &mut FrameSink, sched: &Scheduler, died: bool) {
+    if died && !sched.log.wait_eof(LOG_DRAIN) {
+        eprintln!("ktstr-init: scheduler output still open after it exited");
+    }
+    send_programs(sink);
+    let log = with_kernel_lines(sched.log.snapshot(), &kmsg::sched_ext_lines(KMSG));
+    sink.send_log(&log);
+}
+
+fn with_kernel_lines(mut log: String, kernel: &str) -> String {
+    if !kernel.is_empty() {
+        if !log.is_empty() && !log.ends_with('\n') {
+            log.push('\n');
+        }
+        log.push_str(kernel);
+    }
+    log
+}
+
+fn send_programs(sink: &mut FrameSink) {
+    match bpf::list_programs() {
+        Ok((progs, notes)) => {
+            sink.send(&Frame::ProgStats { progs });
+            for note in notes {
+                sink.error(note);
+            }
+        }
+        Err(e) => sink.error(format!("cannot list BPF programs: {e:#}")),
+    }
+}
+
+/// Flushes every frame out of the UART and, as init, reboots with the scheduler still
+/// loaded (QEMU runs with -no-reboot, so the VM exits).
+fn finish(sink: &mut FrameSink, role: Role) {
+    if sink.is_open() {
+        sink.phase("reboot");
+    }
+    sys::sync();
+    sink.drain();
+    if role == Role::Manual {
+        return;
+    }
+    let e = sys::reboot(libc::RB_AUTOBOOT);
+    eprintln!("ktstr-init: reboot failed: {e}; powering off");
+    let e = sys::reboot(libc::RB_POWER_OFF);
+    eprintln!("ktstr-init: power off failed: {e}; exiting (the kernel panics and reboots)");
+    std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_lines_follow_the_log_on_their_own_line() {
+        assert_eq!(with_kernel_lines("a".into(), ""), "a");
+        assert_eq!(
+            with_kernel_lines("a".into(), "[kernel] k\n"),
+            "a\n[kernel] k\n"
+        );
+        assert_eq!(
+            with_kernel_lines("a\n".into(), "[kernel] k\n"),
+            "a\n[kernel] k\n"
+        );
+        assert_eq!(
+            with_kernel_lines(String::new(), "[kernel] k\n"),
+            "[kernel] k\n"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! scx-ktstr: ktstr's fixture sched_ext scheduler. Loads an LLC-aware BPF scheduler
+//! specialised for this machine's topology, attaches it, and waits for a signal; knobs
+//! make each of ktstr's verdict gates fail for real.
+
+mod exit_info;
+mod topology;
+mod wedge;
+
+#[allow(
+    unsafe_code,
+    clippy::all,
+    clippy::pedantic,
+    missing_debug_implementations,
+    unused_imports,
+    unused_qualifications
+)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/scx_ktstr.skel.rs"));
+}
+
+use std::io::Write;
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, PrintLevel};
+
+use exit_info::ExitInfo;
+use skel::{ScxKtstrSkel, ScxKtstrSkelBuilder};
+use topology::Topology;
+
+/// Exit status of `--die-after-attach`.
+const DIED_AFTER_ATTACH: u8 = 3;
+/// Exit status when the kernel ejected the scheduler.
+const EJECTED: u8 = 2;
+
+/// ktstr's fixture sched_ext scheduler (Linux 6.12+).
+///
+/// Loads a small LLC-aware scheduler with one dispatch queue per last-level cache,
+/// its BPF specialised (via .rodata) to the CPUs and L3 groups this machine reports,
+/// attaches it with SCX_OPS_SWITCH_PARTIAL (only SCHED_EXT tasks are scheduled by it),
+/// prints `scx-ktstr: attached (nr_cpus=N nr_llcs=M)` and runs until SIGINT/SIGTERM.
+/// On exit it prints sched_ext's exit record and exits 2 if the kernel ejected it.
+///
+/// Each knob makes one of ktstr's verdict gates fail for real.
+#[derive(Debug, Parser)]
+#[command(name = "scx-ktstr", version)]
+struct Args {
+    /// Verify gate: add a store through a NULL pointer to the dispatch path. The
+    /// verifier rejects the program, libbpf prints its log to stderr between
+    /// `-- BEGIN PROG LOAD LOG --` and `-- END PROG LOAD LOG --`, exit status 1.
+    #[arg(long)]
+    fail_verify: bool,
+
+    /// Verify gate, long log: the same rejection, preceded by an unrolled 8-iteration
+    /// loop so the verifier log repeats one block 8 times (exercises cycle collapse).
+    #[arg(long)]
+    verify_loop: bool,
+
+    /// Dispatch gate: attach normally (sched_ext state reaches `enabled`) but park every
+    /// task in a queue nothing consumes, so SCHED_EXT tasks never run. The sched_ext
+    /// watchdog ejects the scheduler after 30 s (the longest timeout it allows).
+    #[arg(long)]
+    no_dispatch: bool,
+
+    /// Attach gate: attach, print the attached line, then exit with status 3 about
+    /// 500 ms later without detaching (the kernel unregisters when the link closes).
+    #[arg(long, conflicts_with = "wedge_after_attach")]
+    die_after_attach: bool,
+
+    /// Host watchdog: attach, then hog every online CPU with a pinned SCHED_FIFO 99
+    /// busy loop (RT throttling and 6.12's fair server switched off first), so the
+    /// whole guest stops responding.
+    #[arg(long)]
+    wedge_after_attach: bool,
+
+    /// More of libbpf's messages on stderr: -v info, -vv debug. Warnings (the
+    /// verifier log among them) are always shown.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("scx-ktstr: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn libbpf_to_stderr(_level: PrintLevel, msg: String) {
+    // One write per message keeps the verifier log's lines together.
+    let _ = std::io::stderr().lock().write_all(msg.as_bytes());
+}
+
+fn run(args: &Args) -> Result<ExitCode> {
+    // libbpf prints the verifier log of a failed load as a warning.
+    let level = match args.verbose {
+        0 => PrintLevel::Warn,
+        1 => PrintLevel::Info,
+        _ => PrintLevel::Debug,
+    };
+    libbpf_rs::set_print(Some((level, libbpf_to_stderr)));
+
+    let topo = topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
+
+    let mut object = MaybeUninit::uninit();
+    let mut open = ScxKtstrSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the BPF object")?;
+    let rodata = open
+        .maps
+        .rodata_data
+        .as_deref_mut()
+        .context("BPF object has no .rodata")?;
+    rodata.nr_cpus = topo.nr_cpus;
+    rodata.nr_llcs = topo.nr_llcs;
+    for (&cpu, &llc) in &topo.cpu_llc {
+        rodata.cpu_llc[cpu as usize] = llc;
+    }
+    rodata.fail_verify = args.fail_verify;
+    rodata.verify_loop = args.verify_loop;
+    rodata.no_dispatch = args.no_dispatch;
+
+    let mut skel = open
+        .load()
+        .context("loading the BPF programs failed (libbpf's log above says why)")?;
+    print_verified_insns();
+
+    let link = skel
+        .maps
+        .ktstr_ops
+        .attach_struct_ops()
+        .context("attaching the sched_ext ops")?;
+    println!(
+        "scx-ktstr: attached (nr_cpus={} nr_llcs={})",
+        topo.nr_cpus, topo.nr_llcs
+    );
+
+    if args.die_after_attach {
+        sleep(Duration::from_millis(500));
+        println!("scx-ktstr: dying without detaching (--die-after-attach)");
+        // No destructors: the link goes away only because the process does.
+        std::process::exit(i32::from(DIED_AFTER_ATTACH));
+    }
+    if args.wedge_after_attach {
+        wedge::run(&topo.online)?;
+    }
+
+    let code = wait_for_exit(&skel, &topo)?;
+    drop(link);
+    if let Some(code) = code {
+        return Ok(code);
+    }
+    // Detaching makes the kernel run ops.exit; report what it recorded.
+    let info = poll_exit(&skel, Duration::from_secs(2))?;
+    Ok(report(info.as_ref()))
+}
+
+/// Runs until a signal (None) or until sched_ext drops the scheduler (its exit code).
+fn wait_for_exit(skel: &ScxKtstrSkel<'_>, topo: &Topology) -> Result<Option<ExitCode>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(info) = read_exit(skel)? {
+            // ops.exit writes kind last; give the rest of the record a moment.
+            sleep(Duration::from_millis(20));
+            let info = read_exit(skel)?.unwrap_or(info);
+            eprintln!(
+                "scx-ktstr: scheduler stopped while running (nr_cpus={} nr_llcs={})",
+                topo.nr_cpus, topo.nr_llcs
+            );
+            return Ok(Some(report(Some(&info))));
+        }
+        sleep(Duration::from_millis(100));
+    }
+    Ok(None)
+}
+
+fn read_exit(skel: &ScxKtstrSkel<'_>) -> Result<Option<ExitInfo>> {
+    let rec = skel
+        .maps
+        .exit_rec
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading the exit record")?;
+    Ok(rec.as_deref().and_then(ExitInfo::parse))
+}
+
+fn poll_exit(skel: &ScxKtstrSkel<'_>, timeout: Duration) -> Result<Option<ExitInfo>> {
+    let start = Instant::now();
+    loop {
+        if let Some(info) = read_exit(skel)? {
+            return Ok(Some(info));
+        }
+        if start.elapsed() >= timeout {
+            return Ok(None);
+        }
+        sleep(Duration::from_millis(20));
+    }
+}
+
+fn report(info: Option<&ExitInfo>) -> ExitCode {
+    match info {
+        Some(info) => {
+            println!("scx-ktstr: EXIT: {info}");
+            if info.ejected() {
+                eprintln!("scx-ktstr: the kernel ejected the scheduler");
+                ExitCode::from(EJECTED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        None => {
+            println!("scx-ktstr: EXIT: no exit record (ops.exit did not run)");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Informational: the host reads verified_insns from guest memory itself.
+fn print_verified_insns() {
+    // Kernel program names are cut to 15 characters; ours all start with "ktstr_".
+    for info in libbpf_rs::query::ProgInfoIter::default() {
+        let name = info.name.to_string_lossy();
+        if name.starts_with("ktstr_") {
+            println!(
+                "scx-ktstr: prog {name} verified_insns={}",
+                info.verified_insns
+            );
+        }
+    }
+}

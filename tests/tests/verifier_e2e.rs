@@ -1,0 +1,220 @@
+//! Real sweeps: real kernels, real QEMU, real BPF. The fixture scheduler passes across the
+//! default presets, and each of its knobs fails the gate it targets, with the reason.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{bin_dir, ktstr_in, stderr, stdout};
+use ktstr_domain::preset::find_preset;
+
+const KERNEL_6_12: &str = "6.12..=6.12.999";
+const KERNEL_6_1: &str = "6.1..=6.1.999";
+
+/// The lines of one cell's block in the text output.
+fn cell_block<'a>(out: &'a str, sched: &str, preset: &str) -> Vec<&'a str> {
+    let banner = format!("=== {sched} | kernel ");
+    let mut lines = out.lines().skip_while(|l| {
+        !(l.starts_with(&banner) && l.ends_with(&format!("| topology {preset} ===")))
+    });
+    let mut block: Vec<&str> = lines.next().into_iter().collect();
+    block
+        .extend(lines.take_while(|l| !l.starts_with("=== ") && !l.starts_with("verified_insns (")));
+    assert!(
+        !block.is_empty(),
+        "no block for {sched}/{preset} in:\n{out}"
+    );
+    block
+}
+
+fn verdict(block: &[&str]) -> String {
+    block
+        .iter()
+        .find(|l| l.trim_start().starts_with("verdict:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape() {
+    let dir = tempfile_dir("default");
+    let out = ktstr_in(
+        &dir,
+        &["verifier", "--kernel", KERNEL_6_12, "--max-vcpus", "16"],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for preset in [
+        "tiny-1llc",
+        "tiny-2llc",
+        "odd-3llc",
+        "odd-5llc",
+        "odd-7llc",
+        "smt-2llc",
+        "smt-3llc",
+    ] {
+        let block = cell_block(&text, "scx-ktstr", preset);
+        let shape = find_preset(preset).unwrap().topology.to_string();
+        assert!(
+            block.contains(&"  scheduler: attached (sched_ext enabled)"),
+            "{block:#?}"
+        );
+        assert!(
+            block.iter().any(|l| l.starts_with("  dispatch: confirmed")),
+            "{block:#?}"
+        );
+        assert!(
+            block.contains(&format!("  topology: guest saw {shape}").as_str()),
+            "{block:#?}"
+        );
+        assert!(verdict(&block).starts_with("verdict: PASS"), "{block:#?}");
+    }
+    assert!(text.contains("verifier summary: 7 ✅  0 ❌  0 🇽"), "{text}");
+    assert!(stderr(&out).contains("backend: qemu ("), "{}", stderr(&out));
+}
+
+#[test]
+fn each_knob_fails_the_gate_it_targets() {
+    let dir = tempfile_dir("knobs");
+    let fixture = bin_dir().join("scx-ktstr");
+    let mut manifest = String::new();
+    for (name, args) in [
+        ("fail-verify", "--fail-verify"),
+        ("verify-loop", "--verify-loop"),
+        ("no-dispatch", "--no-dispatch"),
+        ("die-after-attach", "--die-after-attach"),
+        ("wedge-after-attach", "--wedge-after-attach"),
+    ] {
+        manifest.push_str(&format!(
+            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [\"{args}\"]\n\n",
+            fixture.display()
+        ));
+    }
+    fs::write(dir.join("ktstr.toml"), manifest).unwrap();
+    let out = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "--kernel",
+            KERNEL_6_12,
+            "--timeout",
+            "40",
+            "tiny-1llc",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+
+    for name in ["fail-verify", "verify-loop"] {
+        let block = cell_block(&text, name, "tiny-1llc");
+        assert_eq!(
+            verdict(&block),
+            "verdict: FAIL [attach] scheduler process exited during BPF load/startup",
+            "{block:#?}"
+        );
+        assert!(
+            block
+                .iter()
+                .any(|l| l.contains("-- BEGIN PROG LOAD LOG --")),
+            "{block:#?}"
+        );
+        assert!(block.iter().any(|l| l.contains("processed=")), "{block:#?}");
+    }
+    let looped = cell_block(&text, "verify-loop", "tiny-1llc");
+    assert!(
+        looped.iter().any(|l| l.trim() == "--- end repeat ---"),
+        "{looped:#?}"
+    );
+    assert!(
+        looped
+            .iter()
+            .any(|l| l.trim().starts_with("--- 8x of the following")),
+        "{looped:#?}"
+    );
+
+    let block = cell_block(&text, "no-dispatch", "tiny-1llc");
+    assert!(
+        block.contains(&"  scheduler: attached (sched_ext enabled)"),
+        "{block:#?}"
+    );
+    assert!(
+        verdict(&block).starts_with("verdict: FAIL [dispatch]"),
+        "{block:#?}"
+    );
+
+    let block = cell_block(&text, "die-after-attach", "tiny-1llc");
+    assert!(
+        verdict(&block).starts_with("verdict: FAIL [attach]"),
+        "{block:#?}"
+    );
+
+    let block = cell_block(&text, "wedge-after-attach", "tiny-1llc");
+    assert!(
+        verdict(&block).starts_with("verdict: FAIL [timed_out]"),
+        "{block:#?}"
+    );
+
+    assert!(text.contains("failing combinations (scheduler / kernel / topology):"));
+    assert!(text.contains("verifier summary: 0 ✅  5 ❌  0 🇽"), "{text}");
+
+    // --raw shows the verifier's own log, every iteration of the loop.
+    let raw = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "--kernel",
+            KERNEL_6_12,
+            "--scheduler",
+            "verify-loop",
+            "--raw",
+            "tiny-1llc",
+        ],
+    );
+    let raw_text = stdout(&raw);
+    assert_eq!(raw.status.code(), Some(1));
+    assert!(!raw_text.contains("--- end repeat ---"), "{raw_text}");
+    assert!(raw_text.contains("-- END PROG LOAD LOG --"), "{raw_text}");
+}
+
+#[test]
+fn a_kernel_without_sched_ext_fails_before_booting_and_makes_the_grid_mixed() {
+    let dir = tempfile_dir("mixed");
+    let out = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "--kernel",
+            KERNEL_6_12,
+            "--kernel",
+            KERNEL_6_1,
+            "tiny-1llc",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(
+        text.contains("lacks CONFIG_SCHED_CLASS_EXT; not booted"),
+        "{text}"
+    );
+    assert!(text.contains("verifier summary: 0 ✅  0 ❌  1 🇽"), "{text}");
+    let failing: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("failing combinations"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(failing.len(), 1, "{text}");
+    assert!(
+        failing[0].starts_with("  scx-ktstr / kernel_6_1_"),
+        "{failing:?}"
+    );
+}
+
+/// A fresh, empty working directory under the target dir (no stray ktstr.toml).
+fn tempfile_dir(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("verifier-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
