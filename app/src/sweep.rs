@@ -72,6 +72,19 @@ pub enum SweepError {
     Report(#[from] ReportError),
 }
 
+/// Lines of the kernel console kept in a record.
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// The last `n` lines of `text`.
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
+    if !tail.is_empty() {
+        tail.push('\n');
+    }
+    tail
+}
+
 /// Guest RAM for a topology: a base for the kernel and init plus a little per CPU.
 pub fn vm_memory_mib(cpus: u32) -> u32 {
     512 + 8 * cpus
@@ -279,6 +292,8 @@ impl CellContext<'_> {
             attach: &attach,
             dispatched: guest.dispatched,
             dispatch_note: guest.dispatch_note.as_deref(),
+            died_status: guest.died_status.as_deref(),
+            payload_started: guest.payload_started,
             topology: topology_check.as_ref(),
             cross_check: cross.as_ref(),
         });
@@ -302,6 +317,7 @@ impl CellContext<'_> {
                 frame_stats: decoded.stats,
                 phases: guest.phases,
                 peak_rss_kib: vm.peak_rss_kib,
+                console_tail: tail_lines(&vm.console, CONSOLE_TAIL_LINES),
             }),
             wall_ms: 0,
         }

@@ -10,6 +10,7 @@ use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_domain::matrix::MatrixRequest;
 use ktstr_initramfs::InitramfsBuilder;
+use ktstr_introspection::GuestIntrospector;
 use ktstr_ports::{Hypervisor, Reporter};
 use ktstr_qemu::QemuBackend;
 use ktstr_report::{JsonReporter, MultiReporter, TextOptions, TextReporter};
@@ -75,6 +76,9 @@ pub struct VerifierArgs {
     /// Do not fail cells whose host-read and guest-reported programs disagree.
     #[arg(long)]
     pub no_cross_check: bool,
+    /// Not supported: guests always boot with `nokaslr` (see docs/introspection.md).
+    #[arg(long)]
+    pub kaslr: bool,
 }
 
 /// The built-in subject when no manifest exists: the fixture scheduler, no knobs.
@@ -139,6 +143,12 @@ pub fn prepare(
     args: &VerifierArgs,
     reporter: Arc<dyn Reporter>,
 ) -> Result<Prepared> {
+    if args.kaslr {
+        bail!(
+            "--kaslr is not supported: the host reads verified_insns from guest memory at the \
+             kernel's link-time addresses, so every guest boots with nokaslr"
+        );
+    }
     let (workspace, decls) = declarations(env, args)?;
     let kernel_specs = args
         .kernels
@@ -164,7 +174,7 @@ pub fn prepare(
             env.cache_base.join("initramfs"),
             LOG_LIMIT_BYTES,
         )),
-        introspection: None,
+        introspection: Some(Arc::new(GuestIntrospector::new())),
         reporter,
     };
     let settings = SweepSettings {

@@ -105,3 +105,13 @@ fn collapse_reads_standard_input_and_files() {
             "reading verifier log /nonexistent/verifier.log",
         ));
 }
+
+#[test]
+fn kaslr_is_refused_with_the_reason() {
+    ktstr()
+        .args(["verifier", "--kaslr"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--kaslr is not supported"))
+        .stderr(predicate::str::contains("nokaslr"));
+}

@@ -265,7 +265,10 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
         "verifier/sched/kernel_6_12_117/tiny-1llc",
     ));
     assert_eq!(gate, Gate::Attach);
-    assert_eq!(reason, "scheduler process exited during BPF load/startup");
+    assert_eq!(
+        reason,
+        "scheduler process exited during BPF load/startup (exit code 1)"
+    );
     let died = report.records[0].run.as_ref().unwrap();
     assert_eq!(died.verifier_stats.len(), 1);
     assert_eq!(

@@ -66,6 +66,8 @@ impl AttachOutcome {
 pub struct GuestReport {
     pub scheduler_started: bool,
     pub died_status: Option<String>,
+    /// `PayloadStarting` arrived: sched_ext reached `enabled` at some point.
+    pub payload_started: bool,
     pub dispatched: bool,
     /// Why dispatch was not confirmed, or how much work was seen when it was.
     pub dispatch_note: Option<String>,
@@ -84,6 +86,7 @@ impl GuestReport {
             match frame {
                 Frame::SchedulerStarted { .. } => report.scheduler_started = true,
                 Frame::SchedulerDied { status } => report.died_status = Some(status.clone()),
+                Frame::PayloadStarting => report.payload_started = true,
                 Frame::WorkloadDispatched {
                     workers,
                     iterations,
@@ -103,7 +106,7 @@ impl GuestReport {
                 Frame::Phase { phase, uptime_ms } => {
                     report.phases.push((phase.clone(), *uptime_ms));
                 }
-                Frame::SchedulerNotAttached { .. } | Frame::PayloadStarting => {}
+                Frame::SchedulerNotAttached { .. } => {}
             }
         }
         report

@@ -48,6 +48,8 @@ pub struct RunRecord {
     pub phases: Vec<(String, u64)>,
     /// Peak resident memory of the VM process on the host, when the backend measures it.
     pub peak_rss_kib: Option<u64>,
+    /// The end of the kernel console: what a panic or a hang left behind.
+    pub console_tail: String,
 }
 
 /// One cell's outcome. `run` is `None` when the cell failed before a VM booted.
@@ -298,6 +300,7 @@ pub(crate) mod tests {
                 frame_stats: DecodeStats::default(),
                 phases: vec![],
                 peak_rss_kib: None,
+                console_tail: String::new(),
             }),
             verdict,
             wall_ms: 1,

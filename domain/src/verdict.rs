@@ -62,6 +62,10 @@ pub struct RunFacts<'a> {
     pub attach: &'a AttachOutcome,
     pub dispatched: bool,
     pub dispatch_note: Option<&'a str>,
+    /// How the scheduler process ended, when it did (`exit code 1`).
+    pub died_status: Option<&'a str>,
+    /// Whether sched_ext had reached `enabled` before a failure.
+    pub payload_started: bool,
     /// `None` when the guest reported no topology.
     pub topology: Option<&'a Result<(), TopologyMismatch>>,
     /// `None` when the cross-check was not run.
@@ -78,6 +82,14 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
         );
     }
     if let Some(reason) = facts.attach.failure_reason() {
+        let reason = match (facts.attach, facts.died_status) {
+            // Dying after the dispatch phase began is not a load failure: say which.
+            (AttachOutcome::Died, Some(status)) if facts.payload_started => {
+                format!("scheduler process exited after attaching ({status})")
+            }
+            (AttachOutcome::Died, Some(status)) => format!("{reason} ({status})"),
+            _ => reason,
+        };
         return Verdict::fail(Gate::Attach, reason);
     }
     if !facts.dispatched {
@@ -119,6 +131,8 @@ mod tests {
             attach,
             dispatched: true,
             dispatch_note: None,
+            died_status: None,
+            payload_started: true,
             topology: Some(topo),
             cross_check: None,
         }
@@ -153,6 +167,30 @@ mod tests {
             ..facts(&died, &ok)
         };
         assert_eq!(gate(cell_verdict(dead)), Gate::Attach);
+        let rejected = RunFacts {
+            dispatched: false,
+            payload_started: false,
+            died_status: Some("exit code 1"),
+            ..facts(&died, &ok)
+        };
+        assert_eq!(
+            cell_verdict(rejected),
+            Verdict::fail(
+                Gate::Attach,
+                "scheduler process exited during BPF load/startup (exit code 1)"
+            )
+        );
+        let quit = RunFacts {
+            died_status: Some("exit code 3"),
+            ..facts(&died, &ok)
+        };
+        assert_eq!(
+            cell_verdict(quit),
+            Verdict::fail(
+                Gate::Attach,
+                "scheduler process exited after attaching (exit code 3)"
+            )
+        );
         let idle = RunFacts {
             dispatched: false,
             dispatch_note: Some("0 iterations in 2 s"),

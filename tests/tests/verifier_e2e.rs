@@ -6,7 +6,12 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{bin_dir, ktstr_in, stderr, stdout};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::{bin_dir, ktstr_bin, ktstr_in, stderr, stdout};
 use ktstr_domain::preset::find_preset;
 
 const KERNEL_6_12: &str = "6.12..=6.12.999";
@@ -38,11 +43,10 @@ fn verdict(block: &[&str]) -> String {
 
 #[test]
 fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape() {
+    ensure_kernels();
     let dir = tempfile_dir("default");
-    let out = ktstr_in(
-        &dir,
-        &["verifier", "--kernel", KERNEL_6_12, "--max-vcpus", "16"],
-    );
+    // No --kernel: the newest cached kernel with sched_ext, even with 6.1 cached too.
+    let out = ktstr_in(&dir, &["verifier", "--max-vcpus", "16"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
     for preset in [
@@ -55,6 +59,7 @@ fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape(
         "smt-3llc",
     ] {
         let block = cell_block(&text, "scx-ktstr", preset);
+        assert!(block[0].contains("| kernel kernel_6_12_"), "{block:#?}");
         let shape = find_preset(preset).unwrap().topology.to_string();
         assert!(
             block.contains(&"  scheduler: attached (sched_ext enabled)"),
@@ -69,13 +74,29 @@ fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape(
             "{block:#?}"
         );
         assert!(verdict(&block).starts_with("verdict: PASS"), "{block:#?}");
+        // verified_insns read by the host from guest memory, equal to the guest's own view.
+        assert!(
+            block.contains(&"  verified_insns (host-read):"),
+            "{block:#?}"
+        );
+        assert!(
+            block.contains(&"  cross-check: host and guest agree"),
+            "{block:#?}"
+        );
     }
     assert!(text.contains("verifier summary: 7 ✅  0 ❌  0 🇽"), "{text}");
+    // The topology effect: the fixture's select_cpu verifies differently per preset.
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("kernel_6_12_"))
+        .unwrap_or_else(|| panic!("no verified_insns row in {text}"));
+    assert!(row.contains(".."), "flat across presets: {row}");
     assert!(stderr(&out).contains("backend: qemu ("), "{}", stderr(&out));
 }
 
 #[test]
 fn each_knob_fails_the_gate_it_targets() {
+    ensure_kernels();
     let dir = tempfile_dir("knobs");
     let fixture = bin_dir().join("scx-ktstr");
     let mut manifest = String::new();
@@ -110,7 +131,7 @@ fn each_knob_fails_the_gate_it_targets() {
         let block = cell_block(&text, name, "tiny-1llc");
         assert_eq!(
             verdict(&block),
-            "verdict: FAIL [attach] scheduler process exited during BPF load/startup",
+            "verdict: FAIL [attach] scheduler process exited during BPF load/startup (exit code 1)",
             "{block:#?}"
         );
         assert!(
@@ -144,8 +165,9 @@ fn each_knob_fails_the_gate_it_targets() {
     );
 
     let block = cell_block(&text, "die-after-attach", "tiny-1llc");
-    assert!(
-        verdict(&block).starts_with("verdict: FAIL [attach]"),
+    assert_eq!(
+        verdict(&block),
+        "verdict: FAIL [attach] scheduler process exited after attaching (exit code 3)",
         "{block:#?}"
     );
 
@@ -179,6 +201,7 @@ fn each_knob_fails_the_gate_it_targets() {
 
 #[test]
 fn a_kernel_without_sched_ext_fails_before_booting_and_makes_the_grid_mixed() {
+    ensure_kernels();
     let dir = tempfile_dir("mixed");
     let out = ktstr_in(
         &dir,
@@ -209,6 +232,108 @@ fn a_kernel_without_sched_ext_fails_before_booting_and_makes_the_grid_mixed() {
         failing[0].starts_with("  scx-ktstr / kernel_6_1_"),
         "{failing:?}"
     );
+}
+
+#[test]
+fn ctrl_c_prints_an_incomplete_summary_and_leaves_no_vm_behind() {
+    ensure_kernels();
+    let dir = tempfile_dir("interrupt");
+    let mut child = Command::new(ktstr_bin())
+        .args(["verifier", "--kernel", KERNEL_6_12, "--jobs", "1"])
+        .args(["tiny-1llc", "tiny-2llc", "odd-3llc", "smt-2llc"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // Interrupt once the first cell has finished and the second VM is running.
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        let done = line.trim_start().starts_with("verdict:");
+        line.clear();
+        if done {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let killed = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    stdout.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}\n{err}");
+    assert!(
+        seen.contains("INCOMPLETE: sweep interrupted after 1 of 4 cells"),
+        "{seen}"
+    );
+    assert!(seen.contains("verifier summary: 1 ✅  0 ❌  0 🇽"), "{seen}");
+
+    // Nothing of that process outlives it: no QEMU, no RAM files, no work directories.
+    let mine = format!("ktstr-{pid}-");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let qemu = Command::new("pgrep").args(["-f", &mine]).output().unwrap();
+        if qemu.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "QEMU still running: {}",
+            String::from_utf8_lossy(&qemu.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let leftovers = |dir: &Path, prefix: &str| -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    };
+    assert_eq!(
+        leftovers(Path::new("/dev/shm"), &mine),
+        Vec::<String>::new()
+    );
+    let vm_dirs = format!("ktstr-vm-{pid}-");
+    assert_eq!(
+        leftovers(&std::env::temp_dir(), &vm_dirs),
+        Vec::<String>::new()
+    );
+}
+
+/// Builds (first time) or finds the sweep's kernels: Debian's 6.12 and, kept without
+/// sched_ext, 6.1.
+fn ensure_kernels() {
+    static BUILT: Once = Once::new();
+    BUILT.call_once(|| {
+        for args in [
+            &["kernel", "build"][..],
+            &[
+                "kernel",
+                "build",
+                "--source",
+                "/usr/src/linux-source-6.1.tar.xz",
+                "--allow-dropped",
+            ],
+        ] {
+            let out = ktstr_in(&std::env::temp_dir(), args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
 }
 
 /// A fresh, empty working directory under the target dir (no stray ktstr.toml).

@@ -71,12 +71,11 @@ impl Builder {
         let root = self.cache.root();
         fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
         progress(BuildStage::Fingerprinting);
-        let arch = std::env::consts::ARCH;
         let identity = req.source.identity()?;
+        let arch = std::env::consts::ARCH;
         // The version is known only after configuring, so the lock and the lookup use
         // the key's hash part; the entry directory adds the version in front.
-        let digest = cache_key("", &identity, FRAGMENT, arch);
-        let digest = digest.trim_start_matches('-').to_string();
+        let digest = inputs_digest(&identity, arch);
         let lock = self.lock(&digest, progress)?;
 
         if !req.force
@@ -317,6 +316,13 @@ impl Log {
     }
 }
 
+/// The part of the cache key that does not need the version: `<arch>-<hash>`.
+fn inputs_digest(identity: &str, arch: &str) -> String {
+    cache_key("", identity, FRAGMENT, arch)
+        .trim_start_matches('-')
+        .to_string()
+}
+
 fn check_tools() -> Result<(), CacheError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for tool in TOOLS {
@@ -341,5 +347,56 @@ fn remove_dir(dir: &Path) -> Result<(), CacheError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(CacheError::io(dir, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_second_build_of_the_same_inputs_waits_for_the_first_and_cleans_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CacheDir::new(tmp.path().join("cache"));
+        fs::create_dir_all(cache.root()).unwrap();
+        let tarball = tmp.path().join("linux.tar.xz");
+        fs::write(&tarball, b"not a tarball").unwrap();
+        let source = KernelSource::from_path(&tarball).unwrap();
+        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH);
+        // Another build of the same inputs holds the lock.
+        let held = File::create(cache.lock_path(&digest)).unwrap();
+        held.lock().unwrap();
+
+        let stages = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&stages);
+        let builder = Builder::new(cache.clone());
+        let request = BuildRequest {
+            source,
+            label: None,
+            jobs: 1,
+            allow_dropped: false,
+            force: false,
+        };
+        let waiter = std::thread::spawn(move || {
+            builder.build(&request, &mut |stage| seen.lock().unwrap().push(stage))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        {
+            let now = stages.lock().unwrap();
+            assert!(
+                matches!(now.last(), Some(BuildStage::WaitingForLock(_))),
+                "{now:?}"
+            );
+        }
+        drop(held);
+        let err = waiter.join().unwrap().unwrap_err().to_string();
+        // Once the lock was free it went on, and the bogus tarball stopped it.
+        assert!(err.starts_with("extracting the source failed"), "{err}");
+        assert!(stages.lock().unwrap().contains(&BuildStage::Extracting));
+        assert!(!cache.scratch_dir(&digest).exists());
+        assert!(cache.scan().unwrap().is_empty());
     }
 }

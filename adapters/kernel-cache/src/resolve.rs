@@ -137,9 +137,12 @@ impl FsKernelCache {
         }
     }
 
+    /// The newest kernel that can run a sweep: one kept without sched_ext is only ever
+    /// used when named.
     fn newest(&self) -> Result<Found, KernelCacheError> {
         self.complete_entries()?
             .into_iter()
+            .filter(|e| e.meta.sched_ext && e.meta.missing_options.is_empty())
             .max_by_key(|e| e.meta.built_at_unix)
             .map(from_entry)
             .ok_or_else(|| KernelCacheError::NoDefault {

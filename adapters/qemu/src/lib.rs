@@ -109,8 +109,9 @@ impl Hypervisor for QemuBackend {
 
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         let io = |what: &str, e: std::io::Error| HypervisorError::Io(format!("{what}: {e}"));
+        // The pid in the names tells whose files these are.
         let work = tempfile::Builder::new()
-            .prefix("ktstr-vm-")
+            .prefix(&format!("ktstr-vm-{}-", std::process::id()))
             .tempdir()
             .map_err(|e| io("creating the VM's work directory", e))?;
         let vm = self.next_vm.fetch_add(1, Ordering::Relaxed);

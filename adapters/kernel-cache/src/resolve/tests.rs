@@ -102,6 +102,23 @@ fn no_spec_means_the_default_spec_or_the_newest_entry() {
         "6.12.117",
     );
     assert_eq!(labels(&kc.resolve_specs(&[]).unwrap()), ["6.12.117"]);
+    // A newer kernel kept without sched_ext is never the default.
+    let old = write_entry(
+        kc.cache(),
+        "6.1.192-x86_64-ffffffffffff",
+        "6.1.192",
+        "6.1.192",
+    );
+    let mut meta = old.meta.clone();
+    meta.sched_ext = false;
+    meta.missing_options = vec!["CONFIG_SCHED_CLASS_EXT".into()];
+    meta.built_at_unix += 1000;
+    fs::write(
+        old.dir.join("metadata.json"),
+        serde_json::to_string(&meta).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(labels(&kc.resolve_specs(&[]).unwrap()), ["6.12.117"]);
 
     let pinned = FsKernelCache::new(
         kc.cache().clone(),

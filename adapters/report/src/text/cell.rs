@@ -154,6 +154,16 @@ fn write_run(
         writeln!(out, "  time: {}", parts.join(" · "))?;
     }
 
+    // The console explains a guest that vanished or hung; a scheduler's own failure is in
+    // its log below.
+    let vanished = run.timed_out || run.attach == AttachOutcome::Unconfirmed;
+    if vanished && !run.console_tail.is_empty() {
+        writeln!(out, "  --- kernel console (last lines) ---")?;
+        for line in run.console_tail.lines() {
+            writeln!(out, "  {}", sanitize(line))?;
+        }
+    }
+
     if !run.verifier_stats.is_empty() {
         writeln!(out, "  --- verifier stats ---")?;
         for s in &run.verifier_stats {

@@ -57,6 +57,7 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         },
         phases: vec![("init".into(), 1500), ("attached".into(), 2600)],
         peak_rss_kib: Some(310_000),
+        console_tail: String::new(),
     }
 }
 
@@ -192,6 +193,7 @@ pub fn timed_out() -> CellRecord {
         cross_check: None,
         observed_topology: None,
         scheduler_log: "scx_ktstr: loading BPF skeleton\n".into(),
+        console_tail: "rcu: INFO: rcu_preempt self-detected stall on CPU\nrcu: \t1-....: (20999 ticks this GP)\n".into(),
         frame_stats: DecodeStats {
             frames: 3,
             truncated: 1,
