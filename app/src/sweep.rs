@@ -132,33 +132,30 @@ pub async fn run_sweep(
         .collect();
 
     let mut finished: Vec<(usize, CellRecord)> = Vec::new();
-    let mut complete = true;
     tokio::pin!(interrupt);
     loop {
         tokio::select! {
+            // Cells that already finished are reported before an interrupt is honoured.
+            biased;
             next = running.next() => match next {
                 None => break,
-                Some((_, None)) => {
-                    complete = false;
-                }
+                // An interrupted VM has no outcome; the count below marks the sweep.
+                Some((_, None)) => {}
                 Some((index, Some(record))) => {
                     ports.reporter.cell_finished(&record)?;
                     finished.push((index, record));
                 }
             },
-            () = &mut interrupt => {
-                complete = false;
-                break;
-            }
+            () = &mut interrupt => break,
         }
     }
     // Dropping the in-flight cells tears their VMs down before the summary is printed.
     drop(running);
     finished.sort_by_key(|(index, _)| *index);
     let report = SweepReport {
+        complete: finished.len() == matrix.cells.len(),
         records: finished.into_iter().map(|(_, r)| r).collect(),
         planned: matrix.cells.len(),
-        complete,
     };
     ports.reporter.sweep_finished(&report)?;
     Ok(report)

@@ -644,25 +644,53 @@ async fn an_interrupted_sweep_reports_finished_cells_as_incomplete() {
     assert!(!recorder.finished.lock().unwrap().as_ref().unwrap().complete);
 }
 
+/// A backend whose VMs never stop; counts the runs torn down by being dropped.
+#[derive(Default)]
+struct HangingHypervisor {
+    torn_down: Arc<AtomicUsize>,
+}
+
+struct TearDown(Arc<AtomicUsize>);
+
+impl Drop for TearDown {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl ktstr_ports::Hypervisor for HangingHypervisor {
+    fn name(&self) -> String {
+        "hanging".into()
+    }
+    async fn run(&self, _spec: VmSpec) -> Result<VmRun, HypervisorError> {
+        let _guard = TearDown(Arc::clone(&self.torn_down));
+        std::future::pending::<()>().await;
+        unreachable!("a pending future never completes")
+    }
+}
+
 #[tokio::test]
-async fn the_interrupt_future_stops_the_sweep() {
-    let (ports, recorder) = {
-        let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
-        h.hypervisor
-            .expect_run()
-            .returning(|spec| Ok(vm(&healthy(&spec), false)));
-        h.ports()
-    };
+async fn the_interrupt_future_stops_the_sweep_and_drops_running_vms() {
+    let (mut ports, recorder) = Harness::new(vec![artifact("6.12.117", &[])]).ports();
+    let hanging = Arc::new(HangingHypervisor::default());
+    let torn_down = Arc::clone(&hanging.torn_down);
+    ports.hypervisor = hanging;
+    let mut s = settings(&["tiny-1llc", "tiny-2llc", "odd-3llc"]);
+    s.jobs = 2;
     let report = run_sweep(
         &one_scheduler(),
         &[KernelSpec::CacheKey("k".into())],
         &ports,
-        &settings(&[]),
-        std::future::ready(()),
+        &s,
+        tokio::time::sleep(Duration::from_millis(50)),
     )
     .await
     .unwrap();
     assert!(!report.complete);
-    assert!(report.planned > report.records.len());
-    assert!(recorder.finished.lock().unwrap().is_some());
+    assert_eq!(report.planned, 3);
+    assert!(report.records.is_empty());
+    // The two VMs that were running were torn down before the summary.
+    assert_eq!(torn_down.load(Ordering::SeqCst), 2);
+    assert!(!recorder.finished.lock().unwrap().as_ref().unwrap().complete);
 }

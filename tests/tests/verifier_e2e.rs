@@ -276,11 +276,17 @@ fn ctrl_c_prints_an_incomplete_summary_and_leaves_no_vm_behind() {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(status.code(), Some(130), "{seen}\n{err}");
+    // At least the first cell finished, and not all four did.
+    let done: usize = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("INCOMPLETE: sweep interrupted after "))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no INCOMPLETE line in {seen}"));
+    assert!((1..4).contains(&done), "{seen}");
     assert!(
-        seen.contains("INCOMPLETE: sweep interrupted after 1 of 4 cells"),
+        seen.contains(&format!("verifier summary: {done} ✅  0 ❌  0 🇽")),
         "{seen}"
     );
-    assert!(seen.contains("verifier summary: 1 ✅  0 ❌  0 🇽"), "{seen}");
 
     // Nothing of that process outlives it: no QEMU, no RAM files, no work directories.
     let mine = format!("ktstr-{pid}-");

@@ -2,7 +2,8 @@
 
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use ktstr_ports::{GuestImageBuilder, GuestImageError, GuestPlan};
@@ -75,7 +76,35 @@ impl InitramfsBuilder {
         drop(out);
         tmp.as_file().sync_all().map_err(fail)?;
         tmp.persist(&path).map_err(|e| fail(e.error))?;
+        prune(&self.cache_dir, KEEP_IMAGES, PRUNE_AGE);
         Ok(path)
+    }
+}
+
+/// Images kept however old; past these, images older than [`PRUNE_AGE`] are removed.
+const KEEP_IMAGES: usize = 32;
+const PRUNE_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Bounds the cache: every new scheduler build makes a new image. Best effort: a file
+/// that cannot be listed or removed is left alone.
+fn prune(dir: &Path, keep: usize, min_age: Duration) {
+    let Ok(read) = fs::read_dir(dir) else { return };
+    let mut images: Vec<(SystemTime, PathBuf)> = read
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            if !name.ends_with(".cpio.gz") || name.starts_with('.') {
+                return None;
+            }
+            Some((e.metadata().ok()?.modified().ok()?, e.path()))
+        })
+        .collect();
+    images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    let now = SystemTime::now();
+    for (modified, path) in images.into_iter().skip(keep) {
+        if now.duration_since(modified).unwrap_or_default() > min_age {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
@@ -88,5 +117,31 @@ impl GuestImageBuilder for InitramfsBuilder {
             .await
             .map_err(|e| BuildError::Task(e.to_string()))?
             .map_err(GuestImageError::from)
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_and_the_recent_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let now = SystemTime::now();
+        for (i, age) in [0u64, 1, 2, 3].iter().enumerate() {
+            let path = dir.path().join(format!("{i}.cpio.gz"));
+            let file = fs::File::create(&path).unwrap();
+            file.set_modified(now - day * (*age as u32 * 2)).unwrap();
+        }
+        fs::write(dir.path().join("notes.txt"), "").unwrap();
+        prune(dir.path(), 1, day);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // The newest is kept by count; the others are over a day old and go.
+        assert_eq!(left, ["0.cpio.gz", "notes.txt"]);
     }
 }
