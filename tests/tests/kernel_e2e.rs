@@ -56,8 +56,7 @@ fn the_default_kernel_builds_with_every_fragment_option_and_is_reused() {
     assert!(elf.section_by_name(".debug_info").is_none());
     assert!(fs::metadata(dir.join("bzImage")).unwrap().len() > 1 << 20);
 
-    let meta: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    let meta = metadata(&dir);
     assert_eq!(meta["sched_ext"], true);
     assert_eq!(meta["arch"], "x86_64");
 
@@ -74,17 +73,8 @@ fn the_default_kernel_builds_with_every_fragment_option_and_is_reused() {
     let version = meta["version"].as_str().unwrap().to_string();
     let path = ktstr(&["kernel", "path", &version]);
     assert_eq!(stdout(&path).trim(), dir.display().to_string());
-    let list = ktstr(&["kernel", "list"]);
-    let key = dir.file_name().unwrap().to_str().unwrap();
-    let row = stdout(&list)
-        .lines()
-        .find(|l| l.contains(key))
-        .map(str::to_string);
-    assert!(
-        row.is_some_and(|r| r.contains(" yes ")),
-        "{}",
-        stdout(&list)
-    );
+    let row = list_row(&dir);
+    assert!(row.contains(" yes "), "{row}");
 }
 
 #[test]
@@ -106,16 +96,23 @@ fn a_kernel_without_sched_ext_is_refused_unless_asked_for_and_then_flagged() {
     assert!(out.starts_with("kernel 6.1."), "{out}");
     assert!(out.contains("no sched_ext"), "{out}");
     let dir = entry_dir_of(&out);
-    let meta: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("metadata.json")).unwrap()).unwrap();
+    let meta = metadata(&dir);
     assert_eq!(meta["sched_ext"], false);
     assert_eq!(meta["missing_options"][0], "CONFIG_SCHED_CLASS_EXT");
+    let row = list_row(&dir);
+    assert!(row.contains(" NO "), "{row}");
+}
 
-    let list = ktstr(&["kernel", "list"]);
-    let key = dir.file_name().unwrap().to_str().unwrap();
-    let row = stdout(&list)
-        .lines()
+fn metadata(entry: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(entry.join("metadata.json")).unwrap()).unwrap()
+}
+
+/// The `ktstr kernel list` row of a cache entry.
+fn list_row(entry: &Path) -> String {
+    let list = stdout(&ktstr(&["kernel", "list"]));
+    let key = entry.file_name().unwrap().to_str().unwrap();
+    list.lines()
         .find(|l| l.contains(key))
-        .map(str::to_string);
-    assert!(row.is_some_and(|r| r.contains(" NO ")), "{}", stdout(&list));
+        .unwrap_or_else(|| panic!("{key} not listed:\n{list}"))
+        .to_string()
 }

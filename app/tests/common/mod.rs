@@ -1,0 +1,199 @@
+//! The harness the sweep use-case tests share: mocked ports and realistic frames.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
+use ktstr_domain::constraints::HostBudget;
+use ktstr_domain::frame::Frame;
+use ktstr_domain::kernel::KernelLabel;
+use ktstr_domain::manifest::{SchedulerDecl, parse_manifest};
+use ktstr_domain::matrix::MatrixRequest;
+use ktstr_domain::observed::ObservedTopology;
+use ktstr_domain::prog::ProgStat;
+use ktstr_domain::report::{CellRecord, SweepReport};
+use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::wire::encode;
+use ktstr_ports::{
+    KernelArtifact, MockGuestImageBuilder, MockHypervisor, MockKernelCache,
+    MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun, VmSpec,
+};
+
+/// Collects what the use case reports, in order.
+#[derive(Default)]
+pub struct Recorder {
+    pub started: Mutex<Option<(usize, Vec<String>)>>,
+    pub cells: Mutex<Vec<String>>,
+    pub finished: Mutex<Option<SweepReport>>,
+}
+
+impl Reporter for Recorder {
+    fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError> {
+        *self.started.lock().unwrap() = Some((planned, warnings.to_vec()));
+        Ok(())
+    }
+    fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
+        self.cells.lock().unwrap().push(record.cell.to_string());
+        Ok(())
+    }
+    fn sweep_finished(&self, report: &SweepReport) -> Result<(), ReportError> {
+        *self.finished.lock().unwrap() = Some(report.clone());
+        Ok(())
+    }
+}
+
+pub fn artifact(version: &str, missing: &[&str]) -> KernelArtifact {
+    KernelArtifact {
+        label: KernelLabel::new(version, version.parse().ok()),
+        image: PathBuf::from(format!("/kernels/{version}/bzImage")),
+        vmlinux: PathBuf::from(format!("/kernels/{version}/vmlinux")),
+        missing_options: missing.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn decls(text: &str) -> Vec<SchedulerDecl> {
+    parse_manifest(text).unwrap()
+}
+
+pub fn one_scheduler() -> Vec<SchedulerDecl> {
+    decls("[[scheduler]]\nname = \"sched\"\nbinary = \"/bin/sched\"\n")
+}
+
+pub fn settings(filters: &[&str]) -> SweepSettings {
+    SweepSettings {
+        request: MatrixRequest {
+            scheduler: None,
+            filters: filters.iter().map(|f| f.to_string()).collect(),
+            host: HostBudget { max_vcpus: 16 },
+        },
+        jobs: 2,
+        memory_budget_mib: 4096,
+        cell_timeout: Duration::from_secs(30),
+        attach_timeout: Duration::from_secs(5),
+        probe_duration: Duration::from_millis(300),
+        kernel_args: vec!["nokaslr".into()],
+        cross_check: true,
+    }
+}
+
+pub fn prog(id: u32, name: &str, insns: u32) -> ProgStat {
+    ProgStat {
+        id,
+        prog_type: 27,
+        name: name.into(),
+        verified_insns: insns,
+    }
+}
+
+/// The frames of a healthy run on `spec`'s topology.
+pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
+    vec![
+        Frame::Topology {
+            topology: ObservedTopology::ideal(&spec.topology),
+        },
+        Frame::SchedulerStarted { pid: 42 },
+        Frame::PayloadStarting,
+        Frame::WorkloadDispatched {
+            workers: spec.topology.cpus(),
+            iterations: 1000,
+        },
+        Frame::ProgStats {
+            progs: vec![
+                prog(7, "ktstr_dispatch", 100 + spec.topology.cpus()),
+                prog(8, "ktstr_init", 2296),
+            ],
+        },
+        Frame::SchedulerLog {
+            text: "scheduler up\n".into(),
+        },
+    ]
+}
+
+pub fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
+    VmRun {
+        backend: "mock".into(),
+        console: String::new(),
+        frame_bytes: frames.iter().flat_map(encode).collect(),
+        timed_out,
+        memory: None,
+        peak_rss_kib: None,
+    }
+}
+
+pub struct Harness {
+    pub kernels: Vec<KernelArtifact>,
+    pub hypervisor: MockHypervisor,
+    pub schedulers: MockSchedulerSource,
+    pub images: MockGuestImageBuilder,
+    pub introspection: Option<MockKernelIntrospection>,
+    pub recorder: Arc<Recorder>,
+}
+
+impl Harness {
+    pub fn new(kernels: Vec<KernelArtifact>) -> Self {
+        let mut schedulers = MockSchedulerSource::new();
+        schedulers
+            .expect_binary()
+            .returning(|d| Ok(PathBuf::from(format!("/bin/{}", d.name))));
+        let mut images = MockGuestImageBuilder::new();
+        images
+            .expect_build()
+            .returning(|plan| Ok(Path::new("/images").join(plan.scheduler.file_name().unwrap())));
+        Harness {
+            kernels,
+            hypervisor: MockHypervisor::new(),
+            schedulers,
+            images,
+            introspection: None,
+            recorder: Arc::new(Recorder::default()),
+        }
+    }
+
+    pub fn ports(self) -> (SweepPorts, Arc<Recorder>) {
+        let mut cache = MockKernelCache::new();
+        let kernels = self.kernels;
+        cache
+            .expect_resolve()
+            .returning(move |_| Ok(kernels.clone()));
+        let ports = SweepPorts {
+            kernels: Arc::new(cache),
+            hypervisor: Arc::new(self.hypervisor),
+            schedulers: Arc::new(self.schedulers),
+            images: Arc::new(self.images),
+            introspection: self
+                .introspection
+                .map(|i| Arc::new(i) as Arc<dyn ktstr_ports::KernelIntrospection>),
+            reporter: self.recorder.clone(),
+        };
+        (ports, self.recorder)
+    }
+}
+
+pub async fn sweep(
+    decls: &[SchedulerDecl],
+    harness: Harness,
+    settings: &SweepSettings,
+) -> (Result<SweepReport, SweepError>, Arc<Recorder>) {
+    let (ports, recorder) = harness.ports();
+    let never = std::future::pending::<()>();
+    let result = run_sweep(decls, &[], &ports, settings, never).await;
+    (result, recorder)
+}
+
+pub fn verdict_of<'a>(report: &'a SweepReport, cell: &str) -> &'a Verdict {
+    &report
+        .records
+        .iter()
+        .find(|r| r.cell.to_string() == cell)
+        .unwrap_or_else(|| panic!("no record for {cell}"))
+        .verdict
+}
+
+pub fn failed_gate(verdict: &Verdict) -> (Gate, String) {
+    match verdict {
+        Verdict::Fail { gate, reason } => (*gate, reason.clone()),
+        Verdict::Pass => panic!("expected a failure"),
+    }
+}
