@@ -25,6 +25,12 @@ fn labels(artifacts: &[KernelArtifact]) -> Vec<String> {
     artifacts.iter().map(|a| a.label.raw.clone()).collect()
 }
 
+/// A cache entry labelled by its version, with a key whose hash is `tag` repeated.
+fn cached(kc: &FsKernelCache, version: &str, tag: char) -> crate::layout::Entry {
+    let key = format!("{version}-x86_64-{}", tag.to_string().repeat(12));
+    write_entry(kc.cache(), &key, version, version)
+}
+
 /// A kernel build tree with the files resolution looks for.
 fn write_tree(dir: &Path, config: &str) {
     fs::create_dir_all(dir.join("arch/x86/boot")).unwrap();
@@ -40,18 +46,8 @@ const SCHED_EXT_CONFIG: &str = "# Linux/x86 6.13.0 Kernel Configuration\nCONFIG_
 fn versions_ranges_and_keys_resolve_from_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let kc = cache_in(tmp.path());
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
-    write_entry(
-        kc.cache(),
-        "6.1.158-x86_64-bbbbbbbbbbbb",
-        "6.1.158",
-        "6.1.158",
-    );
+    cached(&kc, "6.12.117", 'a');
+    cached(&kc, "6.1.158", 'b');
     write_entry(kc.cache(), "6.14.2-x86_64-cccccccccccc", "6.14.2", "mine");
 
     let got = kc.resolve_specs(&[spec("6.12.117")]).unwrap();
@@ -89,26 +85,11 @@ fn no_spec_means_the_default_spec_or_the_newest_entry() {
     assert!(err.contains("ktstr kernel build"), "{err}");
     assert!(err.contains("apt-get install linux-source-6.12"), "{err}");
 
-    write_entry(
-        kc.cache(),
-        "6.1.158-x86_64-bbbbbbbbbbbb",
-        "6.1.158",
-        "6.1.158",
-    );
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
+    cached(&kc, "6.1.158", 'b');
+    cached(&kc, "6.12.117", 'a');
     assert_eq!(labels(&kc.resolve_specs(&[]).unwrap()), ["6.12.117"]);
     // A newer kernel kept without sched_ext is never the default.
-    let old = write_entry(
-        kc.cache(),
-        "6.1.192-x86_64-ffffffffffff",
-        "6.1.192",
-        "6.1.192",
-    );
+    let old = cached(&kc, "6.1.192", 'f');
     let mut meta = old.meta.clone();
     meta.sched_ext = false;
     meta.missing_options = vec!["CONFIG_SCHED_CLASS_EXT".into()];
@@ -133,12 +114,7 @@ fn no_spec_means_the_default_spec_or_the_newest_entry() {
 fn unknown_versions_and_empty_ranges_name_what_is_cached() {
     let tmp = tempfile::tempdir().unwrap();
     let kc = cache_in(tmp.path());
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
+    cached(&kc, "6.12.117", 'a');
     for bad in ["6.13", "7.0..7.2", "nosuchkey"] {
         let err = kc.resolve_specs(&[spec(bad)]).unwrap_err().to_string();
         assert!(
@@ -156,18 +132,8 @@ fn unknown_versions_and_empty_ranges_name_what_is_cached() {
 fn two_kernels_with_one_label_get_distinct_labels() {
     let tmp = tempfile::tempdir().unwrap();
     let kc = cache_in(tmp.path());
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-dddddddddddd",
-        "6.12.117",
-        "6.12.117",
-    );
+    cached(&kc, "6.12.117", 'a');
+    cached(&kc, "6.12.117", 'd');
     let got = kc.resolve_specs(&[spec("6.12..6.12.200")]).unwrap();
     let got = labels(&got);
     assert_eq!(got.len(), 2);
@@ -182,13 +148,8 @@ fn two_kernels_with_one_label_get_distinct_labels() {
 fn corrupt_entries_are_never_used() {
     let tmp = tempfile::tempdir().unwrap();
     let kc = cache_in(tmp.path());
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
-    let bad = write_entry(kc.cache(), "6.13.0-x86_64-eeeeeeeeeeee", "6.13.0", "6.13.0");
+    cached(&kc, "6.12.117", 'a');
+    let bad = cached(&kc, "6.13.0", 'e');
     fs::write(bad.image(), "").unwrap();
     // Not the default, not found by version, refused by key with the fix.
     assert_eq!(labels(&kc.resolve_specs(&[]).unwrap()), ["6.12.117"]);
@@ -279,12 +240,7 @@ fn a_real_debian_config_without_sched_ext_is_flagged() {
 async fn the_port_resolves_like_the_method() {
     let tmp = tempfile::tempdir().unwrap();
     let kc = cache_in(tmp.path());
-    write_entry(
-        kc.cache(),
-        "6.12.117-x86_64-aaaaaaaaaaaa",
-        "6.12.117",
-        "6.12.117",
-    );
+    cached(&kc, "6.12.117", 'a');
     let port: &dyn KernelCache = &kc;
     assert_eq!(labels(&port.resolve(&[]).await.unwrap()), ["6.12.117"]);
 }
