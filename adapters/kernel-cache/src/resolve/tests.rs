@@ -26,7 +26,7 @@ fn labels(artifacts: &[KernelArtifact]) -> Vec<String> {
 }
 
 /// A cache entry labelled by its version, with a key whose hash is `tag` repeated.
-fn cached(kc: &FsKernelCache, version: &str, tag: char) -> crate::layout::Entry {
+fn cached(kc: &FsKernelCache, version: &str, tag: char) -> Entry {
     let key = format!("{version}-x86_64-{}", tag.to_string().repeat(12));
     write_entry(kc.cache(), &key, version, version)
 }
