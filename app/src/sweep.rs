@@ -2,23 +2,27 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use ktstr_domain::attach::{AttachOutcome, GuestReport};
 use ktstr_domain::crosscheck::cross_check;
+use ktstr_domain::environment::{EnvEvidence, diagnose};
+use ktstr_domain::guest_memory::GuestMemorySize;
+use ktstr_domain::init_plan::cell_cmdline;
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::SchedulerDecl;
 use ktstr_domain::matrix::{MatrixError, MatrixRequest, PlannedCell, expand};
 use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
-use ktstr_domain::verdict::{Gate, RunFacts, Verdict, cell_verdict};
+use ktstr_domain::verdict::{EnvCause, Gate, RunFacts, Verdict, cell_verdict};
 use ktstr_domain::vstats::parse_verifier_stats;
+use ktstr_domain::waits::{CellWaits, WaitOverrides};
 use ktstr_domain::wire::decode_all;
 use ktstr_ports::{
-    GuestImageBuilder, GuestPlan, Hypervisor, HypervisorError, KernelArtifact, KernelCache,
-    KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource, VmRun, VmSpec,
+    GuestImage, GuestImageBuilder, GuestPlan, Hypervisor, HypervisorError, KernelArtifact,
+    KernelCache, KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource,
+    VmRun, VmSpec,
 };
 use thiserror::Error;
 use tokio::sync::Semaphore;
@@ -52,10 +56,10 @@ pub struct SweepSettings {
     pub jobs: usize,
     /// Guest RAM all running cells may hold together.
     pub memory_budget_mib: u64,
-    /// The host watchdog of one VM.
-    pub cell_timeout: Duration,
-    pub attach_timeout: Duration,
-    pub probe_duration: Duration,
+    /// The user's fixed waits; the rest scale with each cell's vCPUs and the backend.
+    pub waits: WaitOverrides,
+    /// Guest RAM for every cell (`--memory`); `None` sizes each cell from its image.
+    pub memory_mib: Option<u32>,
     /// Kernel command line the guest boots with, beyond the backend's console setup.
     pub kernel_args: Vec<String>,
     /// Fail cells whose host-read and guest-reported programs disagree.
@@ -85,11 +89,6 @@ fn tail_lines(text: &str, n: usize) -> String {
     tail
 }
 
-/// Guest RAM for a topology: a base for the kernel and init plus a little per CPU.
-pub fn vm_memory_mib(cpus: u32) -> u32 {
-    512 + 8 * cpus
-}
-
 /// Runs the sweep until done or until `interrupt` resolves; an interrupted sweep still
 /// returns (and reports) the cells that finished, marked incomplete.
 pub async fn run_sweep(
@@ -106,7 +105,7 @@ pub async fn run_sweep(
         .reporter
         .sweep_started(matrix.cells.len(), &matrix.warnings)?;
 
-    let images = prepare_images(decls, &matrix.cells, ports, settings).await;
+    let images = prepare_images(decls, &matrix.cells, ports).await;
     let jobs = Semaphore::new(settings.jobs.max(1));
     let budget = settings.memory_budget_mib.clamp(1, u64::from(u32::MAX)) as u32;
     let memory = Semaphore::new(budget as usize);
@@ -166,8 +165,7 @@ async fn prepare_images(
     decls: &[SchedulerDecl],
     cells: &[PlannedCell],
     ports: &SweepPorts,
-    settings: &SweepSettings,
-) -> HashMap<usize, Result<PathBuf, String>> {
+) -> HashMap<usize, Result<GuestImage, String>> {
     let mut images = HashMap::new();
     for cell in cells {
         if images.contains_key(&cell.scheduler) {
@@ -180,8 +178,6 @@ async fn prepare_images(
                 let plan = GuestPlan {
                     scheduler,
                     sched_args: decl.sched_args.clone(),
-                    attach_timeout: settings.attach_timeout,
-                    probe_duration: settings.probe_duration,
                 };
                 ports.images.build(&plan).await.map_err(|e| e.to_string())
             }
@@ -206,60 +202,87 @@ impl CellContext<'_> {
         cell: &PlannedCell,
         decl: &SchedulerDecl,
         kernel: &KernelArtifact,
-        image: &Result<PathBuf, String>,
+        image: &Result<GuestImage, String>,
     ) -> Option<CellRecord> {
         let topology = cell.preset.topology;
-        let setup_failure = |reason: String| CellRecord {
+        let unbooted = |verdict: Verdict| CellRecord {
             cell: cell.id.clone(),
             topology,
-            verdict: Verdict::fail(Gate::Setup, reason),
+            verdict,
             run: None,
             wall_ms: 0,
         };
         if !kernel.missing_options.is_empty() {
-            return Some(setup_failure(format!(
-                "kernel {} lacks {}; not booted (rebuild it with ktstr's kconfig fragment)",
-                kernel.label.sanitized(),
-                kernel.missing_options.join(", ")
+            return Some(unbooted(Verdict::fail(
+                Gate::Setup,
+                format!(
+                    "kernel {} lacks {}; not booted (rebuild it with ktstr's kconfig fragment)",
+                    kernel.label.sanitized(),
+                    kernel.missing_options.join(", ")
+                ),
             )));
         }
-        let initramfs = match image {
-            Ok(path) => path.clone(),
+        let image = match image {
+            Ok(image) => image,
             Err(reason) => {
-                return Some(setup_failure(format!(
-                    "scheduler `{}`: {reason}",
-                    decl.name
+                return Some(unbooted(Verdict::env_error(
+                    EnvCause::Image,
+                    format!("scheduler `{}`: {reason}", decl.name),
                 )));
             }
         };
-        let memory_mib = vm_memory_mib(topology.cpus());
+        let memory = GuestMemorySize::for_cell(
+            topology.cpus(),
+            image.footprint,
+            decl.memory_mib,
+            self.settings.memory_mib,
+        );
+        let waits = CellWaits::for_cell(
+            topology.cpus(),
+            self.ports.hypervisor.cpu_mode(),
+            self.settings.waits,
+        );
         let _job = self.jobs.acquire().await.ok()?;
         let _memory = self
             .memory
-            .acquire_many(memory_mib.min(self.memory_budget))
+            .acquire_many(memory.mib.min(self.memory_budget))
             .await
             .ok()?;
         let started = Instant::now();
+        let mut cmdline = self.settings.kernel_args.clone();
+        cmdline.push(cell_cmdline(waits.attach, waits.probe));
         let spec = VmSpec {
             kernel_image: kernel.image.clone(),
-            initramfs,
-            cmdline: self.settings.kernel_args.join(" "),
+            initramfs: image.path.clone(),
+            cmdline: cmdline.join(" "),
             topology,
-            memory_mib,
-            timeout: self.settings.cell_timeout,
+            memory_mib: memory.mib,
+            timeout: waits.watchdog,
         };
         let vm = match self.ports.hypervisor.run(spec).await {
             Ok(vm) => vm,
             Err(HypervisorError::Interrupted) => return None,
-            Err(e) => return Some(setup_failure(e.to_string())),
+            Err(e) => {
+                return Some(unbooted(Verdict::env_error(
+                    EnvCause::VmStart,
+                    e.to_string(),
+                )));
+            }
         };
-        let mut record = self.judge(cell, kernel, vm).await;
+        let mut record = self.judge(cell, kernel, vm, memory, waits).await;
         record.wall_ms = started.elapsed().as_millis() as u64;
         Some(record)
     }
 
     /// Turns what the VM left behind into a verdict.
-    async fn judge(&self, cell: &PlannedCell, kernel: &KernelArtifact, vm: VmRun) -> CellRecord {
+    async fn judge(
+        &self,
+        cell: &PlannedCell,
+        kernel: &KernelArtifact,
+        vm: VmRun,
+        memory: GuestMemorySize,
+        waits: CellWaits,
+    ) -> CellRecord {
         let decoded = decode_all(&vm.frame_bytes);
         let attach = AttachOutcome::from_frames(&decoded.frames);
         let guest = GuestReport::from_frames(&decoded.frames);
@@ -286,6 +309,8 @@ impl CellContext<'_> {
         };
         let verdict = cell_verdict(RunFacts {
             timed_out: vm.timed_out,
+            watchdog: waits.watchdog,
+            phases: &guest.phases,
             attach: &attach,
             dispatched: guest.dispatched,
             dispatch_note: guest.dispatch_note.as_deref(),
@@ -294,6 +319,21 @@ impl CellContext<'_> {
             topology: topology_check.as_ref(),
             cross_check: cross.as_ref(),
         });
+        // A failure the environment caused is reported as such, never as the scheduler's.
+        let verdict = match &verdict {
+            Verdict::Fail { .. } => diagnose(&EnvEvidence {
+                console: &vm.console,
+                scheduler_log: &guest.scheduler_log,
+                guest_errors: &guest.guest_errors,
+                vm_died: vm.vm_died.as_deref(),
+                timed_out: vm.timed_out,
+                watchdog: waits.watchdog,
+                memory,
+                phases: &guest.phases,
+            })
+            .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),
+            _ => verdict,
+        };
         CellRecord {
             cell: cell.id.clone(),
             topology: cell.preset.topology,
@@ -305,6 +345,8 @@ impl CellContext<'_> {
                 dispatched: guest.dispatched,
                 dispatch_note: guest.dispatch_note,
                 timed_out: vm.timed_out,
+                vm_died: vm.vm_died,
+                memory_mib: memory.mib,
                 progs,
                 progs_source,
                 cross_check: cross,

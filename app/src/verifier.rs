@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use ktstr_domain::guest_memory::MIN_GUEST_MIB;
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_domain::matrix::MatrixRequest;
+use ktstr_domain::waits::WaitOverrides;
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::GuestIntrospector;
 use ktstr_ports::{Hypervisor, Reporter};
@@ -64,15 +66,21 @@ pub struct VerifierArgs {
     /// Largest vCPU count one VM may have (default: 8 per host CPU).
     #[arg(long)]
     pub max_vcpus: Option<u32>,
-    /// Host watchdog per VM, in seconds.
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
-    /// Seconds the guest waits for sched_ext to reach `enabled`.
-    #[arg(long, default_value_t = 20)]
-    pub attach_timeout: u64,
-    /// Milliseconds the dispatch probe runs after attach.
-    #[arg(long, default_value_t = 500)]
-    pub probe_ms: u64,
+    /// Host watchdog per VM, in seconds (default: scaled with the cell's vCPUs and the
+    /// accelerator: 94 s for 4 vCPUs under TCG, 218 s for 128).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 21 s for
+    /// 4 vCPUs under TCG, 52 s for 128).
+    #[arg(long)]
+    pub attach_timeout: Option<u64>,
+    /// Milliseconds the dispatch probe runs after attach (default: scaled, about 500).
+    #[arg(long)]
+    pub probe_ms: Option<u64>,
+    /// Guest RAM of every cell, in MiB (default: sized from the scheduler's image and the
+    /// cell's vCPUs; a scheduler's `memory_mib` in the manifest overrides that).
+    #[arg(long, value_name = "MIB", value_parser = parse_memory_mib)]
+    pub memory: Option<u32>,
     /// Do not fail cells whose host-read and guest-reported programs disagree.
     #[arg(long)]
     pub no_cross_check: bool,
@@ -81,9 +89,32 @@ pub struct VerifierArgs {
     pub kaslr: bool,
 }
 
+/// Largest guest the QEMU backend lays out below the PCI hole, where host introspection
+/// reads guest RAM by offset (mapping RAM above 4 GiB is still to come).
+const MAX_MEMORY_MIB: u32 = 3584;
+
+fn parse_memory_mib(text: &str) -> Result<u32, String> {
+    let mib: u32 = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a number of MiB: {e}"))?;
+    if mib < MIN_GUEST_MIB {
+        return Err(format!(
+            "{mib} MiB is too small: a guest needs at least {MIN_GUEST_MIB} MiB"
+        ));
+    }
+    if mib > MAX_MEMORY_MIB {
+        return Err(format!(
+            "{mib} MiB is above the {MAX_MEMORY_MIB} MiB a guest may have today (RAM above \
+             the PCI hole is not read by host introspection yet)"
+        ));
+    }
+    Ok(mib)
+}
+
 /// The built-in subject when no manifest exists: the fixture scheduler, no knobs.
 pub fn fixture_decl(exe_dir: &Path) -> SchedulerDecl {
     SchedulerDecl {
+        memory_mib: None,
         name: FIXTURE.to_string(),
         binary: SchedulerBinary::Path(exe_dir.join(FIXTURE).display().to_string()),
         sched_args: Vec::new(),
@@ -185,9 +216,12 @@ pub fn prepare(
         },
         jobs: args.jobs.unwrap_or_else(host::host_cpus_usize),
         memory_budget_mib: host::memory_budget_mib(),
-        cell_timeout: Duration::from_secs(args.timeout),
-        attach_timeout: Duration::from_secs(args.attach_timeout),
-        probe_duration: Duration::from_millis(args.probe_ms),
+        waits: WaitOverrides {
+            watchdog: args.timeout.map(Duration::from_secs),
+            attach: args.attach_timeout.map(Duration::from_secs),
+            probe: args.probe_ms.map(Duration::from_millis),
+        },
+        memory_mib: args.memory,
         kernel_args: ["panic=-1", "nokaslr", "quiet", "loglevel=4"]
             .iter()
             .map(|s| s.to_string())
@@ -213,11 +247,5 @@ pub async fn ctrl_c() {
 pub async fn run(env: &HostEnv, args: VerifierArgs) -> Result<ExitCode> {
     let p = prepare(env, &args, reporter_for(env, &args))?;
     let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
-    Ok(if !report.complete {
-        ExitCode::from(130)
-    } else if report.succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::from(report.outcome().exit_code()))
 }

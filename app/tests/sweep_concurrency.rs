@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::*;
 use ktstr::sweep::run_sweep;
 use ktstr_domain::kernel::KernelSpec;
+use ktstr_domain::waits::CpuMode;
 use ktstr_ports::{HypervisorError, VmRun, VmSpec};
 
 /// A backend whose VMs take a while, counting how many run at once.
@@ -23,6 +24,9 @@ struct SlowHypervisor {
 impl ktstr_ports::Hypervisor for SlowHypervisor {
     fn name(&self) -> String {
         "slow".into()
+    }
+    fn cpu_mode(&self) -> CpuMode {
+        CpuMode::Emulated
     }
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         let now = self.live.fetch_add(1, Ordering::SeqCst) + 1;
@@ -52,7 +56,7 @@ async fn peak_vms(jobs: usize, memory_budget_mib: u64) -> usize {
 async fn jobs_and_the_memory_budget_bound_how_many_vms_run_at_once() {
     assert_eq!(peak_vms(1, 1 << 20).await, 1);
     assert_eq!(peak_vms(3, 1 << 20).await, 3);
-    // Each VM needs at least 512 MiB: a 1 GiB budget fits one at a time.
+    // Each VM is sized to at least 960 MiB: a 1 GiB budget fits one at a time.
     assert_eq!(peak_vms(3, 1024).await, 1);
     // A VM bigger than the whole budget still runs, alone.
     assert_eq!(peak_vms(3, 100).await, 1);
@@ -96,6 +100,9 @@ impl Drop for TearDown {
 impl ktstr_ports::Hypervisor for HangingHypervisor {
     fn name(&self) -> String {
         "hanging".into()
+    }
+    fn cpu_mode(&self) -> CpuMode {
+        CpuMode::Emulated
     }
     async fn run(&self, _spec: VmSpec) -> Result<VmRun, HypervisorError> {
         let _guard = TearDown(Arc::clone(&self.torn_down));

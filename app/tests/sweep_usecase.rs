@@ -12,7 +12,7 @@ use ktstr_domain::frame::Frame;
 use ktstr_domain::matrix::MatrixError;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::report::{GridStatus, StatsSource};
-use ktstr_domain::verdict::Gate;
+use ktstr_domain::verdict::{EnvCause, Gate};
 use ktstr_domain::wire::encode;
 use ktstr_ports::{
     GuestImageError, HypervisorError, IntrospectionError, MockGuestImageBuilder, MockGuestMemory,
@@ -248,17 +248,18 @@ async fn cells_that_cannot_boot_fail_at_setup_without_a_vm() {
         reason.contains("kernel_6_1_158 lacks CONFIG_SCHED_CLASS_EXT"),
         "{reason}"
     );
-    let (gate, reason) = failed_gate(verdict_of(
+    // A scheduler binary that is not there says nothing about the scheduler's BPF.
+    let (cause, reason) = env_error(verdict_of(
         &report,
         "verifier/broken/kernel_6_12_117/tiny-1llc",
     ));
-    assert_eq!(gate, Gate::Setup);
+    assert_eq!(cause, EnvCause::Image);
     assert!(reason.contains("/missing"), "{reason}");
     assert!(report.records.iter().filter(|r| r.run.is_none()).count() == 3);
 }
 
 #[tokio::test]
-async fn image_and_launch_failures_are_setup_failures() {
+async fn image_and_launch_failures_are_environment_errors() {
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     let mut images = MockGuestImageBuilder::new();
     images
@@ -267,8 +268,8 @@ async fn image_and_launch_failures_are_setup_failures() {
     h.images = images;
     h.hypervisor.expect_run().times(0);
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
-    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
-    assert_eq!(gate, Gate::Setup);
+    let (cause, reason) = env_error(&report.unwrap().records[0].verdict);
+    assert_eq!(cause, EnvCause::Image);
     assert!(reason.contains("libelf.so.1"), "{reason}");
 
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
@@ -278,9 +279,11 @@ async fn image_and_launch_failures_are_setup_failures() {
         ))
     });
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
-    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
-    assert_eq!(gate, Gate::Setup);
+    let report = report.unwrap();
+    let (cause, reason) = env_error(&report.records[0].verdict);
+    assert_eq!(cause, EnvCause::VmStart);
     assert!(reason.contains("qemu-system-x86_64 not found"), "{reason}");
+    assert_eq!(report.outcome().exit_code(), 3);
 }
 
 #[tokio::test]
@@ -391,7 +394,7 @@ async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     let record = &report.unwrap().records[0];
     assert!(record.verdict.passed(), "{:?}", record.verdict);
     let stats = record.run.as_ref().unwrap().frame_stats;
-    assert_eq!(stats.frames, 6);
+    assert_eq!(stats.frames, 7, "the healthy frames, each intact");
     assert_eq!(stats.corrupt, 1);
     assert!(stats.garbage_bytes > 0);
 }

@@ -1,5 +1,7 @@
 //! What the guest init is told to do, written into the initramfs as `/ktstr/plan.json`.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 /// Where the init finds its plan inside the guest.
@@ -8,6 +10,13 @@ pub const INIT_PLAN_PATH: &str = "/ktstr/plan.json";
 pub const GUEST_BIN_DIR: &str = "/ktstr/bin";
 /// The serial port lifecycle frames travel on; the console is ttyS0.
 pub const FRAME_DEVICE: &str = "/dev/ttyS1";
+/// Kernel command-line parameters that carry one cell's waits to the init, so that one
+/// image serves every cell whatever its vCPU count.
+pub const ATTACH_PARAM: &str = "ktstr.attach_ms";
+pub const PROBE_PARAM: &str = "ktstr.probe_ms";
+/// The waits an image's plan holds, used when the command line carries none (a manual run).
+pub const DEFAULT_ATTACH_MS: u64 = 20_000;
+pub const DEFAULT_PROBE_MS: u64 = 500;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +42,34 @@ impl InitPlan {
     pub fn from_json(text: &str) -> Result<Self, String> {
         serde_json::from_str(text).map_err(|e| format!("invalid init plan: {e}"))
     }
+
+    /// Takes the cell's waits from the kernel command line where it carries them. A value
+    /// that does not parse is an error, never silently replaced by the image's default.
+    pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), String> {
+        for word in cmdline.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let target = match key {
+                ATTACH_PARAM => &mut self.attach_timeout_ms,
+                PROBE_PARAM => &mut self.probe_ms,
+                _ => continue,
+            };
+            *target = value
+                .parse()
+                .map_err(|e| format!("kernel command line `{word}`: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The command-line words that give a cell its waits.
+pub fn cell_cmdline(attach: Duration, probe: Duration) -> String {
+    format!(
+        "{ATTACH_PARAM}={} {PROBE_PARAM}={}",
+        attach.as_millis(),
+        probe.as_millis()
+    )
 }
 
 #[cfg(test)]
@@ -51,5 +88,26 @@ mod tests {
         };
         assert_eq!(InitPlan::from_json(&plan.to_json()), Ok(plan));
         assert!(InitPlan::from_json("{\"scheduler\": \"x\", \"bogus\": 1}").is_err());
+    }
+
+    #[test]
+    fn the_command_line_carries_the_cells_waits() {
+        let mut plan = InitPlan {
+            scheduler: "/ktstr/bin/s".into(),
+            sched_args: vec![],
+            attach_timeout_ms: DEFAULT_ATTACH_MS,
+            probe_ms: DEFAULT_PROBE_MS,
+            frame_device: FRAME_DEVICE.into(),
+            log_limit_bytes: 1,
+        };
+        let words = cell_cmdline(Duration::from_secs(52), Duration::from_millis(1012));
+        assert_eq!(words, "ktstr.attach_ms=52000 ktstr.probe_ms=1012");
+        plan.apply_cmdline(&format!("console=ttyS0 quiet {words} panic=-1"))
+            .unwrap();
+        assert_eq!((plan.attach_timeout_ms, plan.probe_ms), (52_000, 1012));
+        plan.apply_cmdline("console=ttyS0").unwrap();
+        assert_eq!(plan.attach_timeout_ms, 52_000);
+        let err = plan.apply_cmdline("ktstr.probe_ms=fast").unwrap_err();
+        assert!(err.contains("ktstr.probe_ms=fast"), "{err}");
     }
 }

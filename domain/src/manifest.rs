@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::constraints::TopologyConstraints;
+use crate::guest_memory::MIN_GUEST_MIB;
 use crate::kernel::KernelSpec;
 
 /// Where a scheduler's userspace binary comes from.
@@ -26,6 +27,8 @@ pub struct SchedulerDecl {
     pub sched_args: Vec<String>,
     pub kernels: Vec<KernelSpec>,
     pub topology: TopologyConstraints,
+    /// Guest RAM for this scheduler's cells; `None` sizes it from the image and vCPUs.
+    pub memory_mib: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -52,6 +55,11 @@ pub enum ManifestError {
     NumaBounds(String),
     #[error("scheduler `{0}` sets max_llcs below min_llcs")]
     LlcBounds(String),
+    #[error(
+        "scheduler `{0}` sets memory_mib = {1}; a guest needs at least {MIN_GUEST_MIB} MiB \
+         (leave it out to size memory from the image)"
+    )]
+    MemoryTooSmall(String, u32),
 }
 
 #[derive(Deserialize)]
@@ -73,6 +81,7 @@ struct RawScheduler {
     kernels: Vec<KernelSpec>,
     #[serde(default)]
     topology: TopologyConstraints,
+    memory_mib: Option<u32>,
 }
 
 /// Parses and validates a manifest's text.
@@ -103,6 +112,9 @@ pub fn parse_manifest(text: &str) -> Result<Vec<SchedulerDecl>, ManifestError> {
             if t.max_llcs.is_some_and(|max| max < t.min_llcs) {
                 return Err(ManifestError::LlcBounds(s.name));
             }
+            if let Some(mib) = s.memory_mib.filter(|&m| m < MIN_GUEST_MIB) {
+                return Err(ManifestError::MemoryTooSmall(s.name, mib));
+            }
             let binary = match (s.binary, s.package) {
                 (Some(_), Some(_)) => return Err(ManifestError::BothSources(s.name)),
                 (None, None) => return Err(ManifestError::NoSource(s.name)),
@@ -115,6 +127,7 @@ pub fn parse_manifest(text: &str) -> Result<Vec<SchedulerDecl>, ManifestError> {
                 sched_args: s.sched_args,
                 kernels: s.kernels,
                 topology: s.topology,
+                memory_mib: s.memory_mib,
             })
         })
         .collect()
@@ -142,6 +155,7 @@ mod tests {
             [[scheduler]]
             name = "scx_simple"
             binary = "bin/scx_simple"
+            memory_mib = 1536
             "#,
         )
         .unwrap();
@@ -158,6 +172,7 @@ mod tests {
         assert_eq!(b.binary, SchedulerBinary::Path("bin/scx_simple".into()));
         assert_eq!(b.topology, TopologyConstraints::default());
         assert!(b.kernels.is_empty());
+        assert_eq!((a.memory_mib, b.memory_mib), (None, Some(1536)));
     }
 
     fn err(text: &str) -> String {
@@ -201,5 +216,10 @@ mod tests {
             "[[scheduler]]\nname = \"a\"\nbinary = \"x\"\n[scheduler.topology]\nmin_llcs = 4\nmax_llcs = 2\n",
         );
         assert!(e.contains("max_llcs below min_llcs"), "{e}");
+        let e = err("[[scheduler]]\nname = \"a\"\nbinary = \"x\"\nmemory_mib = 64\n");
+        assert!(
+            e.contains("memory_mib = 64") && e.contains("at least 128 MiB"),
+            "{e}"
+        );
     }
 }

@@ -168,6 +168,7 @@ mod tests {
 
     fn sched(name: &str, kernels: &[&str], topology: TopologyConstraints) -> SchedulerDecl {
         SchedulerDecl {
+            memory_mib: None,
             name: name.into(),
             binary: SchedulerBinary::Path("x".into()),
             sched_args: vec![],

@@ -35,6 +35,10 @@ pub struct RunRecord {
     pub dispatched: bool,
     pub dispatch_note: Option<String>,
     pub timed_out: bool,
+    /// How the VM process died under the guest, when it did.
+    pub vm_died: Option<String>,
+    /// The guest's RAM.
+    pub memory_mib: u32,
     pub progs: Vec<ProgStat>,
     pub progs_source: StatsSource,
     pub cross_check: Option<CrossCheck>,
@@ -124,6 +128,9 @@ pub enum GridStatus {
     Fail,
     /// Passed on some kernels, failed on others.
     Mixed,
+    /// No scheduler failure, but at least one kernel's cell hit an environment error, so
+    /// nothing can be claimed for every kernel.
+    Error,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +140,7 @@ pub struct Grid {
     pub passed: usize,
     pub failed: usize,
     pub mixed: usize,
+    pub errors: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,21 +218,32 @@ impl SweepReport {
         let schedulers = ordered_unique(self.records.iter().map(|r| r.cell.scheduler.as_str()));
         let mut topologies = ordered_unique(self.records.iter().map(|r| r.cell.preset.as_str()));
         topologies.sort_by_key(|t| preset_rank(t));
-        let (mut passed, mut failed, mut mixed) = (0, 0, 0);
+        let (mut passed, mut failed, mut mixed, mut errors) = (0, 0, 0, 0);
         let rows = topologies
             .into_iter()
             .map(|topology| {
                 let cells = schedulers
                     .iter()
                     .map(|s| {
-                        let verdicts: Vec<bool> = self
+                        let cells: Vec<&Verdict> = self
                             .records
                             .iter()
                             .filter(|r| r.cell.scheduler == *s && r.cell.preset == topology)
-                            .map(|r| r.verdict.passed())
+                            .map(|r| &r.verdict)
                             .collect();
-                        let status = if verdicts.is_empty() {
+                        // A scheduler failure is known whatever the environment did elsewhere;
+                        // without one, an environment error leaves the entry unknown.
+                        let any_error = cells.iter().any(|v| v.is_env_error());
+                        let verdicts: Vec<bool> = cells
+                            .iter()
+                            .filter(|v| !v.is_env_error())
+                            .map(|v| v.passed())
+                            .collect();
+                        let status = if cells.is_empty() {
                             return None;
+                        } else if any_error && verdicts.iter().all(|&p| p) {
+                            errors += 1;
+                            GridStatus::Error
                         } else if verdicts.iter().all(|&p| p) {
                             passed += 1;
                             GridStatus::Pass
@@ -247,20 +266,65 @@ impl SweepReport {
             passed,
             failed,
             mixed,
+            errors,
         }
     }
 
-    /// The authoritative list of failed cells, in record order.
+    /// The authoritative list of cells the scheduler failed, in record order.
     pub fn failing(&self) -> Vec<&CellRecord> {
+        self.records.iter().filter(|r| r.verdict.failed()).collect()
+    }
+
+    /// Cells that could not judge the scheduler because the environment failed.
+    pub fn env_errors(&self) -> Vec<&CellRecord> {
         self.records
             .iter()
-            .filter(|r| !r.verdict.passed())
+            .filter(|r| r.verdict.is_env_error())
             .collect()
     }
 
     /// True when the sweep ran to the end and every cell passed.
     pub fn succeeded(&self) -> bool {
         self.complete && self.records.iter().all(|r| r.verdict.passed())
+    }
+
+    /// How the sweep ended, most serious first: interrupted, a scheduler failed, an
+    /// environment error left cells unjudged, or everything passed.
+    pub fn outcome(&self) -> SweepOutcome {
+        if !self.complete {
+            SweepOutcome::Interrupted
+        } else if self.records.iter().any(|r| r.verdict.failed()) {
+            SweepOutcome::Failed
+        } else if self.records.iter().any(|r| r.verdict.is_env_error()) {
+            SweepOutcome::EnvironmentError
+        } else {
+            SweepOutcome::Passed
+        }
+    }
+}
+
+/// How a sweep ended, one exit status each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepOutcome {
+    Passed,
+    /// At least one cell failed a gate.
+    Failed,
+    /// No cell failed, but some could not be judged: fix the environment and rerun them.
+    EnvironmentError,
+    Interrupted,
+}
+
+impl SweepOutcome {
+    /// 0 passed, 1 a scheduler failed, 3 an environment error (2 is a usage or tool
+    /// error), 130 interrupted.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            SweepOutcome::Passed => 0,
+            SweepOutcome::Failed => 1,
+            SweepOutcome::EnvironmentError => 3,
+            SweepOutcome::Interrupted => 130,
+        }
     }
 }
 
@@ -290,6 +354,8 @@ pub(crate) mod tests {
                 dispatched: verdict.passed(),
                 dispatch_note: None,
                 timed_out: false,
+                vm_died: None,
+                memory_mib: 960,
                 progs,
                 progs_source: StatsSource::Guest,
                 cross_check: None,
@@ -370,7 +436,7 @@ pub(crate) mod tests {
             [Some(GridStatus::Pass), Some(GridStatus::Fail)]
         );
         assert_eq!(g.rows[1].cells, [Some(GridStatus::Mixed), None]);
-        assert_eq!((g.passed, g.failed, g.mixed), (1, 1, 1));
+        assert_eq!((g.passed, g.failed, g.mixed, g.errors), (1, 1, 1, 0));
         let failing: Vec<String> = report
             .failing()
             .iter()
@@ -384,6 +450,43 @@ pub(crate) mod tests {
             ]
         );
         assert!(!report.succeeded());
+    }
+
+    #[test]
+    fn environment_errors_are_neither_passes_nor_failures() {
+        use crate::verdict::EnvCause;
+        let oom = || Verdict::env_error(EnvCause::GuestOutOfMemory, "guest ran out of memory");
+        let mut report = SweepReport {
+            records: vec![
+                record("verifier/s/kernel_a/tiny-1llc", oom(), vec![]),
+                record("verifier/s/kernel_b/tiny-1llc", Verdict::Pass, vec![]),
+                record("verifier/s/kernel_a/tiny-2llc", oom(), vec![]),
+                record("verifier/s/kernel_b/tiny-2llc", fail(), vec![]),
+            ],
+            planned: 4,
+            complete: true,
+        };
+        let g = report.grid();
+        assert_eq!(
+            g.rows[0].cells,
+            [Some(GridStatus::Error)],
+            "a pass elsewhere cannot be claimed for every kernel"
+        );
+        assert_eq!(
+            g.rows[1].cells,
+            [Some(GridStatus::Fail)],
+            "a real failure stays known"
+        );
+        assert_eq!((g.passed, g.failed, g.mixed, g.errors), (0, 1, 0, 1));
+        assert_eq!(report.failing().len(), 1);
+        assert_eq!(report.env_errors().len(), 2);
+        assert_eq!(report.outcome(), SweepOutcome::Failed);
+        report.records.pop();
+        assert_eq!(report.outcome(), SweepOutcome::EnvironmentError);
+        assert_eq!(report.outcome().exit_code(), 3);
+        assert!(!report.succeeded());
+        report.complete = false;
+        assert_eq!(report.outcome().exit_code(), 130);
     }
 
     #[test]

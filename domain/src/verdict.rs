@@ -38,12 +38,38 @@ impl fmt::Display for Gate {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     Pass,
-    Fail { gate: Gate, reason: String },
+    /// The scheduler failed a gate.
+    Fail {
+        gate: Gate,
+        reason: String,
+    },
+    /// ktstr or its environment failed (the guest ran out of memory, the VM died, the VM
+    /// could not start): the cell says nothing about the scheduler.
+    Error {
+        cause: EnvCause,
+        reason: String,
+    },
 }
 
 impl Verdict {
     pub fn passed(&self) -> bool {
         matches!(self, Verdict::Pass)
+    }
+
+    /// A gate the scheduler failed; an environment error is not one.
+    pub fn failed(&self) -> bool {
+        matches!(self, Verdict::Fail { .. })
+    }
+
+    pub fn is_env_error(&self) -> bool {
+        matches!(self, Verdict::Error { .. })
+    }
+
+    pub fn env_error(cause: EnvCause, reason: impl Into<String>) -> Self {
+        Verdict::Error {
+            cause,
+            reason: reason.into(),
+        }
     }
 
     pub fn fail(gate: Gate, reason: impl Into<String>) -> Self {
@@ -54,11 +80,46 @@ impl Verdict {
     }
 }
 
+/// What in the environment failed, when a cell could not judge the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvCause {
+    /// The guest kernel's OOM killer fired, or the kernel could not unpack the initramfs.
+    GuestOutOfMemory,
+    /// The guest's tmpfs (its only filesystem) filled up.
+    GuestOutOfSpace,
+    /// The VM process died under the guest (killed, crashed).
+    VmDied,
+    /// The host could not start the VM.
+    VmStart,
+    /// The guest did not reach its init before the watchdog.
+    BootTimeout,
+    /// The scheduler binary or the guest image could not be prepared.
+    Image,
+}
+
+impl fmt::Display for EnvCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EnvCause::GuestOutOfMemory => "guest-oom",
+            EnvCause::GuestOutOfSpace => "guest-disk-full",
+            EnvCause::VmDied => "vm-died",
+            EnvCause::VmStart => "vm-start",
+            EnvCause::BootTimeout => "boot-timeout",
+            EnvCause::Image => "image",
+        })
+    }
+}
+
 /// The facts of one booted cell the verdict is computed from. The guest's exit code is not
 /// among them: it is never consulted.
 #[derive(Debug, Clone, Copy)]
 pub struct RunFacts<'a> {
     pub timed_out: bool,
+    /// The watchdog the VM ran under, for the timed-out reason.
+    pub watchdog: std::time::Duration,
+    /// The guest's milestones, to say what it was doing when the watchdog fired.
+    pub phases: &'a [(String, u64)],
     pub attach: &'a AttachOutcome,
     pub dispatched: bool,
     pub dispatch_note: Option<&'a str>,
@@ -78,7 +139,11 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
     if facts.timed_out {
         return Verdict::fail(
             Gate::TimedOut,
-            "host watchdog fired: the VM did not exit before its deadline",
+            format!(
+                "host watchdog fired after {} s {}",
+                facts.watchdog.as_secs(),
+                crate::environment::doing(facts.phases)
+            ),
         );
     }
     if let Some(reason) = facts.attach.failure_reason() {
@@ -128,6 +193,8 @@ mod tests {
     ) -> RunFacts<'a> {
         RunFacts {
             timed_out: false,
+            watchdog: std::time::Duration::from_secs(60),
+            phases: &[],
             attach,
             dispatched: true,
             dispatch_note: None,
@@ -154,14 +221,20 @@ mod tests {
         let died = AttachOutcome::Died;
         let gate = |v: Verdict| match v {
             Verdict::Fail { gate, .. } => gate,
-            Verdict::Pass => panic!("expected a failure"),
+            other => panic!("expected a failure, got {other:?}"),
         };
         let timed_out = RunFacts {
             timed_out: true,
             dispatched: false,
             ..facts(&died, &ok)
         };
-        assert_eq!(gate(cell_verdict(timed_out)), Gate::TimedOut);
+        assert_eq!(
+            cell_verdict(timed_out),
+            Verdict::fail(
+                Gate::TimedOut,
+                "host watchdog fired after 60 s before the guest reached its init (booting)"
+            )
+        );
         let dead = RunFacts {
             dispatched: false,
             ..facts(&died, &ok)

@@ -1,20 +1,25 @@
 //! Packing what runs inside the VM (init, scheduler, its libraries) into an initramfs.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use ktstr_domain::guest_memory::ImageFootprint;
 use thiserror::Error;
 
-/// What the guest init will do: run this scheduler with these arguments, then probe.
+/// What the guest init will do: run this scheduler with these arguments, then probe. The
+/// cell's waits are not part of it: they reach the init on the kernel command line
+/// (`ktstr_domain::init_plan::cell_cmdline`), so one image serves every cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestPlan {
     pub scheduler: PathBuf,
     pub sched_args: Vec<String>,
-    /// How long the init waits for sched_ext to reach `enabled`.
-    pub attach_timeout: Duration,
-    /// How long the dispatch probe's workers run.
-    pub probe_duration: Duration,
+}
+
+/// A built initramfs and what it costs in guest RAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestImage {
+    pub path: PathBuf,
+    pub footprint: ImageFootprint,
 }
 
 #[derive(Debug, Error)]
@@ -25,5 +30,5 @@ pub struct GuestImageError(pub String);
 #[async_trait]
 pub trait GuestImageBuilder: Send + Sync {
     /// An initramfs carrying the init and the plan's scheduler.
-    async fn build(&self, plan: &GuestPlan) -> Result<PathBuf, GuestImageError>;
+    async fn build(&self, plan: &GuestPlan) -> Result<GuestImage, GuestImageError>;
 }

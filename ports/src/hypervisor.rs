@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ktstr_domain::topology::Topology;
+use ktstr_domain::waits::CpuMode;
 use thiserror::Error;
 
 use crate::memory::GuestMemory;
@@ -31,6 +32,9 @@ pub struct VmRun {
     /// Raw bytes of the guest's frame channel, decoded by the caller.
     pub frame_bytes: Vec<u8>,
     pub timed_out: bool,
+    /// How the VM process ended when that was neither the guest's own reboot or power-off
+    /// nor the watchdog (`killed by signal 9`): the environment failed, not the guest.
+    pub vm_died: Option<String>,
     /// Guest RAM as it was when the VM stopped, when the backend can expose it.
     pub memory: Option<Box<dyn GuestMemory>>,
     /// Peak resident memory of the VM process, when the backend measures it.
@@ -44,6 +48,7 @@ impl fmt::Debug for VmRun {
             .field("console_len", &self.console.len())
             .field("frame_bytes", &self.frame_bytes.len())
             .field("timed_out", &self.timed_out)
+            .field("vm_died", &self.vm_died)
             .field("memory", &self.memory.as_ref().map(|m| m.size()))
             .field("peak_rss_kib", &self.peak_rss_kib)
             .finish()
@@ -65,6 +70,8 @@ pub enum HypervisorError {
 pub trait Hypervisor: Send + Sync {
     /// Short backend name for messages.
     fn name(&self) -> String;
+    /// Whether guest CPUs run on hardware or are emulated; sizes the cell's waits.
+    fn cpu_mode(&self) -> CpuMode;
     /// Boots the VM, waits until it stops or the watchdog fires, and tears it down.
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError>;
 }

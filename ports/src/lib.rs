@@ -9,7 +9,7 @@ pub mod memory;
 pub mod reporter;
 pub mod scheduler_source;
 
-pub use guest_image::{GuestImageBuilder, GuestImageError, GuestPlan};
+pub use guest_image::{GuestImage, GuestImageBuilder, GuestImageError, GuestPlan};
 pub use hypervisor::{Hypervisor, HypervisorError, VmRun, VmSpec};
 pub use introspection::{IntrospectionError, KernelIntrospection};
 pub use kernel_cache::{KernelArtifact, KernelCache, KernelCacheError};

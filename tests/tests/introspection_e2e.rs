@@ -112,13 +112,12 @@ fn run_cell(dir: &Path, topology: &str, introspector: &GuestIntrospector) -> Cel
     let plan = GuestPlan {
         scheduler: bins.join("scx-ktstr"),
         sched_args: vec![],
-        attach_timeout: Duration::from_secs(20),
-        probe_duration: Duration::from_millis(500),
     };
     let initramfs =
         InitramfsBuilder::new(bins.join("ktstr-init"), work.join("initramfs"), 32 << 20)
             .build_blocking(&plan)
-            .unwrap();
+            .unwrap()
+            .path;
     let topology: Topology = topology.parse().unwrap();
     let kernel = artifact(dir);
     let spec = VmSpec {

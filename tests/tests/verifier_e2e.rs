@@ -8,38 +8,13 @@ use std::path::Path;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use common::{bin_dir, ktstr_bin, ktstr_in, stderr, stdout};
+use common::{
+    KERNEL_6_1, KERNEL_6_12, bin_dir, cell_block, ensure_kernels, ktstr_bin, ktstr_in, stderr,
+    stdout, tempfile_dir, verdict,
+};
 use ktstr_domain::preset::find_preset;
-
-const KERNEL_6_12: &str = "6.12..=6.12.999";
-const KERNEL_6_1: &str = "6.1..=6.1.999";
-
-/// The lines of one cell's block in the text output.
-fn cell_block<'a>(out: &'a str, sched: &str, preset: &str) -> Vec<&'a str> {
-    let banner = format!("=== {sched} | kernel ");
-    let mut lines = out.lines().skip_while(|l| {
-        !(l.starts_with(&banner) && l.ends_with(&format!("| topology {preset} ===")))
-    });
-    let mut block: Vec<&str> = lines.next().into_iter().collect();
-    block
-        .extend(lines.take_while(|l| !l.starts_with("=== ") && !l.starts_with("verified_insns (")));
-    assert!(
-        !block.is_empty(),
-        "no block for {sched}/{preset} in:\n{out}"
-    );
-    block
-}
-
-fn verdict(block: &[&str]) -> String {
-    block
-        .iter()
-        .find(|l| l.trim_start().starts_with("verdict:"))
-        .map(|l| l.trim().to_string())
-        .unwrap_or_default()
-}
 
 #[test]
 fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape() {
@@ -319,33 +294,4 @@ fn ctrl_c_prints_an_incomplete_summary_and_leaves_no_vm_behind() {
         leftovers(&std::env::temp_dir(), &vm_dirs),
         Vec::<String>::new()
     );
-}
-
-/// Builds (first time) or finds the sweep's kernels: Debian's 6.12 and, kept without
-/// sched_ext, 6.1.
-fn ensure_kernels() {
-    static BUILT: Once = Once::new();
-    BUILT.call_once(|| {
-        for args in [
-            &["kernel", "build"][..],
-            &[
-                "kernel",
-                "build",
-                "--source",
-                "/usr/src/linux-source-6.1.tar.xz",
-                "--allow-dropped",
-            ],
-        ] {
-            let out = ktstr_in(&std::env::temp_dir(), args);
-            assert!(out.status.success(), "{}", stderr(&out));
-        }
-    });
-}
-
-/// A fresh, empty working directory under the target dir (no stray ktstr.toml).
-fn tempfile_dir(name: &str) -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("verifier-{name}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
 }

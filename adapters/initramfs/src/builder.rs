@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use ktstr_ports::{GuestImageBuilder, GuestImageError, GuestPlan};
+use ktstr_domain::guest_memory::ImageFootprint;
+use ktstr_ports::{GuestImage, GuestImageBuilder, GuestImageError, GuestPlan};
 
 use crate::archive;
 use crate::error::BuildError;
@@ -52,13 +53,29 @@ impl InitramfsBuilder {
     }
 
     /// [`GuestImageBuilder::build`] without the runtime: blocking file IO and hashing.
-    pub fn build_blocking(&self, plan: &GuestPlan) -> Result<PathBuf, BuildError> {
+    pub fn build_blocking(&self, plan: &GuestPlan) -> Result<GuestImage, BuildError> {
         let loaded = archive::load(self.manifest(plan)?)?;
         let path = self
             .cache_dir
             .join(format!("{}.cpio.gz", archive::cache_key(&loaded)));
+        let unpacked_bytes = loaded.iter().map(|l| l.data.len() as u64).sum();
+        let image = |path: PathBuf| -> Result<GuestImage, BuildError> {
+            let compressed_bytes = fs::metadata(&path)
+                .map_err(|source| BuildError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            Ok(GuestImage {
+                path,
+                footprint: ImageFootprint {
+                    compressed_bytes,
+                    unpacked_bytes,
+                },
+            })
+        };
         if path.is_file() {
-            return Ok(path);
+            return image(path);
         }
         let fail = |source| BuildError::Write {
             dir: self.cache_dir.clone(),
@@ -77,7 +94,7 @@ impl InitramfsBuilder {
         tmp.as_file().sync_all().map_err(fail)?;
         tmp.persist(&path).map_err(|e| fail(e.error))?;
         prune(&self.cache_dir, KEEP_IMAGES, PRUNE_AGE);
-        Ok(path)
+        image(path)
     }
 }
 
@@ -110,7 +127,7 @@ fn prune(dir: &Path, keep: usize, min_age: Duration) {
 
 #[async_trait]
 impl GuestImageBuilder for InitramfsBuilder {
-    async fn build(&self, plan: &GuestPlan) -> Result<PathBuf, GuestImageError> {
+    async fn build(&self, plan: &GuestPlan) -> Result<GuestImage, GuestImageError> {
         let builder = self.clone();
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || builder.build_blocking(&plan))

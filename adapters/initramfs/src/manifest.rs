@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use ktstr_domain::init_plan::{FRAME_DEVICE, GUEST_BIN_DIR, INIT_PLAN_PATH, InitPlan};
+use ktstr_domain::init_plan::{
+    DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS, FRAME_DEVICE, GUEST_BIN_DIR, INIT_PLAN_PATH, InitPlan,
+};
 use ktstr_ports::GuestPlan;
 
 use crate::error::BuildError;
@@ -57,15 +59,11 @@ pub fn init_plan(plan: &GuestPlan, log_limit_bytes: u64) -> Result<InitPlan, Bui
     Ok(InitPlan {
         scheduler: scheduler_guest_path(&plan.scheduler)?,
         sched_args: plan.sched_args.clone(),
-        attach_timeout_ms: millis(plan.attach_timeout),
-        probe_ms: millis(plan.probe_duration),
+        attach_timeout_ms: DEFAULT_ATTACH_MS,
+        probe_ms: DEFAULT_PROBE_MS,
         frame_device: FRAME_DEVICE.to_owned(),
         log_limit_bytes,
     })
-}
-
-fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn scheduler_guest_path(scheduler: &Path) -> Result<String, BuildError> {
@@ -188,19 +186,20 @@ fn describe(source: &EntrySource) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn init_plan_points_at_the_guest_bin_dir() {
         let plan = GuestPlan {
             scheduler: "/host/target/release/scx_foo".into(),
             sched_args: vec!["-v".into()],
-            attach_timeout: Duration::from_secs(10),
-            probe_duration: Duration::from_millis(250),
         };
         let got = init_plan(&plan, 4096).unwrap();
         assert_eq!(got.scheduler, "/ktstr/bin/scx_foo");
-        assert_eq!((got.attach_timeout_ms, got.probe_ms), (10_000, 250));
+        // The cell's own waits come on the kernel command line; these are the fallbacks.
+        assert_eq!(
+            (got.attach_timeout_ms, got.probe_ms),
+            (DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS)
+        );
         assert_eq!(got.frame_device, FRAME_DEVICE);
         let bad = GuestPlan {
             scheduler: "/".into(),

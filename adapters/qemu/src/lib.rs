@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use ktstr_domain::waits::CpuMode;
 use ktstr_ports::{GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -107,6 +108,13 @@ impl Hypervisor for QemuBackend {
         format!("qemu ({})", self.accel.name())
     }
 
+    fn cpu_mode(&self) -> CpuMode {
+        match self.accel {
+            Accel::Kvm => CpuMode::Hardware,
+            Accel::Tcg => CpuMode::Emulated,
+        }
+    }
+
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         let io = |what: &str, e: std::io::Error| HypervisorError::Io(format!("{what}: {e}"));
         // The pid in the names tells whose files these are.
@@ -172,15 +180,25 @@ impl Hypervisor for QemuBackend {
         let console = String::from_utf8_lossy(&std::fs::read(&files.console).unwrap_or_default())
             .into_owned();
         let frame_bytes = std::fs::read(&files.frames).unwrap_or_default();
-        if let Some(status) = status
-            && !status.success()
-            && frame_bytes.is_empty()
-        {
-            return Err(HypervisorError::Launch(format!(
-                "QEMU exited with {status} before the guest said anything: {}",
-                qemu_stderr.trim()
-            )));
-        }
+        // With -no-reboot the guest's reboot or power-off is a clean exit; anything else
+        // ended QEMU under the guest.
+        let vm_died = match status {
+            Some(status) if !status.success() => {
+                // A QEMU that cannot start exits with a status and says why; a signal or a
+                // guest that already spoke means it ran and died under the guest.
+                let started = std::os::unix::process::ExitStatusExt::signal(&status).is_some()
+                    || !frame_bytes.is_empty()
+                    || !console.is_empty();
+                if !started {
+                    return Err(HypervisorError::Launch(format!(
+                        "QEMU exited with {status} before the guest said anything: {}",
+                        qemu_stderr.trim()
+                    )));
+                }
+                Some(describe_exit(status, &qemu_stderr))
+            }
+            _ => None,
+        };
         let memory: Option<Box<dyn GuestMemory>> = if ram.paths.iter().all(|p| p.exists()) {
             Some(Box::new(ShmGuestMemory::open(ram).map_err(|e| {
                 HypervisorError::Io(format!("mapping guest memory: {e}"))
@@ -193,9 +211,24 @@ impl Hypervisor for QemuBackend {
             console,
             frame_bytes,
             timed_out,
+            vm_died,
             memory,
             peak_rss_kib,
         })
+    }
+}
+
+/// `QEMU killed by signal 9`, with the last line QEMU printed when it said anything.
+fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (_, Some(signal)) => format!("QEMU killed by signal {signal}"),
+        (Some(code), None) => format!("QEMU exited with status {code}"),
+        (None, None) => format!("QEMU ended: {status}"),
+    };
+    match stderr.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(last) => format!("{how}: {}", last.trim()),
+        None => how,
     }
 }
 
@@ -231,6 +264,18 @@ mod tests {
 
         let none = tmp.path().join("none");
         assert_eq!(detect_accel(&none, &kvm).1, "no hardware KVM on this host");
+    }
+
+    #[test]
+    fn a_dead_vm_is_described_by_signal_or_status_and_qemus_last_words() {
+        use std::os::unix::process::ExitStatusExt;
+        let killed = std::process::ExitStatus::from_raw(9);
+        assert_eq!(describe_exit(killed, ""), "QEMU killed by signal 9");
+        let failed = std::process::ExitStatus::from_raw(1 << 8);
+        assert_eq!(
+            describe_exit(failed, "warning\nqemu: fatal: lost the plot\n\n"),
+            "QEMU exited with status 1: qemu: fatal: lost the plot"
+        );
     }
 
     #[test]

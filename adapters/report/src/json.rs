@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepReport};
+use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepOutcome, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 use serde::Serialize;
 
@@ -31,10 +31,16 @@ struct Summary {
     finished: usize,
     passed: usize,
     failed: usize,
+    /// Cells the environment kept from judging the scheduler.
+    env_errors: usize,
     succeeded: bool,
+    /// `passed`, `failed`, `environment_error` or `interrupted`, as the exit status says.
+    outcome: SweepOutcome,
     insns_tables: Vec<InsnsTable>,
     grid: Grid,
     failing: Vec<String>,
+    /// The cells of `env_errors`, by name.
+    environment_errors: Vec<String>,
 }
 
 impl JsonReporter {
@@ -133,12 +139,19 @@ impl Reporter for JsonReporter {
             planned: report.planned,
             finished: report.records.len(),
             passed,
-            failed: report.records.len() - passed,
+            failed: report.failing().len(),
+            env_errors: report.env_errors().len(),
             succeeded: report.succeeded(),
+            outcome: report.outcome(),
             insns_tables: report.insns_tables(),
             grid: report.grid(),
             failing: report
                 .failing()
+                .iter()
+                .map(|r| r.cell.to_string())
+                .collect(),
+            environment_errors: report
+                .env_errors()
                 .iter()
                 .map(|r| r.cell.to_string())
                 .collect(),

@@ -119,7 +119,35 @@ fn guest_text_cannot_inject_escapes() {
     }
     let out = render_cell(&record, &PLAIN);
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out}");
-    assert!(out.contains("  \\u{1b}[2Jcleared\n"), "{out}");
+    // Terminal escapes are dropped; other control characters are shown escaped.
+    assert!(out.contains("  cleared\n"), "{out}");
+    assert!(out.contains("bell\\u{7}"), "{out}");
+}
+
+#[test]
+fn environment_error_cell() {
+    insta::assert_snapshot!(render_cell(&guest_oom(), &PLAIN));
+}
+
+#[test]
+fn environment_error_summary() {
+    insta::assert_snapshot!(render_summary(&env_error_report(), &PLAIN));
+}
+
+#[test]
+fn a_coloured_scheduler_log_renders_clean() {
+    let mut record = passing();
+    if let Some(run) = &mut record.run {
+        run.scheduler_log = "\x1b[2m12:00:01\x1b[0m \x1b[32mINFO\x1b[0m Running scheduler\n".into();
+    }
+    for opts in [PLAIN, COLOR] {
+        let out = strip_ansi(&render_cell(&record, &opts));
+        assert!(
+            out.contains("\n  12:00:01 INFO Running scheduler\n"),
+            "{out}"
+        );
+        assert!(!out.contains("\\u{1b}"), "{out}");
+    }
 }
 
 #[test]

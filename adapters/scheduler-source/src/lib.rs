@@ -92,6 +92,7 @@ mod tests {
 
     fn decl(binary: SchedulerBinary) -> SchedulerDecl {
         SchedulerDecl {
+            memory_mib: None,
             name: "s".into(),
             binary,
             sched_args: vec![],

@@ -8,16 +8,18 @@ use std::time::Duration;
 use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
 use ktstr_domain::constraints::HostBudget;
 use ktstr_domain::frame::Frame;
+use ktstr_domain::guest_memory::ImageFootprint;
 use ktstr_domain::kernel::KernelLabel;
 use ktstr_domain::manifest::{SchedulerDecl, parse_manifest};
 use ktstr_domain::matrix::MatrixRequest;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::prog::ProgStat;
 use ktstr_domain::report::{CellRecord, SweepReport};
-use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
+use ktstr_domain::waits::{CpuMode, WaitOverrides};
 use ktstr_domain::wire::encode;
 use ktstr_ports::{
-    KernelArtifact, MockGuestImageBuilder, MockHypervisor, MockKernelCache,
+    GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor, MockKernelCache,
     MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun, VmSpec,
 };
 
@@ -70,9 +72,11 @@ pub fn settings(filters: &[&str]) -> SweepSettings {
         },
         jobs: 2,
         memory_budget_mib: 4096,
-        cell_timeout: Duration::from_secs(30),
-        attach_timeout: Duration::from_secs(5),
-        probe_duration: Duration::from_millis(300),
+        waits: WaitOverrides {
+            watchdog: Some(Duration::from_secs(30)),
+            ..WaitOverrides::default()
+        },
+        memory_mib: None,
         kernel_args: vec!["nokaslr".into()],
         cross_check: true,
     }
@@ -108,6 +112,11 @@ pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
         Frame::SchedulerLog {
             text: "scheduler up\n".into(),
         },
+        // Milestones may arrive anywhere in the stream; the init's first is enough here.
+        Frame::Phase {
+            phase: "init".into(),
+            uptime_ms: 1500,
+        },
     ]
 }
 
@@ -117,10 +126,17 @@ pub fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
         console: String::new(),
         frame_bytes: frames.iter().flat_map(encode).collect(),
         timed_out,
+        vm_died: None,
         memory: None,
         peak_rss_kib: None,
     }
 }
+
+/// What every mocked image costs in guest RAM: 3 MiB packed, 9 MiB unpacked.
+pub const IMAGE_FOOTPRINT: ImageFootprint = ImageFootprint {
+    compressed_bytes: 3 << 20,
+    unpacked_bytes: 9 << 20,
+};
 
 pub struct Harness {
     pub kernels: Vec<KernelArtifact>,
@@ -138,12 +154,17 @@ impl Harness {
             .expect_binary()
             .returning(|d| Ok(PathBuf::from(format!("/bin/{}", d.name))));
         let mut images = MockGuestImageBuilder::new();
-        images
-            .expect_build()
-            .returning(|plan| Ok(Path::new("/images").join(plan.scheduler.file_name().unwrap())));
+        images.expect_build().returning(|plan| {
+            Ok(GuestImage {
+                path: Path::new("/images").join(plan.scheduler.file_name().unwrap()),
+                footprint: IMAGE_FOOTPRINT,
+            })
+        });
+        let mut hypervisor = MockHypervisor::new();
+        hypervisor.expect_cpu_mode().return_const(CpuMode::Emulated);
         Harness {
             kernels,
-            hypervisor: MockHypervisor::new(),
+            hypervisor,
             schedulers,
             images,
             introspection: None,
@@ -194,6 +215,13 @@ pub fn verdict_of<'a>(report: &'a SweepReport, cell: &str) -> &'a Verdict {
 pub fn failed_gate(verdict: &Verdict) -> (Gate, String) {
     match verdict {
         Verdict::Fail { gate, reason } => (*gate, reason.clone()),
-        Verdict::Pass => panic!("expected a failure"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+pub fn env_error(verdict: &Verdict) -> (EnvCause, String) {
+    match verdict {
+        Verdict::Error { cause, reason } => (*cause, reason.clone()),
+        other => panic!("expected an environment error, got {other:?}"),
     }
 }

@@ -55,6 +55,9 @@ pub enum AttachResult {
     Died(String),
     /// Alive but never enabled; the reason.
     NotAttached(String),
+    /// Alive, and the wait ran out; the state it stayed in. Told apart from
+    /// [`AttachResult::NotAttached`] so the caller can say what the scheduler was doing.
+    Expired(String),
 }
 
 /// One poll's view.
@@ -107,7 +110,7 @@ impl AttachJudge {
         if obs.elapsed >= self.timeout {
             let state = obs.state.as_deref().unwrap_or("unreadable");
             // The configured timeout, not the measured time, keeps the reason deterministic.
-            return Some(AttachResult::NotAttached(format!(
+            return Some(AttachResult::Expired(format!(
                 "state stayed {state} for {} ms",
                 self.timeout.as_millis()
             )));
@@ -185,7 +188,7 @@ mod tests {
         assert_eq!(j.judge(&obs(999, "enabling", 3)), None);
         assert_eq!(
             j.judge(&obs(1013, "enabling", 3)),
-            Some(AttachResult::NotAttached(
+            Some(AttachResult::Expired(
                 "state stayed enabling for 1000 ms".into()
             ))
         );
@@ -194,7 +197,7 @@ mod tests {
         o.enable_seq = None;
         assert_eq!(
             AttachJudge::new(None, Duration::from_millis(1000)).judge(&o),
-            Some(AttachResult::NotAttached(
+            Some(AttachResult::Expired(
                 "state stayed unreadable for 1000 ms".into()
             ))
         );

@@ -10,13 +10,16 @@ use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan};
 use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
 use crate::channel::FrameSink;
 use crate::scheduler::{Scheduler, describe_status};
-use crate::{bpf, kmsg, mounts, probe, sys, topology};
+use crate::{activity, bpf, kmsg, mounts, probe, sys, topology};
 
 /// How long a dead scheduler's last output may take to drain from the pipe.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
 const KMSG: &str = "/dev/kmsg";
+const CMDLINE: &str = "/proc/cmdline";
 /// How long a scheduler that lost sched_ext may take to be seen exiting.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
+/// Clock ticks per second in `/proc/<pid>/stat`: fixed at 100 by the x86 Linux ABI.
+const USER_HZ: u64 = 100;
 
 /// Whether this is the real PID 1 (mount, protect itself, reboot) or a run by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +36,16 @@ pub fn run(plan_path: &str, role: Role) {
     };
     let plan = std::fs::read_to_string(plan_path)
         .map_err(|e| format!("cannot read init plan {plan_path}: {e}"))
-        .and_then(|text| InitPlan::from_json(&text));
+        .and_then(|text| InitPlan::from_json(&text))
+        .and_then(|mut plan| {
+            // The host passes each cell's waits on the kernel command line.
+            if role == Role::Init {
+                let cmdline = std::fs::read_to_string(CMDLINE)
+                    .map_err(|e| format!("cannot read {CMDLINE}: {e}"))?;
+                plan.apply_cmdline(&cmdline)?;
+            }
+            Ok(plan)
+        });
     // Without a plan, the default device is the best guess for reporting that.
     let device = plan
         .as_ref()
@@ -98,6 +110,16 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
             return report_failure(sink, &sched, true);
         }
         AttachResult::NotAttached(reason) => {
+            sink.send(&Frame::SchedulerNotAttached { reason });
+            return report_failure(sink, &sched, false);
+        }
+        AttachResult::Expired(state) => {
+            let programs = bpf::list_programs().ok().map(|(progs, _)| progs.len());
+            let proc_state = activity::read_state(Path::new("/proc"), sched.pid());
+            let reason = format!(
+                "{state}; {}",
+                activity::describe(proc_state, programs, USER_HZ)
+            );
             sink.send(&Frame::SchedulerNotAttached { reason });
             return report_failure(sink, &sched, false);
         }

@@ -4,6 +4,7 @@
 //! Run by hand (not PID 1) it refuses unless given `--plan PATH`; then it skips mounting and
 //! rebooting, which makes it usable as a test harness with a plain file as frame device.
 
+mod activity;
 mod attach;
 mod bpf;
 mod btf;

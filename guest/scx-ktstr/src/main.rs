@@ -81,6 +81,12 @@ struct Args {
     #[arg(long)]
     wedge_after_attach: bool,
 
+    /// Environment drill: before loading, allocate and touch this many MiB and keep them,
+    /// as a large loader would. In a guest too small for it, the kernel's OOM killer kills
+    /// the scheduler, which ktstr must report as the environment's failure.
+    #[arg(long, value_name = "MIB")]
+    alloc_mib: Option<usize>,
+
     /// More of libbpf's messages on stderr: -v info, -vv debug. Warnings (the
     /// verifier log among them) are always shown.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -98,6 +104,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// `mib` MiB in 1 MiB pieces, each written so it is resident. Piece by piece, as a loader
+/// grows, so the kernel's overcommit check never refuses it up front: a guest too small
+/// for it meets the OOM killer.
+fn ballast(mib: usize) -> Vec<Vec<u8>> {
+    eprintln!("scx-ktstr: allocating {mib} MiB before loading");
+    (0..mib).map(|_| vec![0xa5; 1 << 20]).collect()
+}
+
 fn libbpf_to_stderr(_level: PrintLevel, msg: String) {
     // One write per message keeps the verifier log's lines together.
     let _ = std::io::stderr().lock().write_all(msg.as_bytes());
@@ -111,6 +125,9 @@ fn run(args: &Args) -> Result<ExitCode> {
         _ => PrintLevel::Debug,
     };
     libbpf_rs::set_print(Some((level, libbpf_to_stderr)));
+
+    // Held until exit: the memory stays resident for the scheduler's whole life.
+    let _ballast = args.alloc_mib.map(ballast);
 
     let topo = topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
 

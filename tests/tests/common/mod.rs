@@ -1,8 +1,10 @@
 //! Running the real `ktstr` binary from workspace-level tests.
+#![allow(dead_code)] // each test file uses part of it
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Mutex, Once, OnceLock};
 
 /// The directory of the freshly built `ktstr`, `ktstr-init` and `scx-ktstr` (built once
 /// per test process).
@@ -41,7 +43,7 @@ pub fn ktstr_bin() -> PathBuf {
 
 /// Runs `ktstr ARGS` in `dir` (where it looks for `ktstr.toml`); stderr is echoed for the
 /// test log.
-pub fn ktstr_in(dir: &std::path::Path, args: &[&str]) -> Output {
+pub fn ktstr_in(dir: &Path, args: &[&str]) -> Output {
     let out = Command::new(ktstr_bin())
         .args(args)
         .current_dir(dir)
@@ -63,4 +65,115 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub const KERNEL_6_12: &str = "6.12..=6.12.999";
+pub const KERNEL_6_1: &str = "6.1..=6.1.999";
+
+/// The lines of one cell's block in the text output.
+pub fn cell_block<'a>(out: &'a str, sched: &str, preset: &str) -> Vec<&'a str> {
+    let banner = format!("=== {sched} | kernel ");
+    let mut lines = out.lines().skip_while(|l| {
+        !(l.starts_with(&banner) && l.ends_with(&format!("| topology {preset} ===")))
+    });
+    let mut block: Vec<&str> = lines.next().into_iter().collect();
+    block
+        .extend(lines.take_while(|l| !l.starts_with("=== ") && !l.starts_with("verified_insns (")));
+    assert!(
+        !block.is_empty(),
+        "no block for {sched}/{preset} in:\n{out}"
+    );
+    block
+}
+
+pub fn verdict(block: &[&str]) -> String {
+    block
+        .iter()
+        .find(|l| l.trim_start().starts_with("verdict:"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Builds (first time) or finds the sweep's kernels: Debian's 6.12 and, kept without
+/// sched_ext, 6.1.
+pub fn ensure_kernels() {
+    static BUILT: Once = Once::new();
+    BUILT.call_once(|| {
+        for args in [
+            &["kernel", "build"][..],
+            &[
+                "kernel",
+                "build",
+                "--source",
+                "/usr/src/linux-source-6.1.tar.xz",
+                "--allow-dropped",
+            ],
+        ] {
+            let out = ktstr_in(&std::env::temp_dir(), args);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
+}
+
+/// A fresh, empty working directory under the target dir (no stray ktstr.toml).
+pub fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("verifier-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// ktstr's cache directory, found as `ktstr` finds it.
+pub fn cache_base() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KTSTR_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("ktstr");
+    }
+    PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/ktstr")
+}
+
+/// A published scheduler from crates.io, built once with `cargo install --locked` into
+/// `<cache>/schedulers/<name>-<version>` (a shared target dir keeps the common
+/// dependencies) and reused after that. Its BPF is compiled with clang-19, which the setup
+/// script installs.
+pub fn published_scheduler(name: &str, version: &str) -> PathBuf {
+    // One install at a time: the shared target dir is locked by cargo anyway.
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = cache_base().join("schedulers");
+    let dir = root.join(format!("{name}-{version}"));
+    let binary = dir.join("bin").join(name);
+    if binary.is_file() {
+        return binary;
+    }
+    // scx's build scripts call `clang`; Debian installs it as clang-19.
+    let shim = root.join("clang-shim");
+    fs::create_dir_all(&shim).unwrap();
+    let clang = shim.join("clang");
+    if !clang.exists() {
+        std::os::unix::fs::symlink("/usr/bin/clang-19", &clang).unwrap();
+    }
+    let path = std::env::join_paths(std::iter::once(shim.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let status = Command::new(env!("CARGO"))
+        .args(["install", "--locked", "--root"])
+        .arg(&dir)
+        .arg("--target-dir")
+        .arg(root.join("target"))
+        .arg(format!("{name}@{version}"))
+        .env("PATH", path)
+        .env("BPF_CLANG", "clang-19")
+        .status()
+        .expect("running cargo install");
+    assert!(status.success(), "cargo install {name}@{version} failed");
+    assert!(
+        binary.is_file(),
+        "{} missing after install",
+        binary.display()
+    );
+    binary
 }

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_ports::GuestPlan;
@@ -132,8 +131,6 @@ pub fn plan(scheduler: &Path, args: &[&str]) -> GuestPlan {
     GuestPlan {
         scheduler: scheduler.to_owned(),
         sched_args: args.iter().map(|a| (*a).to_owned()).collect(),
-        attach_timeout: Duration::from_secs(7),
-        probe_duration: Duration::from_millis(300),
     }
 }
 

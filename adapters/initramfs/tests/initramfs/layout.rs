@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan};
+use ktstr_domain::init_plan::{DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS, FRAME_DEVICE, InitPlan};
 use ktstr_initramfs::EntrySource;
 use ktstr_ports::GuestImageBuilder;
 
@@ -19,6 +19,16 @@ async fn dynamic_binary_brings_libc_and_its_interpreter() {
         .build(&plan(scheduler, &["--flag", "x y"]))
         .await
         .expect("image builds");
+    // What the image costs in guest RAM: its file, and every member unpacked.
+    let footprint = image.footprint;
+    let image = image.path;
+    assert_eq!(
+        footprint.compressed_bytes,
+        fs::metadata(&image).unwrap().len()
+    );
+    let member_bytes: u64 = read_image(&image).iter().map(|m| m.data.len() as u64).sum();
+    assert_eq!(footprint.unpacked_bytes, member_bytes);
+    assert!(footprint.unpacked_bytes > footprint.compressed_bytes);
     assert!(image.starts_with(cache.path()));
     assert!(image.to_str().unwrap().ends_with(".cpio.gz"));
 
@@ -37,7 +47,11 @@ async fn dynamic_binary_brings_libc_and_its_interpreter() {
     let parsed = InitPlan::from_json(plan_json).expect("plan parses");
     assert_eq!(parsed.scheduler, "/ktstr/bin/true");
     assert_eq!(parsed.sched_args, ["--flag", "x y"]);
-    assert_eq!((parsed.attach_timeout_ms, parsed.probe_ms), (7000, 300));
+    // The cell's waits travel on the kernel command line; the plan holds the fallbacks.
+    assert_eq!(
+        (parsed.attach_timeout_ms, parsed.probe_ms),
+        (DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS)
+    );
     assert_eq!(parsed.frame_device, FRAME_DEVICE);
     assert_eq!(parsed.log_limit_bytes, 1 << 20);
 
@@ -105,7 +119,7 @@ fn manifest_lists_what_the_archive_holds() {
         fs::read_dir(cache.path()).unwrap().next().is_none(),
         "manifest writes nothing"
     );
-    let image = b.build_blocking(&plan).unwrap();
+    let image = b.build_blocking(&plan).unwrap().path;
     let names: Vec<String> = read_image(&image)
         .into_iter()
         .map(|m| format!("/{}", m.name))
@@ -151,7 +165,7 @@ fn static_binary_pulls_no_libraries() {
         files,
         ["/init", "/ktstr/bin/sched-static", "/ktstr/plan.json"]
     );
-    let members = read_image(&b.build_blocking(&plan).unwrap());
+    let members = read_image(&b.build_blocking(&plan).unwrap().path);
     assert!(
         !members.iter().any(|m| m.name.contains(".so")),
         "{members:?}"
@@ -166,7 +180,8 @@ async fn cache_hits_reuse_the_file_and_plan_changes_make_a_new_one() {
     let first = b
         .build(&plan(Path::new("/bin/true"), &["a"]))
         .await
-        .unwrap();
+        .unwrap()
+        .path;
 
     // Backdate the image: a rebuild would give it a fresh mtime.
     let old = SystemTime::now() - Duration::from_secs(3600);
@@ -179,7 +194,8 @@ async fn cache_hits_reuse_the_file_and_plan_changes_make_a_new_one() {
     let again = b
         .build(&plan(Path::new("/bin/true"), &["a"]))
         .await
-        .unwrap();
+        .unwrap()
+        .path;
     assert_eq!(again, first);
     assert_eq!(
         fs::metadata(&again).unwrap().modified().unwrap(),
@@ -190,14 +206,16 @@ async fn cache_hits_reuse_the_file_and_plan_changes_make_a_new_one() {
     let other = b
         .build(&plan(Path::new("/bin/true"), &["b"]))
         .await
-        .unwrap();
+        .unwrap()
+        .path;
     assert_ne!(other, first);
     let mut limit = b.clone();
     limit.log_limit_bytes += 1;
     let third = limit
         .build(&plan(Path::new("/bin/true"), &["a"]))
         .await
-        .unwrap();
+        .unwrap()
+        .path;
     assert!(third != first && third != other);
 
     // Only finished images remain: no temporary files left behind.

@@ -94,7 +94,7 @@ fn indirect_dependencies_are_resolved_recursively() {
             "libraries keep their host path"
         );
     }
-    let image = b.build_blocking(&plan(&prog, &[])).unwrap();
+    let image = b.build_blocking(&plan(&prog, &[])).unwrap().path;
     assert_eq!(run_in_image(&image, "/ktstr/bin/elfprog"), "libelf 1\n");
 }
 
@@ -228,7 +228,7 @@ fn rpath_origin_is_expanded_for_the_guest_and_inherited_by_dependencies() {
             dir.path().join("lib").join(name).canonicalize().unwrap()
         );
     }
-    let image = b.build_blocking(&plan(&prog, &[])).unwrap();
+    let image = b.build_blocking(&plan(&prog, &[])).unwrap().path;
     assert_eq!(run_in_image(&image, "/ktstr/bin/prog"), "42\n");
 }
 

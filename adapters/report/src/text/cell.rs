@@ -11,7 +11,7 @@ use ktstr_domain::verdict::Verdict;
 use ktstr_domain::wire::DecodeStats;
 
 use super::TextOptions;
-use super::style::{bad, good, sanitize};
+use super::style::{bad, good, sanitize, strip_escapes, warn};
 
 /// The whole block for one cell, ending with a newline.
 pub fn render_cell(record: &CellRecord, opts: &TextOptions) -> String {
@@ -31,7 +31,7 @@ fn write_cell(out: &mut String, record: &CellRecord, opts: &TextOptions) -> fmt:
         Some(run) => write_run(out, record, run, opts)?,
         None => {
             let reason = match &record.verdict {
-                Verdict::Fail { reason, .. } => reason.as_str(),
+                Verdict::Fail { reason, .. } | Verdict::Error { reason, .. } => reason.as_str(),
                 Verdict::Pass => "no VM run was recorded",
             };
             writeln!(out, "  error: {}", continued(reason, "    "))?;
@@ -55,6 +55,13 @@ fn write_cell(out: &mut String, record: &CellRecord, opts: &TextOptions) -> fmt:
             out,
             "  verdict: {} [{gate}] {}",
             bad("FAIL", opts),
+            continued(reason, "    ")
+        ),
+        // Not the scheduler's ❌: the environment failed and the cell proves nothing.
+        Verdict::Error { cause, reason } => writeln!(
+            out,
+            "  verdict: {} [environment: {cause}] {}",
+            warn("ERROR", opts),
             continued(reason, "    ")
         ),
     }
@@ -143,24 +150,29 @@ fn write_run(
     }
 
     let segments = breakdown(&run.phases, record.wall_ms);
-    if !segments.is_empty() || run.peak_rss_kib.is_some() {
-        let mut parts: Vec<String> = segments
+    if !segments.is_empty() {
+        let parts: Vec<String> = segments
             .iter()
             .map(|(label, ms)| format!("{label} {ms} ms"))
             .collect();
-        if let Some(kib) = run.peak_rss_kib {
-            parts.push(format!("host RSS {} MiB", kib / 1024));
-        }
         writeln!(out, "  time: {}", parts.join(" · "))?;
+    }
+    // What the guest had and what its VM cost the host: the first thing to look at when
+    // memory is in doubt.
+    write!(out, "  memory: guest {} MiB", run.memory_mib)?;
+    match run.peak_rss_kib {
+        Some(kib) => writeln!(out, " · host RSS peak {} MiB", kib / 1024)?,
+        None => writeln!(out)?,
     }
 
     // The console explains a guest that vanished or hung; a scheduler's own failure is in
     // its log below.
-    let vanished = run.timed_out || run.attach == AttachOutcome::Unconfirmed;
+    let vanished =
+        run.timed_out || run.attach == AttachOutcome::Unconfirmed || record.verdict.is_env_error();
     if vanished && !run.console_tail.is_empty() {
         writeln!(out, "  --- kernel console (last lines) ---")?;
         for line in run.console_tail.lines() {
-            writeln!(out, "  {}", sanitize(line))?;
+            writeln!(out, "  {}", sanitize(&strip_escapes(line)))?;
         }
     }
 
@@ -182,7 +194,8 @@ fn write_run(
             if line.trim().is_empty() {
                 writeln!(out)?;
             } else {
-                writeln!(out, "  {}", sanitize(line))?;
+                // Loaders colour their own log lines; the escapes would only show as noise.
+                writeln!(out, "  {}", sanitize(&strip_escapes(line)))?;
             }
         }
     }

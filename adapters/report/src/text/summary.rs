@@ -12,6 +12,8 @@ use super::style::{bad, good, sanitize, warn};
 const PASS_MARK: &str = "✅";
 const FAIL_MARK: &str = "❌";
 const MIXED_MARK: &str = "🇽";
+/// An environment error: the cell could not judge the scheduler.
+const ERROR_MARK: &str = "⚠️";
 const ABSENT: &str = "-";
 
 /// All three summaries, preceded and followed by an INCOMPLETE line when the sweep was
@@ -80,11 +82,16 @@ fn write_insns(out: &mut String, report: &SweepReport) -> fmt::Result {
 
 fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
     let grid = report.grid();
-    writeln!(
+    write!(
         out,
         "verifier summary: {} {PASS_MARK}  {} {FAIL_MARK}  {} {MIXED_MARK}",
         grid.passed, grid.failed, grid.mixed
     )?;
+    // Only present when it happened, so the SPEC §6 line stays as it was otherwise.
+    if grid.errors > 0 {
+        write!(out, "  {} {ERROR_MARK} (environment)", grid.errors)?;
+    }
+    writeln!(out)?;
     if grid.rows.is_empty() {
         return Ok(());
     }
@@ -101,6 +108,7 @@ fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
                         Some(GridStatus::Pass) => PASS_MARK,
                         Some(GridStatus::Fail) => FAIL_MARK,
                         Some(GridStatus::Mixed) => MIXED_MARK,
+                        Some(GridStatus::Error) => ERROR_MARK,
                         None => ABSENT,
                     }
                     .to_string()
@@ -114,6 +122,32 @@ fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
 
 fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
     let failing = report.failing();
+    let errors = report.env_errors();
+    if !errors.is_empty() {
+        writeln!(
+            out,
+            "{} (not scheduler failures; fix the cause and rerun these cells):",
+            warn("environment errors", opts)
+        )?;
+        for r in errors {
+            let c = &r.cell;
+            let reason = match &r.verdict {
+                ktstr_domain::verdict::Verdict::Error { cause, reason } => {
+                    format!("[{cause}] {}", reason.lines().next().unwrap_or_default())
+                }
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "  {} / {} / {}: {}",
+                sanitize(&c.scheduler),
+                sanitize(&c.kernel),
+                sanitize(&c.preset),
+                sanitize(&reason)
+            )?;
+        }
+        writeln!(out)?;
+    }
     if failing.is_empty() {
         return writeln!(out, "{}", good("no failing combinations", opts));
     }

@@ -9,7 +9,7 @@ use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::preset::find_preset;
 use ktstr_domain::prog::ProgStat;
 use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
-use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
 use ktstr_domain::vstats::{VerifierStats, parse_verifier_stats};
 use ktstr_domain::wire::DecodeStats;
 
@@ -44,6 +44,8 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         dispatched: true,
         dispatch_note: Some("4 SCHED_EXT workers made 18342 iterations".into()),
         timed_out: false,
+        vm_died: None,
+        memory_mib: 960,
         progs,
         progs_source: StatsSource::Host,
         cross_check: Some(CrossCheck::default()),
@@ -189,6 +191,8 @@ pub fn timed_out() -> CellRecord {
         dispatched: false,
         dispatch_note: None,
         timed_out: true,
+        vm_died: None,
+        memory_mib: 960,
         progs: vec![],
         cross_check: None,
         observed_topology: None,
@@ -365,6 +369,49 @@ pub fn all_passing_report() -> SweepReport {
     }
 }
 
+/// scx_layered OOM-killed while loading: the environment's failure, not the scheduler's.
+pub fn guest_oom() -> CellRecord {
+    let run = RunRecord {
+        attach: AttachOutcome::Died,
+        dispatched: false,
+        dispatch_note: None,
+        progs: vec![],
+        progs_source: StatsSource::Guest,
+        cross_check: None,
+        memory_mib: 544,
+        scheduler_log: "\x1b[32mINFO\x1b[0m Running scx_layered (build ID: 1.1.4)\n".into(),
+        console_tail: "Out of memory: Killed process 50 (scx_layered) total-vm:272952kB\n".into(),
+        ..healthy_run("tiny-1llc", vec![])
+    };
+    record(
+        "scx_layered",
+        K12,
+        "tiny-1llc",
+        Some(run),
+        Verdict::env_error(
+            EnvCause::GuestOutOfMemory,
+            "guest ran out of memory (544 MiB): the kernel's OOM killer killed scx_layered; \
+             raise --memory",
+        ),
+    )
+}
+
+/// scx_layered passes on one kernel and runs out of guest memory on the other.
+pub fn env_error_report() -> SweepReport {
+    let mut oom = guest_oom();
+    oom.cell = CellId::new("scx_layered", K16, "tiny-1llc").expect("valid cell");
+    SweepReport {
+        records: vec![
+            pass("scx_layered", K12, "tiny-1llc", simple_progs(24)),
+            oom,
+            pass("scx_layered", K12, "smt-2llc", simple_progs(24)),
+            pass("scx_layered", K16, "smt-2llc", simple_progs(24)),
+        ],
+        planned: 4,
+        complete: true,
+    }
+}
+
 /// Every single-cell fixture, for properties that must hold for all of them.
 pub fn every_cell() -> Vec<CellRecord> {
     vec![
@@ -373,6 +420,7 @@ pub fn every_cell() -> Vec<CellRecord> {
         not_attached(),
         timed_out(),
         not_dispatched(),
+        guest_oom(),
         mismatched(),
         setup_failure(),
     ]

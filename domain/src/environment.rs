@@ -1,0 +1,228 @@
+//! Telling the environment's failures apart from the scheduler's: a guest out of memory or
+//! of tmpfs space, a VM process that died, a guest that never finished booting. Read from
+//! the guest kernel's console, the scheduler's output and what the backend saw.
+
+use std::time::Duration;
+
+use crate::guest_memory::GuestMemorySize;
+use crate::verdict::EnvCause;
+
+/// What a finished VM left behind that can point at the environment.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvEvidence<'a> {
+    /// The whole kernel console.
+    pub console: &'a str,
+    pub scheduler_log: &'a str,
+    pub guest_errors: &'a [String],
+    /// How the VM process ended when it was not the guest's own reboot or the watchdog.
+    pub vm_died: Option<&'a str>,
+    pub timed_out: bool,
+    pub watchdog: Duration,
+    pub memory: GuestMemorySize,
+    /// The guest's milestones (`init`, `scheduler_started`, ...) with its uptime in ms.
+    pub phases: &'a [(String, u64)],
+}
+
+/// The environment failure this evidence shows, with a reason naming the cause and the
+/// fix; `None` when nothing points away from the scheduler.
+pub fn diagnose(e: &EnvEvidence<'_>) -> Option<(EnvCause, String)> {
+    if let Some(what) = out_of_memory(e.console, e.scheduler_log) {
+        return Some((
+            EnvCause::GuestOutOfMemory,
+            format!(
+                "guest ran out of memory ({} MiB): {what}; {}",
+                e.memory.mib,
+                e.memory.how_to_raise()
+            ),
+        ));
+    }
+    let texts = [e.scheduler_log, e.console]
+        .into_iter()
+        .chain(e.guest_errors.iter().map(String::as_str));
+    if let Some(line) = texts
+        .flat_map(str::lines)
+        .find(|l| l.contains("No space left on device"))
+    {
+        return Some((
+            EnvCause::GuestOutOfSpace,
+            format!(
+                "guest ran out of tmpfs space ({} MiB of RAM, half of it tmpfs): `{}`; {}",
+                e.memory.mib,
+                line.trim(),
+                e.memory.how_to_raise()
+            ),
+        ));
+    }
+    if let Some(how) = e.vm_died {
+        return Some((
+            EnvCause::VmDied,
+            format!(
+                "the VM process died ({how}) {}; not a scheduler failure, rerun the cell",
+                doing(e.phases)
+            ),
+        ));
+    }
+    // Every milestone comes from the init, so none at all means it never ran.
+    if e.timed_out && e.phases.is_empty() {
+        return Some((
+            EnvCause::BootTimeout,
+            format!(
+                "the guest did not finish booting within the {} s watchdog; raise --timeout",
+                e.watchdog.as_secs()
+            ),
+        ));
+    }
+    None
+}
+
+/// What the guest was doing when it stopped, from its last milestone.
+pub fn doing(phases: &[(String, u64)]) -> String {
+    let Some((phase, uptime)) = phases.last() else {
+        return "before the guest reached its init (booting)".to_string();
+    };
+    let activity = match phase.as_str() {
+        "init" => "starting the scheduler",
+        "scheduler_started" => "waiting for the scheduler to load and attach",
+        "attached" => "running the dispatch probe",
+        "probe_done" => "collecting program statistics",
+        "reboot" => "shutting down",
+        _ => "running",
+    };
+    format!(
+        "while the guest was {activity} (last milestone `{phase}` at {}.{} s)",
+        uptime / 1000,
+        uptime % 1000 / 100
+    )
+}
+
+/// The OOM killer's victim, a kernel that could not unpack its initramfs or had nothing
+/// left to kill, or a load that failed with ENOMEM.
+fn out_of_memory(console: &str, scheduler_log: &str) -> Option<String> {
+    for line in console.lines() {
+        if let Some(rest) = line.split("Out of memory: Killed process ").nth(1) {
+            let victim = rest
+                .split_once('(')
+                .and_then(|(_, r)| r.split_once(')'))
+                .map_or("a process", |(name, _)| name);
+            return Some(format!("the kernel's OOM killer killed {victim}"));
+        }
+        if line.contains("Out of memory and no killable processes")
+            || line.contains("System is deadlocked on memory")
+        {
+            return Some("the kernel ran out of memory with nothing left to kill".to_string());
+        }
+        if line.contains("Initramfs unpacking failed") {
+            return Some("the kernel could not unpack the initramfs".to_string());
+        }
+    }
+    scheduler_log.lines().find_map(|l| {
+        let l = l.trim();
+        if l.contains("Cannot allocate memory") {
+            Some(format!("the scheduler's load failed with ENOMEM (`{l}`)"))
+        } else if l.starts_with("memory allocation of") && l.ends_with("failed") {
+            // Rust's allocation-failure abort.
+            Some(format!("the scheduler could not allocate memory (`{l}`)"))
+        } else {
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest_memory::MemorySource;
+
+    fn evidence<'a>(console: &'a str, log: &'a str) -> EnvEvidence<'a> {
+        EnvEvidence {
+            console,
+            scheduler_log: log,
+            guest_errors: &[],
+            vm_died: None,
+            timed_out: false,
+            watchdog: Duration::from_secs(94),
+            memory: GuestMemorySize {
+                mib: 544,
+                source: MemorySource::Sized,
+            },
+            phases: &[],
+        }
+    }
+
+    #[test]
+    fn the_oom_killer_names_its_victim_and_the_fix() {
+        let console = "[    9.1] Out of memory: Killed process 50 (scx_layered) total-vm:272952kB, \
+                       anon-rss:1kB\n";
+        let (cause, reason) = diagnose(&evidence(console, "")).unwrap();
+        assert_eq!(cause, EnvCause::GuestOutOfMemory);
+        assert_eq!(
+            reason,
+            "guest ran out of memory (544 MiB): the kernel's OOM killer killed scx_layered; \
+             raise --memory"
+        );
+        let panicked = "Kernel panic - not syncing: System is deadlocked on memory\n";
+        assert_eq!(
+            diagnose(&evidence(panicked, "")).unwrap().0,
+            EnvCause::GuestOutOfMemory
+        );
+        let enomem = "libbpf: map 'big': failed to create: Cannot allocate memory(-12)\n";
+        assert!(
+            diagnose(&evidence("", enomem))
+                .unwrap()
+                .1
+                .contains("ENOMEM")
+        );
+        let rust_abort = "memory allocation of 536870912 bytes failed\nstack backtrace:\n";
+        assert_eq!(
+            diagnose(&evidence("", rust_abort)).unwrap().1,
+            "guest ran out of memory (544 MiB): the scheduler could not allocate memory \
+             (`memory allocation of 536870912 bytes failed`); raise --memory"
+        );
+    }
+
+    #[test]
+    fn a_full_tmpfs_is_the_environment() {
+        let log = "Error: write /tmp/x: No space left on device (os error 28)\n";
+        let (cause, reason) = diagnose(&evidence("", log)).unwrap();
+        assert_eq!(cause, EnvCause::GuestOutOfSpace);
+        assert!(reason.contains("tmpfs") && reason.contains("raise --memory"));
+    }
+
+    #[test]
+    fn a_dead_vm_says_what_the_guest_was_doing() {
+        let phases = [
+            ("init".to_string(), 1500),
+            ("scheduler_started".into(), 1620),
+        ];
+        let e = EnvEvidence {
+            vm_died: Some("killed by signal 9"),
+            phases: &phases,
+            ..evidence("", "")
+        };
+        let (cause, reason) = diagnose(&e).unwrap();
+        assert_eq!(cause, EnvCause::VmDied);
+        assert_eq!(
+            reason,
+            "the VM process died (killed by signal 9) while the guest was waiting for the \
+             scheduler to load and attach (last milestone `scheduler_started` at 1.6 s); not a \
+             scheduler failure, rerun the cell"
+        );
+    }
+
+    #[test]
+    fn a_watchdog_before_init_is_a_slow_boot_but_after_it_is_not_judged_here() {
+        let booting = EnvEvidence {
+            timed_out: true,
+            ..evidence("", "")
+        };
+        assert_eq!(diagnose(&booting).unwrap().0, EnvCause::BootTimeout);
+        let phases = [("init".to_string(), 1500), ("attached".into(), 2000)];
+        let wedged = EnvEvidence {
+            timed_out: true,
+            phases: &phases,
+            ..evidence("", "")
+        };
+        assert_eq!(diagnose(&wedged), None);
+        assert_eq!(diagnose(&evidence("all fine\n", "scheduler log\n")), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! How long a cell may take: the host watchdog, the guest's attach wait and the dispatch
+//! probe, scaled with the cell's vCPUs and with whether the CPUs are emulated.
+//!
+//! Measured under QEMU TCG on 2 host cores: boot to init takes 3.5 s at 16 vCPUs, 11 s at
+//! 64 and 41–49 s at 128, and a scheduler's start-up slows with it; hardware KVM boots in
+//! about a second whatever the count. A fixed wait makes a slow environment look like a
+//! broken scheduler, so every wait grows with the work the guest has to do.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the backend runs guest CPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CpuMode {
+    /// Hardware virtualisation (KVM, MSHV): guest code runs natively.
+    Hardware,
+    /// Every guest instruction is emulated (QEMU TCG): everything is many times slower.
+    Emulated,
+}
+
+/// The three waits of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellWaits {
+    /// The host watchdog: past it the VM is killed.
+    pub watchdog: Duration,
+    /// How long the guest waits for sched_ext to reach `enabled`.
+    pub attach: Duration,
+    /// How long the dispatch probe's workers run.
+    pub probe: Duration,
+}
+
+/// The user's overrides; `None` keeps the scaled default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitOverrides {
+    pub watchdog: Option<Duration>,
+    pub attach: Option<Duration>,
+    pub probe: Option<Duration>,
+}
+
+/// Base and per-vCPU cost of one wait, in milliseconds.
+struct Scale {
+    base_ms: u64,
+    per_cpu_ms: u64,
+}
+
+impl Scale {
+    fn at(&self, cpus: u32) -> Duration {
+        Duration::from_millis(self.base_ms + self.per_cpu_ms * u64::from(cpus))
+    }
+}
+
+/// Emulated: boot alone grows past 0.3 s per vCPU at 128 vCPUs, and a large scheduler's
+/// load and verification took up to 5 s on 4 vCPUs.
+const EMULATED_ATTACH: Scale = Scale {
+    base_ms: 20_000,
+    per_cpu_ms: 250,
+};
+const EMULATED_PROBE: Scale = Scale {
+    base_ms: 500,
+    per_cpu_ms: 4,
+};
+/// Boot, attach wait, probe, the program listing and the report, with room to spare.
+const EMULATED_WATCHDOG: Scale = Scale {
+    base_ms: 90_000,
+    per_cpu_ms: 1_000,
+};
+const HARDWARE_ATTACH: Scale = Scale {
+    base_ms: 20_000,
+    per_cpu_ms: 25,
+};
+const HARDWARE_PROBE: Scale = Scale {
+    base_ms: 500,
+    per_cpu_ms: 0,
+};
+const HARDWARE_WATCHDOG: Scale = Scale {
+    base_ms: 60_000,
+    per_cpu_ms: 100,
+};
+
+impl CellWaits {
+    /// The waits for a guest of `cpus` vCPUs, with the user's overrides applied. The
+    /// watchdog always leaves room for the attach wait and the probe it has to outlast.
+    pub fn for_cell(cpus: u32, mode: CpuMode, overrides: WaitOverrides) -> Self {
+        let (attach, probe, watchdog) = match mode {
+            CpuMode::Emulated => (EMULATED_ATTACH, EMULATED_PROBE, EMULATED_WATCHDOG),
+            CpuMode::Hardware => (HARDWARE_ATTACH, HARDWARE_PROBE, HARDWARE_WATCHDOG),
+        };
+        let attach = overrides.attach.unwrap_or_else(|| attach.at(cpus));
+        let probe = overrides.probe.unwrap_or_else(|| probe.at(cpus));
+        let watchdog = overrides
+            .watchdog
+            .unwrap_or_else(|| watchdog.at(cpus).max(attach + probe + watchdog.at(0) / 2));
+        CellWaits {
+            watchdog,
+            attach,
+            probe,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NONE: WaitOverrides = WaitOverrides {
+        watchdog: None,
+        attach: None,
+        probe: None,
+    };
+
+    #[test]
+    fn emulated_waits_grow_with_vcpus() {
+        let tiny = CellWaits::for_cell(4, CpuMode::Emulated, NONE);
+        let large = CellWaits::for_cell(128, CpuMode::Emulated, NONE);
+        assert_eq!(tiny.attach, Duration::from_secs(21));
+        assert_eq!(tiny.probe, Duration::from_millis(516));
+        assert_eq!(tiny.watchdog, Duration::from_secs(94));
+        // The 128-vCPU cell that booted in 49 s had 20 s to attach: now 52 s, and the
+        // watchdog covers boot, attach and probe.
+        assert_eq!(large.attach, Duration::from_secs(52));
+        assert_eq!(large.watchdog, Duration::from_secs(218));
+        assert!(large.probe > tiny.probe);
+    }
+
+    #[test]
+    fn hardware_waits_are_shorter() {
+        let hw = CellWaits::for_cell(128, CpuMode::Hardware, NONE);
+        let tcg = CellWaits::for_cell(128, CpuMode::Emulated, NONE);
+        assert!(hw.attach < tcg.attach && hw.watchdog < tcg.watchdog);
+        assert_eq!(hw.probe, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn overrides_win_and_the_watchdog_outlasts_a_long_attach_wait() {
+        let w = CellWaits::for_cell(
+            4,
+            CpuMode::Emulated,
+            WaitOverrides {
+                attach: Some(Duration::from_secs(300)),
+                ..NONE
+            },
+        );
+        assert_eq!(w.attach, Duration::from_secs(300));
+        assert!(w.watchdog > w.attach + w.probe, "{w:?}");
+        let fixed = CellWaits::for_cell(
+            4,
+            CpuMode::Emulated,
+            WaitOverrides {
+                watchdog: Some(Duration::from_secs(40)),
+                probe: Some(Duration::from_millis(100)),
+                ..NONE
+            },
+        );
+        assert_eq!(fixed.watchdog, Duration::from_secs(40));
+        assert_eq!(fixed.probe, Duration::from_millis(100));
+    }
+}

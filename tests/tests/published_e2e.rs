@@ -1,0 +1,85 @@
+//! Published schedulers from crates.io (the scx project's `scx_bpfland` and `scx_layered`),
+//! built once and cached, swept on real VMs: every cell passes with the default memory and
+//! waits, the host reads the same `verified_insns` as the guest, full program names and
+//! non-struct_ops programs are reported, and their coloured logs print clean.
+
+mod common;
+
+use std::fs;
+
+use common::{
+    KERNEL_6_12, cell_block, ensure_kernels, ktstr_in, published_scheduler, stderr, stdout,
+    tempfile_dir, verdict,
+};
+
+/// The version of the scx crates the suite sweeps.
+const SCX_VERSION: &str = "1.1.4";
+const PRESETS: [&str; 2] = ["tiny-1llc", "smt-2llc"];
+
+/// Both schedulers in one sweep (two cells at a time, as on a user's 2-core machine), so
+/// the test's VMs never compete with another sweep's for the cores.
+#[test]
+fn scx_bpfland_and_scx_layered_verify_attach_and_dispatch() {
+    ensure_kernels();
+    let dir = tempfile_dir("published");
+    let mut manifest = String::new();
+    for (name, args) in [("scx_bpfland", ""), ("scx_layered", "\"--run-example\"")] {
+        manifest.push_str(&format!(
+            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [{args}]\n\n",
+            published_scheduler(name, SCX_VERSION).display()
+        ));
+    }
+    fs::write(dir.join("ktstr.toml"), manifest).unwrap();
+    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12];
+    cmd.extend(PRESETS);
+    let out = ktstr_in(&dir, &cmd);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert_cells(
+        &text,
+        "scx_bpfland",
+        &["bpfland_select_cpu", "bpfland_enqueue", "bpfland_dispatch"],
+    );
+    assert_cells(
+        &text,
+        "scx_layered",
+        &[
+            "layered_select_cpu",
+            "layered_dispatch",
+            "scx_lib_init_probe",
+        ],
+    );
+    assert!(text.contains("verifier summary: 4 ✅  0 ❌  0 🇽"), "{text}");
+}
+
+/// Every cell of `name` passed, with host-read numbers the guest agrees with, and
+/// includes `progs` under their full names.
+fn assert_cells(text: &str, name: &str, progs: &[&str]) {
+    for preset in PRESETS {
+        let block = cell_block(text, name, preset);
+        assert!(verdict(&block).starts_with("verdict: PASS"), "{block:#?}");
+        assert!(
+            block.contains(&"  verified_insns (host-read):"),
+            "{block:#?}"
+        );
+        assert!(
+            block.contains(&"  cross-check: host and guest agree"),
+            "{block:#?}"
+        );
+        for prog in progs {
+            assert!(
+                block
+                    .iter()
+                    .any(|l| l.split_whitespace().next() == Some(prog)),
+                "{prog} missing in {block:#?}"
+            );
+        }
+        // The loaders colour their logs; none of it may reach the text as escapes.
+        assert!(
+            !block
+                .iter()
+                .any(|l| l.contains("\\u{1b}") || l.contains('\x1b')),
+            "{block:#?}"
+        );
+    }
+}
