@@ -67,11 +67,11 @@ pub struct VerifierArgs {
     #[arg(long)]
     pub max_vcpus: Option<u32>,
     /// Host watchdog per VM, in seconds (default: scaled with the cell's vCPUs and the
-    /// accelerator: 94 s for 4 vCPUs under TCG, 218 s for 128).
+    /// accelerator: 124 s for 4 vCPUs under TCG, 248 s for 128).
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 21 s for
-    /// 4 vCPUs under TCG, 52 s for 128).
+    /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 61 s for
+    /// 4 vCPUs under TCG, 92 s for 128).
     #[arg(long)]
     pub attach_timeout: Option<u64>,
     /// Milliseconds the dispatch probe runs after attach (default: scaled, about 500).

@@ -48,12 +48,12 @@ async fn guest_memory_is_sized_per_cell_and_overridable() {
     // The cell's waits travel on the kernel command line, scaled with its vCPUs.
     assert_eq!(
         seen[0].2,
-        "nokaslr ktstr.attach_ms=21000 ktstr.probe_ms=516"
+        "nokaslr ktstr.attach_ms=61000 ktstr.probe_ms=516"
     );
     assert!(
         seen[1]
             .2
-            .ends_with("ktstr.attach_ms=22000 ktstr.probe_ms=532")
+            .ends_with("ktstr.attach_ms=62000 ktstr.probe_ms=532")
     );
     // The harness fixes the watchdog at 30 s.
     assert_eq!(seen[0].3, Duration::from_secs(30));
