@@ -66,8 +66,9 @@ pub struct VerifierArgs {
     /// Largest vCPU count one VM may have (default: 8 per host CPU).
     #[arg(long)]
     pub max_vcpus: Option<u32>,
-    /// Host watchdog per VM, in seconds (default: scaled with the cell's vCPUs and the
-    /// accelerator: 124 s for 4 vCPUs under TCG, 248 s for 128).
+    /// Host watchdog per VM: seconds the guest may go without a word on its frame channel
+    /// (default: scaled with the cell's vCPUs and the accelerator: 124 s for 4 vCPUs under
+    /// TCG, 248 s for 128). A VM is stopped at four times this in any case.
     #[arg(long)]
     pub timeout: Option<u64>,
     /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 61 s for

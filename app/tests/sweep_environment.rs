@@ -165,8 +165,8 @@ async fn a_dead_vm_and_a_slow_boot_are_environment_errors_but_a_wedge_is_not() {
     assert_eq!(gate, Gate::TimedOut);
     assert_eq!(
         reason,
-        "host watchdog fired after 30 s while the guest was running the dispatch probe \
-         (last milestone `attached` at 2.6 s)"
+        "host watchdog fired: no word from the guest for 30 s, while the guest was running \
+         the dispatch probe (last milestone `attached` at 2.6 s)"
     );
     // One real failure outranks the environment errors in the exit status.
     assert_eq!(report.outcome(), SweepOutcome::Failed);

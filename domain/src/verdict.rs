@@ -140,7 +140,7 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
         return Verdict::fail(
             Gate::TimedOut,
             format!(
-                "host watchdog fired after {} s {}",
+                "host watchdog fired: no word from the guest for {} s, {}",
                 facts.watchdog.as_secs(),
                 crate::environment::doing(facts.phases)
             ),
@@ -232,7 +232,8 @@ mod tests {
             cell_verdict(timed_out),
             Verdict::fail(
                 Gate::TimedOut,
-                "host watchdog fired after 60 s before the guest reached its init (booting)"
+                "host watchdog fired: no word from the guest for 60 s, before the guest reached its \
+                 init (booting)"
             )
         );
         let dead = RunFacts {

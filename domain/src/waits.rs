@@ -23,7 +23,8 @@ pub enum CpuMode {
 /// The three waits of one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellWaits {
-    /// The host watchdog: past it the VM is killed.
+    /// The host watchdog: how long the guest may go without a word on its frame channel
+    /// (it talks at every milestone) before the VM is killed.
     pub watchdog: Duration,
     /// How long the guest waits for sched_ext to reach `enabled`.
     pub attach: Duration,
@@ -62,7 +63,8 @@ const EMULATED_PROBE: Scale = Scale {
     base_ms: 500,
     per_cpu_ms: 4,
 };
-/// Boot, attach wait, probe, the program listing and the report, with room to spare.
+/// The longest silence: boot (the first word comes from the init) or the attach wait, with
+/// room to spare for a host busy with other cells.
 const EMULATED_WATCHDOG: Scale = Scale {
     base_ms: 120_000,
     per_cpu_ms: 1_000,

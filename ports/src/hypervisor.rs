@@ -19,7 +19,9 @@ pub struct VmSpec {
     pub cmdline: String,
     pub topology: Topology,
     pub memory_mib: u32,
-    /// The host watchdog: past it the VM is killed and the run marked timed out.
+    /// The host watchdog: when the guest says nothing new on its frame channel for this
+    /// long (or runs past a few times it in all), the VM is killed and the run marked
+    /// timed out.
     pub timeout: Duration,
 }
 

@@ -8,8 +8,8 @@ mod common;
 use std::fs;
 
 use common::{
-    KERNEL_6_12, cell_block, ensure_kernels, ktstr_in, published_scheduler, stderr, stdout,
-    tempfile_dir, verdict,
+    KERNEL_6_12, assert_passed_host_read, cell_block, ensure_kernels, ktstr_in,
+    published_scheduler, stderr, stdout, tempfile_dir,
 };
 
 /// The version of the scx crates the suite sweeps.
@@ -57,15 +57,7 @@ fn scx_bpfland_and_scx_layered_verify_attach_and_dispatch() {
 fn assert_cells(text: &str, name: &str, progs: &[&str]) {
     for preset in PRESETS {
         let block = cell_block(text, name, preset);
-        assert!(verdict(&block).starts_with("verdict: PASS"), "{block:#?}");
-        assert!(
-            block.contains(&"  verified_insns (host-read):"),
-            "{block:#?}"
-        );
-        assert!(
-            block.contains(&"  cross-check: host and guest agree"),
-            "{block:#?}"
-        );
+        assert_passed_host_read(&block);
         for prog in progs {
             assert!(
                 block

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    KERNEL_6_1, KERNEL_6_12, bin_dir, cell_block, ensure_kernels, ktstr_bin, ktstr_in, stderr,
-    stdout, tempfile_dir, verdict,
+    KERNEL_6_1, KERNEL_6_12, assert_passed_host_read, bin_dir, cell_block, ensure_kernels,
+    ktstr_bin, ktstr_in, stderr, stdout, tempfile_dir, verdict,
 };
 use ktstr_domain::preset::find_preset;
 
@@ -48,16 +48,7 @@ fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape(
             block.contains(&format!("  topology: guest saw {shape}").as_str()),
             "{block:#?}"
         );
-        assert!(verdict(&block).starts_with("verdict: PASS"), "{block:#?}");
-        // verified_insns read by the host from guest memory, equal to the guest's own view.
-        assert!(
-            block.contains(&"  verified_insns (host-read):"),
-            "{block:#?}"
-        );
-        assert!(
-            block.contains(&"  cross-check: host and guest agree"),
-            "{block:#?}"
-        );
+        assert_passed_host_read(&block);
     }
     assert!(text.contains("verifier summary: 7 ✅  0 ❌  0 🇽"), "{text}");
     // The topology effect: the fixture's select_cpu verifies differently per preset.

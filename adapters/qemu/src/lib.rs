@@ -152,9 +152,11 @@ impl Hypervisor for QemuBackend {
             String::from_utf8_lossy(&buf).into_owned()
         });
 
-        // Wait for the VM, sampling its peak memory, until the watchdog's deadline.
+        // Wait for the VM, sampling its peak memory and the frame channel: the watchdog
+        // counts from the guest's last word there, so a slow guest that keeps making
+        // progress is never cut short, and a silent one is.
         let pid = child.id();
-        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let mut watchdog = Watchdog::new(spec.timeout, tokio::time::Instant::now());
         let mut sample = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut peak_rss_kib = None;
         let status = loop {
@@ -164,8 +166,11 @@ impl Hypervisor for QemuBackend {
                     if let Some(kib) = pid.and_then(vm_hwm_kib) {
                         peak_rss_kib = Some(kib);
                     }
+                    let heard = std::fs::metadata(&files.frames).map_or(0, |m| m.len());
+                    if watchdog.expired(heard, tokio::time::Instant::now()) {
+                        break None;
+                    }
                 }
-                () = tokio::time::sleep_until(deadline) => break None,
             }
         };
         let timed_out = status.is_none();
@@ -218,6 +223,39 @@ impl Hypervisor for QemuBackend {
     }
 }
 
+/// However long a guest keeps talking, it is stopped at this many watchdog periods.
+const WATCHDOG_CAP: u32 = 4;
+
+/// Fires when the guest has said nothing new on its frame channel for a whole period, or
+/// when [`WATCHDOG_CAP`] periods have passed since the start.
+#[derive(Debug)]
+struct Watchdog {
+    period: std::time::Duration,
+    cap: tokio::time::Instant,
+    heard_bytes: u64,
+    last_word: tokio::time::Instant,
+}
+
+impl Watchdog {
+    fn new(period: std::time::Duration, start: tokio::time::Instant) -> Self {
+        Watchdog {
+            period,
+            cap: start + period * WATCHDOG_CAP,
+            heard_bytes: 0,
+            last_word: start,
+        }
+    }
+
+    /// `heard_bytes`: how much the frame channel holds now.
+    fn expired(&mut self, heard_bytes: u64, now: tokio::time::Instant) -> bool {
+        if heard_bytes > self.heard_bytes {
+            self.heard_bytes = heard_bytes;
+            self.last_word = now;
+        }
+        now >= self.last_word + self.period || now >= self.cap
+    }
+}
+
 /// `QEMU killed by signal 9`, with the last line QEMU printed when it said anything.
 fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -264,6 +302,26 @@ mod tests {
 
         let none = tmp.path().join("none");
         assert_eq!(detect_accel(&none, &kvm).1, "no hardware KVM on this host");
+    }
+
+    #[test]
+    fn the_watchdog_counts_from_the_guests_last_word_up_to_a_cap() {
+        let start = tokio::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        let mut dog = Watchdog::new(s(10), start);
+        assert!(!dog.expired(0, start + s(9)));
+        assert!(dog.expired(0, start + s(10)), "silent for a whole period");
+
+        let mut dog = Watchdog::new(s(10), start);
+        assert!(!dog.expired(100, start + s(9)));
+        assert!(!dog.expired(100, start + s(18)), "heard at 9 s");
+        assert!(dog.expired(100, start + s(19)));
+
+        let mut dog = Watchdog::new(s(10), start);
+        for t in 1..40 {
+            assert!(!dog.expired(t * 10, start + s(t)), "talking at {t} s");
+        }
+        assert!(dog.expired(400, start + s(40)), "the cap");
     }
 
     #[test]

@@ -94,6 +94,20 @@ pub fn verdict(block: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// A passed cell whose `verified_insns` the host read from guest memory, equal to the
+/// guest's own view.
+pub fn assert_passed_host_read(block: &[&str]) {
+    assert!(verdict(block).starts_with("verdict: PASS"), "{block:#?}");
+    assert!(
+        block.contains(&"  verified_insns (host-read):"),
+        "{block:#?}"
+    );
+    assert!(
+        block.contains(&"  cross-check: host and guest agree"),
+        "{block:#?}"
+    );
+}
+
 /// Builds (first time) or finds the sweep's kernels: Debian's 6.12 and, kept without
 /// sched_ext, 6.1.
 pub fn ensure_kernels() {

@@ -4,7 +4,8 @@
 use std::fmt::{self, Write as _};
 
 use comfy_table::{Table, TableComponent, presets};
-use ktstr_domain::report::{GridStatus, SweepReport};
+use ktstr_domain::report::{CellRecord, GridStatus, SweepReport};
+use ktstr_domain::verdict::Verdict;
 
 use super::TextOptions;
 use super::style::{bad, good, sanitize, warn};
@@ -121,7 +122,6 @@ fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
 }
 
 fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
-    let failing = report.failing();
     let errors = report.env_errors();
     if !errors.is_empty() {
         writeln!(
@@ -130,24 +130,14 @@ fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
             warn("environment errors", opts)
         )?;
         for r in errors {
-            let c = &r.cell;
-            let reason = match &r.verdict {
-                ktstr_domain::verdict::Verdict::Error { cause, reason } => {
-                    format!("[{cause}] {}", reason.lines().next().unwrap_or_default())
-                }
-                _ => String::new(),
-            };
-            writeln!(
-                out,
-                "  {} / {} / {}: {}",
-                sanitize(&c.scheduler),
-                sanitize(&c.kernel),
-                sanitize(&c.preset),
-                sanitize(&reason)
-            )?;
+            if let Verdict::Error { cause, reason } = &r.verdict {
+                let first = reason.lines().next().unwrap_or_default();
+                writeln!(out, "  {}: [{cause}] {}", combination(r), sanitize(first))?;
+            }
         }
         writeln!(out)?;
     }
+    let failing = report.failing();
     if failing.is_empty() {
         return writeln!(out, "{}", good("no failing combinations", opts));
     }
@@ -157,16 +147,20 @@ fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
         bad("failing combinations", opts)
     )?;
     for r in failing {
-        let c = &r.cell;
-        writeln!(
-            out,
-            "  {} / {} / {}",
-            sanitize(&c.scheduler),
-            sanitize(&c.kernel),
-            sanitize(&c.preset)
-        )?;
+        writeln!(out, "  {}", combination(r))?;
     }
     Ok(())
+}
+
+/// `scheduler / kernel / topology` of a cell.
+fn combination(record: &CellRecord) -> String {
+    let c = &record.cell;
+    format!(
+        "{} / {} / {}",
+        sanitize(&c.scheduler),
+        sanitize(&c.kernel),
+        sanitize(&c.preset)
+    )
 }
 
 /// A borderless table with an underlined header, indented by two spaces. Cells carry no
