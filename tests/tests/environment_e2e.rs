@@ -1,6 +1,6 @@
-//! The environment's failures on real VMs: a guest too small for what the scheduler needs
-//! and a VM process killed under the guest are environment errors (exit status 3), never
-//! the scheduler's ❌.
+//! The environment's failures on real VMs: a guest too small for what the scheduler needs,
+//! a full guest tmpfs and a VM process killed under the guest are environment errors (exit
+//! status 3), never the scheduler's ❌.
 
 mod common;
 
@@ -56,6 +56,35 @@ fn a_guest_too_small_for_the_scheduler_is_an_out_of_memory_environment_error() {
     .unwrap();
     let out = ktstr_in(&dir, &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn a_full_guest_tmpfs_is_an_environment_error() {
+    ensure_kernels();
+    let dir = tempfile_dir("disk-full");
+    fs::write(
+        dir.join("ktstr.toml"),
+        format!(
+            "[[scheduler]]\nname = \"writer\"\nbinary = \"{}\"\n\
+             sched_args = [\"--fill-disk\"]\nmemory_mib = 384\n",
+            bin_dir().join("scx-ktstr").display()
+        ),
+    )
+    .unwrap();
+    let out = ktstr_in(&dir, &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
+    let block = cell_block(&text, "writer", "tiny-1llc");
+    assert!(
+        verdict(&block).starts_with(
+            "verdict: ERROR [environment: guest-disk-full] guest ran out of tmpfs space (384 MiB"
+        ),
+        "{block:#?}"
+    );
+    assert!(
+        verdict(&block).contains("No space left on device"),
+        "{block:#?}"
+    );
 }
 
 #[test]

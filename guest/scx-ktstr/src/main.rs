@@ -87,6 +87,13 @@ struct Args {
     #[arg(long, value_name = "MIB")]
     alloc_mib: Option<usize>,
 
+    /// Environment drill: before loading, write a file to the guest's root filesystem (a
+    /// tmpfs in guest RAM) until it is full, then exit with the write error, as a loader
+    /// that unpacks its assets there would. ktstr must report the full tmpfs, not a
+    /// scheduler failure.
+    #[arg(long)]
+    fill_disk: bool,
+
     /// More of libbpf's messages on stderr: -v info, -vv debug. Warnings (the
     /// verifier log among them) are always shown.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -112,6 +119,17 @@ fn ballast(mib: usize) -> Vec<Vec<u8>> {
     (0..mib).map(|_| vec![0xa5; 1 << 20]).collect()
 }
 
+/// Appends 1 MiB blocks to `path` until a write fails, and returns that failure.
+fn fill_disk(path: &Path) -> Result<()> {
+    let mut file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let block = vec![0x5a; 1 << 20];
+    loop {
+        file.write_all(&block)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+}
+
 fn libbpf_to_stderr(_level: PrintLevel, msg: String) {
     // One write per message keeps the verifier log's lines together.
     let _ = std::io::stderr().lock().write_all(msg.as_bytes());
@@ -128,6 +146,9 @@ fn run(args: &Args) -> Result<ExitCode> {
 
     // Held until exit: the memory stays resident for the scheduler's whole life.
     let _ballast = args.alloc_mib.map(ballast);
+    if args.fill_disk {
+        fill_disk(Path::new("/ktstr-fill"))?;
+    }
 
     let topo = topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
 
