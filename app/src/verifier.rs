@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ktstr_domain::guest_memory::MIN_GUEST_MIB;
+use ktstr_domain::guest_memory::{MAX_GUEST_MIB, MIN_GUEST_MIB};
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_domain::matrix::MatrixRequest;
@@ -90,10 +90,6 @@ pub struct VerifierArgs {
     pub kaslr: bool,
 }
 
-/// Largest guest the QEMU backend lays out below the PCI hole, where host introspection
-/// reads guest RAM by offset (mapping RAM above 4 GiB is still to come).
-const MAX_MEMORY_MIB: u32 = 3584;
-
 fn parse_memory_mib(text: &str) -> Result<u32, String> {
     let mib: u32 = text
         .parse()
@@ -103,10 +99,10 @@ fn parse_memory_mib(text: &str) -> Result<u32, String> {
             "{mib} MiB is too small: a guest needs at least {MIN_GUEST_MIB} MiB"
         ));
     }
-    if mib > MAX_MEMORY_MIB {
+    if mib > MAX_GUEST_MIB {
         return Err(format!(
-            "{mib} MiB is above the {MAX_MEMORY_MIB} MiB a guest may have today (RAM above \
-             the PCI hole is not read by host introspection yet)"
+            "{mib} MiB is above the {MAX_GUEST_MIB} MiB a guest may have today (RAM above \
+             4 GiB is not read by host introspection yet)"
         ));
     }
     Ok(mib)

@@ -115,3 +115,22 @@ fn kaslr_is_refused_with_the_reason() {
         .stderr(predicate::str::contains("--kaslr is not supported"))
         .stderr(predicate::str::contains("nokaslr"));
 }
+
+#[test]
+fn memory_outside_what_a_guest_may_have_is_refused_with_the_range() {
+    ktstr()
+        .args(["verifier", "--memory", "64"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("64 MiB is too small"));
+    ktstr()
+        .args(["verifier", "--memory", "8192"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("above the 3072 MiB"));
+    ktstr()
+        .args(["verifier", "--memory", "lots"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("`lots` is not a number of MiB"));
+}

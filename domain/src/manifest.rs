@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::constraints::TopologyConstraints;
-use crate::guest_memory::MIN_GUEST_MIB;
+use crate::guest_memory::{MAX_GUEST_MIB, MIN_GUEST_MIB};
 use crate::kernel::KernelSpec;
 
 /// Where a scheduler's userspace binary comes from.
@@ -56,10 +56,10 @@ pub enum ManifestError {
     #[error("scheduler `{0}` sets max_llcs below min_llcs")]
     LlcBounds(String),
     #[error(
-        "scheduler `{0}` sets memory_mib = {1}; a guest needs at least {MIN_GUEST_MIB} MiB \
-         (leave it out to size memory from the image)"
+        "scheduler `{0}` sets memory_mib = {1}; a guest may have {MIN_GUEST_MIB} to \
+         {MAX_GUEST_MIB} MiB (leave it out to size memory from the image)"
     )]
-    MemoryTooSmall(String, u32),
+    MemoryOutOfRange(String, u32),
 }
 
 #[derive(Deserialize)]
@@ -112,8 +112,11 @@ pub fn parse_manifest(text: &str) -> Result<Vec<SchedulerDecl>, ManifestError> {
             if t.max_llcs.is_some_and(|max| max < t.min_llcs) {
                 return Err(ManifestError::LlcBounds(s.name));
             }
-            if let Some(mib) = s.memory_mib.filter(|&m| m < MIN_GUEST_MIB) {
-                return Err(ManifestError::MemoryTooSmall(s.name, mib));
+            if let Some(mib) = s
+                .memory_mib
+                .filter(|m| !(MIN_GUEST_MIB..=MAX_GUEST_MIB).contains(m))
+            {
+                return Err(ManifestError::MemoryOutOfRange(s.name, mib));
             }
             let binary = match (s.binary, s.package) {
                 (Some(_), Some(_)) => return Err(ManifestError::BothSources(s.name)),
