@@ -330,6 +330,7 @@ impl CellContext<'_> {
                 watchdog: waits.watchdog,
                 memory,
                 phases: &guest.phases,
+                attach_expiry: guest.attach_expiry.as_ref(),
             })
             .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),
             _ => verdict,

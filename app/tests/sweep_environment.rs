@@ -9,6 +9,7 @@ use common::*;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::report::SweepOutcome;
 use ktstr_domain::verdict::{EnvCause, Gate};
+use ktstr_domain::waits::WaitOverrides;
 
 /// The frames of a scheduler the OOM killer took while it loaded.
 fn killed_while_loading() -> Vec<Frame> {
@@ -38,7 +39,10 @@ async fn guest_memory_is_sized_per_cell_and_overridable() {
         ));
         Ok(vm(&healthy(&spec), false))
     });
-    let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "smt-2llc"])).await;
+    // No fixed waits: they scale with the cell.
+    let mut scaled = settings(&["tiny-1llc", "smt-2llc"]);
+    scaled.waits = WaitOverrides::default();
+    let (report, _) = sweep(&one_scheduler(), h, &scaled).await;
     let report = report.unwrap();
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
@@ -55,8 +59,7 @@ async fn guest_memory_is_sized_per_cell_and_overridable() {
             .2
             .ends_with("ktstr.attach_ms=62000 ktstr.probe_ms=532")
     );
-    // The harness fixes the watchdog at 30 s.
-    assert_eq!(seen[0].3, Duration::from_secs(30));
+    assert_eq!(seen[0].3, Duration::from_secs(124));
     assert_eq!(report.records[0].run.as_ref().unwrap().memory_mib, 960);
 
     // The manifest's memory_mib, then --memory, win over the sizing.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attach_wait::AttachExpiry;
 use crate::frame::Frame;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
@@ -77,6 +78,8 @@ pub struct GuestReport {
     pub guest_errors: Vec<String>,
     /// Milestones with the guest's uptime in ms, in the order reached.
     pub phases: Vec<(String, u64)>,
+    /// What the guest saw when its attach wait ran out, when it did.
+    pub attach_expiry: Option<AttachExpiry>,
 }
 
 impl GuestReport {
@@ -106,6 +109,7 @@ impl GuestReport {
                 Frame::Phase { phase, uptime_ms } => {
                     report.phases.push((phase.clone(), *uptime_ms));
                 }
+                Frame::AttachExpired { expiry } => report.attach_expiry = Some(expiry.clone()),
                 Frame::SchedulerNotAttached { .. } => {}
             }
         }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::attach_wait::AttachExpiry;
 use crate::guest_memory::GuestMemorySize;
 use crate::verdict::EnvCause;
 
@@ -21,6 +22,8 @@ pub struct EnvEvidence<'a> {
     pub memory: GuestMemorySize,
     /// The guest's milestones (`init`, `scheduler_started`, ...) with its uptime in ms.
     pub phases: &'a [(String, u64)],
+    /// What the guest saw when its attach wait ran out, when it did.
+    pub attach_expiry: Option<&'a AttachExpiry>,
 }
 
 /// The environment failure this evidence shows, with a reason naming the cause and the
@@ -50,6 +53,17 @@ pub fn diagnose(e: &EnvEvidence<'_>) -> Option<(EnvCause, String)> {
                 e.memory.mib,
                 line.trim(),
                 e.memory.how_to_raise()
+            ),
+        ));
+    }
+    if let Some(expiry) = e.attach_expiry.filter(|x| x.still_working()) {
+        return Some((
+            EnvCause::SlowGuest,
+            format!(
+                "the {} s attach wait ran out while {}: the guest is too slow for this \
+                 cell, not the scheduler broken; raise --attach-timeout",
+                expiry.waited_ms / 1000,
+                expiry.activity()
             ),
         ));
     }
@@ -146,6 +160,7 @@ mod tests {
                 source: MemorySource::Sized,
             },
             phases: &[],
+            attach_expiry: None,
         }
     }
 
@@ -186,6 +201,37 @@ mod tests {
         let (cause, reason) = diagnose(&evidence("", log)).unwrap();
         assert_eq!(cause, EnvCause::GuestOutOfSpace);
         assert!(reason.contains("tmpfs") && reason.contains("raise --memory"));
+    }
+
+    #[test]
+    fn an_attach_wait_that_ran_out_on_a_working_scheduler_is_a_slow_guest() {
+        let mut expiry = AttachExpiry {
+            waited_ms: 61_000,
+            state: "disabled".into(),
+            programs: Some(0),
+            process_state: Some('R'),
+            cpu_ms: 58_000,
+        };
+        let e = EnvEvidence {
+            attach_expiry: Some(&expiry),
+            ..evidence("", "")
+        };
+        let (cause, reason) = diagnose(&e).unwrap();
+        assert_eq!(cause, EnvCause::SlowGuest);
+        assert_eq!(
+            reason,
+            "the 61 s attach wait ran out while the scheduler was still loading: alive, no BPF \
+             program loaded yet (process state R, 58.0 s of CPU): the guest is too slow for \
+             this cell, not the scheduler broken; raise --attach-timeout"
+        );
+        // Loaded and idle, it is the scheduler's own failure to enable.
+        expiry.programs = Some(9);
+        expiry.process_state = Some('S');
+        let e = EnvEvidence {
+            attach_expiry: Some(&expiry),
+            ..evidence("", "")
+        };
+        assert_eq!(diagnose(&e), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attach_wait::AttachExpiry;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
 
@@ -56,6 +57,11 @@ pub enum Frame {
         phase: String,
         uptime_ms: u64,
     },
+    /// The attach wait ran out with the scheduler alive; what the guest saw then. Sent
+    /// before the matching `SchedulerNotAttached`.
+    AttachExpired {
+        expiry: AttachExpiry,
+    },
 }
 
 /// The wire tag of a [`Frame`] variant. The values are part of the wire format: never
@@ -74,11 +80,12 @@ pub enum FrameKind {
     Topology = 9,
     GuestError = 10,
     Phase = 11,
+    AttachExpired = 12,
 }
 
 impl FrameKind {
     /// Every kind, in wire-value order.
-    pub const ALL: [FrameKind; 11] = [
+    pub const ALL: [FrameKind; 12] = [
         FrameKind::SchedulerStarted,
         FrameKind::SchedulerDied,
         FrameKind::SchedulerNotAttached,
@@ -90,6 +97,7 @@ impl FrameKind {
         FrameKind::Topology,
         FrameKind::GuestError,
         FrameKind::Phase,
+        FrameKind::AttachExpired,
     ];
 }
 
@@ -132,6 +140,9 @@ pub enum PayloadError {
     TrailingBytes(usize),
 }
 
+/// A `u32` field's value for "not known".
+const UNKNOWN: u32 = u32::MAX;
+
 /// Smallest encoding of one `ProgStat`: id, prog_type, empty name, verified_insns.
 const MIN_PROG_STAT_BYTES: usize = 16;
 
@@ -149,6 +160,7 @@ impl Frame {
             Frame::Topology { .. } => FrameKind::Topology,
             Frame::GuestError { .. } => FrameKind::GuestError,
             Frame::Phase { .. } => FrameKind::Phase,
+            Frame::AttachExpired { .. } => FrameKind::AttachExpired,
         }
     }
 
@@ -174,6 +186,8 @@ impl Frame {
             | Frame::SchedulerLog { text: s }
             | Frame::GuestError { message: s } => str_len(s),
             Frame::Phase { phase, .. } => str_len(phase) + 8,
+            // waited_ms, state, programs, process state, cpu_ms
+            Frame::AttachExpired { expiry } => 8 + str_len(&expiry.state) + 4 + 4 + 8,
             Frame::ProgStats { progs } => {
                 4 + progs.iter().map(|p| 12 + str_len(&p.name)).sum::<usize>()
             }
@@ -207,6 +221,13 @@ impl Frame {
             Frame::Phase { phase, uptime_ms } => {
                 w.str(phase);
                 w.u64(*uptime_ms);
+            }
+            Frame::AttachExpired { expiry } => {
+                w.u64(expiry.waited_ms);
+                w.str(&expiry.state);
+                w.u32(expiry.programs.unwrap_or(UNKNOWN));
+                w.u32(expiry.process_state.map_or(UNKNOWN, u32::from));
+                w.u64(expiry.cpu_ms);
             }
             Frame::ProgStats { progs } => {
                 w.len(progs.len());
@@ -274,6 +295,17 @@ impl Frame {
             FrameKind::Phase => Frame::Phase {
                 phase: r.string()?,
                 uptime_ms: r.u64()?,
+            },
+            FrameKind::AttachExpired => Frame::AttachExpired {
+                expiry: AttachExpiry {
+                    waited_ms: r.u64()?,
+                    state: r.string()?,
+                    programs: Some(r.u32()?).filter(|&n| n != UNKNOWN),
+                    process_state: Some(r.u32()?)
+                        .filter(|&c| c != UNKNOWN)
+                        .and_then(char::from_u32),
+                    cpu_ms: r.u64()?,
+                },
             },
         };
         if !r.rest.is_empty() {
@@ -440,6 +472,15 @@ pub(crate) fn test_samples() -> Vec<Frame> {
             phase: "attached".into(),
             uptime_ms: 2345,
         },
+        Frame::AttachExpired {
+            expiry: AttachExpiry {
+                waited_ms: 61_000,
+                state: "enabling".into(),
+                programs: None,
+                process_state: Some('R'),
+                cpu_ms: 12_345,
+            },
+        },
     ]
 }
 
@@ -454,7 +495,7 @@ mod tests {
             assert_eq!(FrameKind::try_from(u8::from(kind)), Ok(kind));
         }
         assert_eq!(FrameKind::try_from(0), Err(UnknownFrameKind(0)));
-        assert_eq!(FrameKind::try_from(12), Err(UnknownFrameKind(12)));
+        assert_eq!(FrameKind::try_from(13), Err(UnknownFrameKind(13)));
     }
 
     #[test]

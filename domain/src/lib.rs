@@ -1,6 +1,7 @@
 //! Pure logic of ktstr: no I/O, no async, no OS or hypervisor crates.
 
 pub mod attach;
+pub mod attach_wait;
 pub mod cell;
 pub mod collapse;
 pub mod constraints;

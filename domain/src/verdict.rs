@@ -94,6 +94,8 @@ pub enum EnvCause {
     VmStart,
     /// The guest did not reach its init before the watchdog.
     BootTimeout,
+    /// The attach wait ran out while the scheduler was still loading or being enabled.
+    SlowGuest,
     /// The scheduler binary or the guest image could not be prepared.
     Image,
 }
@@ -106,6 +108,7 @@ impl fmt::Display for EnvCause {
             EnvCause::VmDied => "vm-died",
             EnvCause::VmStart => "vm-start",
             EnvCause::BootTimeout => "boot-timeout",
+            EnvCause::SlowGuest => "slow-guest",
             EnvCause::Image => "image",
         })
     }

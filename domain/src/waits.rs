@@ -84,7 +84,9 @@ const HARDWARE_WATCHDOG: Scale = Scale {
 
 impl CellWaits {
     /// The waits for a guest of `cpus` vCPUs, with the user's overrides applied. The
-    /// watchdog always leaves room for the attach wait and the probe it has to outlast.
+    /// watchdog is never shorter than the attach wait and the probe plus
+    /// [`WATCHDOG_SLACK`]: the guest is silent while it waits, and a watchdog that fired
+    /// first would blame the scheduler for the wait.
     pub fn for_cell(cpus: u32, mode: CpuMode, overrides: WaitOverrides) -> Self {
         let (attach, probe, watchdog) = match mode {
             CpuMode::Emulated => (EMULATED_ATTACH, EMULATED_PROBE, EMULATED_WATCHDOG),
@@ -94,7 +96,8 @@ impl CellWaits {
         let probe = overrides.probe.unwrap_or_else(|| probe.at(cpus));
         let watchdog = overrides
             .watchdog
-            .unwrap_or_else(|| watchdog.at(cpus).max(attach + probe + watchdog.at(0) / 2));
+            .unwrap_or_else(|| watchdog.at(cpus))
+            .max(attach + probe + WATCHDOG_SLACK);
         CellWaits {
             watchdog,
             attach,
@@ -102,6 +105,10 @@ impl CellWaits {
         }
     }
 }
+
+/// What the watchdog allows beyond the attach wait and the probe: listing programs,
+/// sending the log, rebooting.
+pub const WATCHDOG_SLACK: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -136,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn overrides_win_and_the_watchdog_outlasts_a_long_attach_wait() {
+    fn overrides_win_but_the_watchdog_always_outlasts_the_attach_wait() {
         let w = CellWaits::for_cell(
             4,
             CpuMode::Emulated,
@@ -146,17 +153,27 @@ mod tests {
             },
         );
         assert_eq!(w.attach, Duration::from_secs(300));
-        assert!(w.watchdog > w.attach + w.probe, "{w:?}");
+        assert_eq!(w.watchdog, Duration::from_millis(310_516));
         let fixed = CellWaits::for_cell(
             4,
             CpuMode::Emulated,
             WaitOverrides {
                 watchdog: Some(Duration::from_secs(40)),
+                attach: Some(Duration::from_secs(15)),
                 probe: Some(Duration::from_millis(100)),
-                ..NONE
             },
         );
         assert_eq!(fixed.watchdog, Duration::from_secs(40));
         assert_eq!(fixed.probe, Duration::from_millis(100));
+        // A watchdog shorter than the default attach wait is raised past it.
+        let short = CellWaits::for_cell(
+            4,
+            CpuMode::Emulated,
+            WaitOverrides {
+                watchdog: Some(Duration::from_secs(40)),
+                ..NONE
+            },
+        );
+        assert_eq!(short.watchdog, Duration::from_millis(71_516));
     }
 }

@@ -1,5 +1,6 @@
 //! Properties of the frame wire format and its streaming decoder.
 
+use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::prog::ProgStat;
@@ -64,6 +65,24 @@ fn frame() -> impl Strategy<Value = Frame> {
         ),
         text().prop_map(|message| Frame::GuestError { message }),
         (text(), any::<u64>()).prop_map(|(phase, uptime_ms)| Frame::Phase { phase, uptime_ms }),
+        (
+            any::<u64>(),
+            text(),
+            proptest::option::of(0..u32::MAX),
+            proptest::option::of(proptest::char::range('A', 'Z')),
+            any::<u64>()
+        )
+            .prop_map(|(waited_ms, state, programs, process_state, cpu_ms)| {
+                Frame::AttachExpired {
+                    expiry: AttachExpiry {
+                        waited_ms,
+                        state,
+                        programs,
+                        process_state,
+                        cpu_ms,
+                    },
+                }
+            }),
     ]
 }
 

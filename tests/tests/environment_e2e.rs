@@ -88,6 +88,44 @@ fn a_full_guest_tmpfs_is_an_environment_error() {
 }
 
 #[test]
+fn an_attach_wait_that_runs_out_on_a_busy_loader_is_a_slow_guest() {
+    ensure_kernels();
+    let dir = tempfile_dir("slow-guest");
+    fs::write(
+        dir.join("ktstr.toml"),
+        format!(
+            "[[scheduler]]\nname = \"slow\"\nbinary = \"{}\"\n\
+             sched_args = [\"--spin-before-load\", \"30\"]\n",
+            bin_dir().join("scx-ktstr").display()
+        ),
+    )
+    .unwrap();
+    let out = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "--kernel",
+            KERNEL_6_12,
+            "--attach-timeout",
+            "8",
+            "tiny-1llc",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
+    let block = cell_block(&text, "slow", "tiny-1llc");
+    let verdict = verdict(&block);
+    assert!(
+        verdict.starts_with(
+            "verdict: ERROR [environment: slow-guest] the 8 s attach wait ran out while the \
+             scheduler was still loading: alive, no BPF program loaded yet (process state R"
+        ),
+        "{block:#?}"
+    );
+    assert!(verdict.ends_with("raise --attach-timeout"), "{block:#?}");
+}
+
+#[test]
 fn a_vm_killed_under_the_guest_is_a_vm_died_environment_error() {
     ensure_kernels();
     let dir = tempfile_dir("vm-died");

@@ -72,6 +72,7 @@ fn each_knob_fails_the_gate_it_targets() {
         ("no-dispatch", "--no-dispatch"),
         ("die-after-attach", "--die-after-attach"),
         ("wedge-after-attach", "--wedge-after-attach"),
+        ("load-only", "--load-only"),
     ] {
         manifest.push_str(&format!(
             "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [\"{args}\"]\n\n",
@@ -87,6 +88,8 @@ fn each_knob_fails_the_gate_it_targets() {
             KERNEL_6_12,
             "--timeout",
             "40",
+            "--attach-timeout",
+            "15",
             "tiny-1llc",
         ],
     );
@@ -143,8 +146,20 @@ fn each_knob_fails_the_gate_it_targets() {
         "{block:#?}"
     );
 
+    // Loaded, never attached, idle: the scheduler's own failure, with what it was doing.
+    let block = cell_block(&text, "load-only", "tiny-1llc");
+    let v = verdict(&block);
+    assert!(
+        v.starts_with(
+            "verdict: FAIL [attach] sched_ext never reached enabled: state stayed disabled for \
+             15000 ms; the scheduler was alive with 5 BPF programs loaded but never enabled \
+             sched_ext (process state S"
+        ),
+        "{block:#?}"
+    );
+
     assert!(text.contains("failing combinations (scheduler / kernel / topology):"));
-    assert!(text.contains("verifier summary: 0 ✅  5 ❌  0 🇽"), "{text}");
+    assert!(text.contains("verifier summary: 0 ✅  6 ❌  0 🇽"), "{text}");
 
     // --raw shows the verifier's own log, every iteration of the loop.
     let raw = ktstr_in(

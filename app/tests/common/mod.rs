@@ -74,7 +74,8 @@ pub fn settings(filters: &[&str]) -> SweepSettings {
         memory_budget_mib: 4096,
         waits: WaitOverrides {
             watchdog: Some(Duration::from_secs(30)),
-            ..WaitOverrides::default()
+            attach: Some(Duration::from_secs(5)),
+            probe: Some(Duration::from_millis(300)),
         },
         memory_mib: None,
         kernel_args: vec!["nokaslr".into()],

@@ -1,6 +1,5 @@
-//! What a scheduler that never attached was doing when the attach wait expired, so a slow
-//! environment (still loading) reads differently from a scheduler that loaded its programs
-//! and never enabled sched_ext.
+//! The scheduler process as the kernel sees it, for what it was doing when the attach wait
+//! expired.
 
 use std::path::Path;
 
@@ -33,34 +32,6 @@ pub fn read_state(proc_root: &Path, pid: u32) -> Option<ProcState> {
     parse_stat(&stat)
 }
 
-/// One sentence for the attach-timeout reason. `programs` is how many BPF programs the
-/// guest has loaded (only the scheduler loads any), `None` when they could not be listed.
-pub fn describe(
-    proc_state: Option<ProcState>,
-    programs: Option<usize>,
-    ticks_per_s: u64,
-) -> String {
-    let process = match proc_state {
-        Some(p) => format!(
-            "process state {}, {:.1} s of CPU",
-            p.state,
-            p.cpu_ticks as f64 / ticks_per_s.max(1) as f64
-        ),
-        None => "process state unknown".to_string(),
-    };
-    match programs {
-        Some(0) => format!(
-            "the scheduler was still loading (alive, no BPF program loaded yet; {process}): \
-             a slow guest looks like this, raise --attach-timeout"
-        ),
-        Some(n) => format!(
-            "the scheduler was alive with {n} BPF programs loaded but never enabled sched_ext \
-             ({process})"
-        ),
-        None => format!("the scheduler was alive ({process})"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,29 +48,5 @@ mod tests {
             })
         );
         assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn loading_and_loaded_read_differently() {
-        let p = Some(ProcState {
-            state: 'R',
-            cpu_ticks: 1836,
-        });
-        let loading = describe(p, Some(0), 100);
-        assert!(
-            loading.starts_with("the scheduler was still loading"),
-            "{loading}"
-        );
-        assert!(loading.contains("R, 18.4 s of CPU"), "{loading}");
-        assert!(loading.contains("raise --attach-timeout"), "{loading}");
-        let loaded = describe(p, Some(12), 100);
-        assert!(
-            loaded.contains("12 BPF programs loaded but never enabled"),
-            "{loaded}"
-        );
-        assert_eq!(
-            describe(None, None, 100),
-            "the scheduler was alive (process state unknown)"
-        );
     }
 }

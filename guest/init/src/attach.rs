@@ -55,9 +55,12 @@ pub enum AttachResult {
     Died(String),
     /// Alive but never enabled; the reason.
     NotAttached(String),
-    /// Alive, and the wait ran out; the state it stayed in. Told apart from
-    /// [`AttachResult::NotAttached`] so the caller can say what the scheduler was doing.
-    Expired(String),
+    /// Alive, and the wait ran out; the sched_ext state it stayed in (`None`: unreadable).
+    /// Told apart from [`AttachResult::NotAttached`] so the caller can say what the
+    /// scheduler was doing.
+    Expired {
+        state: Option<String>,
+    },
 }
 
 /// One poll's view.
@@ -108,12 +111,9 @@ impl AttachJudge {
             return None;
         }
         if obs.elapsed >= self.timeout {
-            let state = obs.state.as_deref().unwrap_or("unreadable");
-            // The configured timeout, not the measured time, keeps the reason deterministic.
-            return Some(AttachResult::Expired(format!(
-                "state stayed {state} for {} ms",
-                self.timeout.as_millis()
-            )));
+            return Some(AttachResult::Expired {
+                state: obs.state.clone(),
+            });
         }
         None
     }
@@ -183,23 +183,21 @@ mod tests {
     }
 
     #[test]
-    fn timeout_names_the_state_and_configured_time() {
+    fn timeout_reports_the_state_it_stayed_in() {
         let mut j = judge();
         assert_eq!(j.judge(&obs(999, "enabling", 3)), None);
         assert_eq!(
             j.judge(&obs(1013, "enabling", 3)),
-            Some(AttachResult::Expired(
-                "state stayed enabling for 1000 ms".into()
-            ))
+            Some(AttachResult::Expired {
+                state: Some("enabling".into())
+            })
         );
         let mut o = obs(1000, "", 0);
         o.state = None;
         o.enable_seq = None;
         assert_eq!(
             AttachJudge::new(None, Duration::from_millis(1000)).judge(&o),
-            Some(AttachResult::Expired(
-                "state stayed unreadable for 1000 ms".into()
-            ))
+            Some(AttachResult::Expired { state: None })
         );
     }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan};
 
@@ -113,14 +114,23 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
             sink.send(&Frame::SchedulerNotAttached { reason });
             return report_failure(sink, &sched, false);
         }
-        AttachResult::Expired(state) => {
-            let programs = bpf::list_programs().ok().map(|(progs, _)| progs.len());
+        AttachResult::Expired { state } => {
             let proc_state = activity::read_state(Path::new("/proc"), sched.pid());
-            let reason = format!(
-                "{state}; {}",
-                activity::describe(proc_state, programs, USER_HZ)
-            );
-            sink.send(&Frame::SchedulerNotAttached { reason });
+            let expiry = AttachExpiry {
+                waited_ms: plan.attach_timeout_ms,
+                state: state.unwrap_or_default(),
+                programs: bpf::list_programs()
+                    .ok()
+                    .map(|(progs, _)| u32::try_from(progs.len()).unwrap_or(u32::MAX - 1)),
+                process_state: proc_state.map(|p| p.state),
+                cpu_ms: proc_state.map_or(0, |p| p.cpu_ticks * 1000 / USER_HZ),
+            };
+            sink.send(&Frame::AttachExpired {
+                expiry: expiry.clone(),
+            });
+            sink.send(&Frame::SchedulerNotAttached {
+                reason: expiry.reason(),
+            });
             return report_failure(sink, &sched, false);
         }
     }

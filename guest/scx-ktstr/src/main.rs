@@ -94,6 +94,17 @@ struct Args {
     #[arg(long)]
     fill_disk: bool,
 
+    /// Environment drill: spin on the CPU for this many seconds before loading, as a
+    /// loader would on a slow guest. With a shorter attach wait, ktstr must report a slow
+    /// guest, not a broken scheduler.
+    #[arg(long, value_name = "SECONDS")]
+    spin_before_load: Option<u64>,
+
+    /// Attach gate: load and verify the BPF programs, then never attach them; sleep until
+    /// signalled. sched_ext stays `disabled` with the programs loaded.
+    #[arg(long, conflicts_with_all = ["die_after_attach", "wedge_after_attach"])]
+    load_only: bool,
+
     /// More of libbpf's messages on stderr: -v info, -vv debug. Warnings (the
     /// verifier log among them) are always shown.
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -117,6 +128,16 @@ fn main() -> ExitCode {
 fn ballast(mib: usize) -> Vec<Vec<u8>> {
     eprintln!("scx-ktstr: allocating {mib} MiB before loading");
     (0..mib).map(|_| vec![0xa5; 1 << 20]).collect()
+}
+
+/// Keeps one CPU busy for `time`.
+fn spin(time: Duration) {
+    eprintln!("scx-ktstr: spinning {} s before loading", time.as_secs());
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < time {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
 }
 
 /// Appends 1 MiB blocks to `path` until a write fails, and returns that failure.
@@ -150,6 +171,10 @@ fn run(args: &Args) -> Result<ExitCode> {
         fill_disk(Path::new("/ktstr-fill"))?;
     }
 
+    if let Some(seconds) = args.spin_before_load {
+        spin(Duration::from_secs(seconds));
+    }
+
     let topo = topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
 
     let mut object = MaybeUninit::uninit();
@@ -174,6 +199,13 @@ fn run(args: &Args) -> Result<ExitCode> {
         .load()
         .context("loading the BPF programs failed (libbpf's log above says why)")?;
     print_verified_insns();
+
+    if args.load_only {
+        println!("scx-ktstr: loaded, not attaching (--load-only)");
+        loop {
+            sleep(Duration::from_secs(3600));
+        }
+    }
 
     let link = skel
         .maps
