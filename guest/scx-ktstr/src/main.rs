@@ -186,11 +186,15 @@ fn run(args: &Args) -> Result<ExitCode> {
         .rodata_data
         .as_deref_mut()
         .context("BPF object has no .rodata")?;
-    rodata.nr_cpus = topo.nr_cpus;
     rodata.nr_llcs = topo.nr_llcs;
     for (&cpu, &llc) in &topo.cpu_llc {
         rodata.cpu_llc[cpu as usize] = llc;
     }
+    let layout = topo.llc_layout();
+    rodata.llc_cpus[..layout.cpus.len()].copy_from_slice(&layout.cpus);
+    rodata.llc_first[..layout.first.len()].copy_from_slice(&layout.first);
+    rodata.llc_size[..layout.size.len()].copy_from_slice(&layout.size);
+    rodata.llc_span = layout.span;
     rodata.fail_verify = args.fail_verify;
     rodata.verify_loop = args.verify_loop;
     rodata.no_dispatch = args.no_dispatch;

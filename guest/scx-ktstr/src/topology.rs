@@ -23,6 +23,42 @@ pub struct Topology {
     pub cpu_llc: BTreeMap<u32, u32>,
 }
 
+/// The CPUs of every LLC laid out one LLC after another, as the BPF side scans them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlcLayout {
+    /// CPU ids grouped by LLC, ascending within each.
+    pub cpus: Vec<u32>,
+    /// Where each LLC's CPUs start in `cpus`.
+    pub first: Vec<u32>,
+    /// How many CPUs each LLC has.
+    pub size: Vec<u32>,
+    /// The largest LLC's size.
+    pub span: u32,
+}
+
+impl Topology {
+    pub fn llc_layout(&self) -> LlcLayout {
+        let mut by_llc: Vec<Vec<u32>> = vec![Vec::new(); self.nr_llcs as usize];
+        for (&cpu, &llc) in &self.cpu_llc {
+            by_llc[llc as usize].push(cpu);
+        }
+        let mut layout = LlcLayout {
+            cpus: Vec::with_capacity(self.cpu_llc.len()),
+            first: Vec::with_capacity(by_llc.len()),
+            size: Vec::with_capacity(by_llc.len()),
+            span: 0,
+        };
+        for cpus in by_llc {
+            let size = cpus.len() as u32;
+            layout.first.push(layout.cpus.len() as u32);
+            layout.size.push(size);
+            layout.span = layout.span.max(size);
+            layout.cpus.extend(cpus);
+        }
+        layout
+    }
+}
+
 /// Parses a kernel CPU list such as `0-3,8,10-11` (as in `online` or
 /// `shared_cpu_list`) into ascending, de-duplicated ids.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>> {
@@ -197,6 +233,15 @@ mod tests {
         assert_eq!(t.nr_llcs, 3);
         assert_eq!(t.cpu_llc[&4], 1);
         assert_eq!(t.cpu_llc[&8], 2);
+        assert_eq!(
+            t.llc_layout(),
+            LlcLayout {
+                cpus: (0..9).collect(),
+                first: vec![0, 3, 6],
+                size: vec![3, 3, 3],
+                span: 3,
+            }
+        );
     }
 
     #[test]
@@ -243,5 +288,9 @@ mod tests {
         assert_eq!((t.nr_cpus, t.nr_llcs), (4, 2));
         assert_eq!(t.cpu_llc[&1], 0);
         assert_eq!(t.cpu_llc[&2], 1);
+        let layout = t.llc_layout();
+        assert_eq!(layout.first, [0, layout.size[0]]);
+        assert_eq!(layout.cpus.len(), 4);
+        assert_eq!(layout.span, *layout.size.iter().max().unwrap());
     }
 }

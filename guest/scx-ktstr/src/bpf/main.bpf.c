@@ -15,9 +15,14 @@ char _license[] SEC("license") = "GPL";
  * Topology, written by the loader before load. .rodata is frozen, so the verifier
  * knows these values and its walk (verified_insns) follows the topology.
  */
-const volatile u32 nr_cpus = 1;	/* CPU scan bound: highest online CPU id + 1 */
 const volatile u32 nr_llcs = 1;
 const volatile u32 cpu_llc[KTSTR_MAX_CPUS];
+/* The CPUs of LLC l are llc_cpus[llc_first[l] .. llc_first[l] + llc_size[l]). */
+const volatile u32 llc_cpus[KTSTR_MAX_CPUS];
+const volatile u32 llc_first[KTSTR_MAX_LLCS];
+const volatile u32 llc_size[KTSTR_MAX_LLCS];
+/* CPUs in the largest LLC: the idle scan's bound. */
+const volatile u32 llc_span = 1;
 
 /* Knobs, see the loader's --help. */
 const volatile bool fail_verify;
@@ -57,28 +62,30 @@ static __always_inline u32 llc_of(s32 cpu)
  * Claims an idle CPU of @llc that @p may run on; -1 if none.
  *
  * A plain bounded loop, not bpf_for(): the verifier walks a bounded loop once per
- * iteration, so its work grows with nr_cpus, while an open-coded iterator converges
- * after a pass or two whatever the bound.
+ * iteration, so its work grows with the largest LLC (llc_span), while an open-coded
+ * iterator converges after a pass or two whatever the bound. Scanning only the LLC's
+ * own CPUs keeps that walk linear in the LLC's size: a scan over every CPU of a
+ * 128-CPU machine went past the verifier's 1M-instruction limit.
  */
 static __always_inline s32 pick_idle_in_llc(struct task_struct *p, u32 llc)
 {
-	u32 i;
+	u32 i, first, size;
 
-	for (i = 0; i < nr_cpus && i < KTSTR_MAX_CPUS; i++) {
-		u32 other = cpu_llc[i] ^ llc;
+	llc &= KTSTR_MAX_LLCS - 1;
+	first = llc_first[llc];
+	size = llc_size[llc];
+	for (i = 0; i < llc_span && i < KTSTR_MAX_CPUS; i++) {
+		u32 slot = first + i, cpu;
 
-		/*
-		 * Comparing a copy keeps the verifier from learning llc's exact value on
-		 * the "same LLC" path; otherwise every iteration would fork a path with a
-		 * different constant llc and the walk would turn quadratic.
-		 */
-		barrier_var(other);
-		if (other)
+		if (i >= size)
+			break;
+		/* The mask bounds the index for the verifier; hide it from clang's folding. */
+		barrier_var(slot);
+		cpu = llc_cpus[slot & (KTSTR_MAX_CPUS - 1)];
+		if (!bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
 			continue;
-		if (!bpf_cpumask_test_cpu(i, p->cpus_ptr))
-			continue;
-		if (scx_bpf_test_and_clear_cpu_idle(i))
-			return i;
+		if (scx_bpf_test_and_clear_cpu_idle(cpu))
+			return cpu;
 	}
 	return -1;
 }
