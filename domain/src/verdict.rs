@@ -80,23 +80,30 @@ impl Verdict {
     }
 }
 
-/// What in the environment failed, when a cell could not judge the scheduler.
+/// What in the environment failed, when a cell could not judge the scheduler. JSON and
+/// text name a cause the same way (`guest-oom`), so one token finds it in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum EnvCause {
     /// The guest kernel's OOM killer fired, or the kernel could not unpack the initramfs.
+    #[serde(rename = "guest-oom")]
     GuestOutOfMemory,
     /// The guest's tmpfs (its only filesystem) filled up.
+    #[serde(rename = "guest-disk-full")]
     GuestOutOfSpace,
     /// The VM process died under the guest (killed, crashed).
+    #[serde(rename = "vm-died")]
     VmDied,
     /// The host could not start the VM.
+    #[serde(rename = "vm-start")]
     VmStart,
     /// The guest did not reach its init before the watchdog.
+    #[serde(rename = "boot-timeout")]
     BootTimeout,
     /// The attach wait ran out while the scheduler was still loading or being enabled.
+    #[serde(rename = "slow-guest")]
     SlowGuest,
     /// The scheduler binary or the guest image could not be prepared.
+    #[serde(rename = "image")]
     Image,
 }
 
@@ -215,6 +222,16 @@ mod tests {
             cell_verdict(facts(&AttachOutcome::Attached, &ok)),
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn an_environment_cause_has_one_name_in_json_and_text() {
+        let v = Verdict::env_error(EnvCause::GuestOutOfMemory, "guest ran out of memory");
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["verdict"], "error");
+        assert_eq!(json["cause"], EnvCause::GuestOutOfMemory.to_string());
+        assert_eq!(json["cause"], "guest-oom");
+        assert!(v.is_env_error() && !v.failed() && !v.passed());
     }
 
     #[test]

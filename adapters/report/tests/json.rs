@@ -144,3 +144,29 @@ fn errors_name_the_path() {
     let err = reporter.cell_finished(&passing()).unwrap_err().to_string();
     assert!(err.contains("scx-ktstr"), "{err}");
 }
+
+#[test]
+fn environment_errors_are_counted_and_named_apart_from_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reporter = JsonReporter::new(tmp.path());
+    let report = env_error_report();
+    reporter.sweep_started(report.planned, &[]).unwrap();
+    for record in &report.records {
+        reporter.cell_finished(record).unwrap();
+    }
+    reporter.sweep_finished(&report).unwrap();
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(reporter.summary_path()).unwrap()).unwrap();
+    assert_eq!(summary["failed"], 0);
+    assert_eq!(summary["env_errors"], 1);
+    assert_eq!(summary["outcome"], "environment_error");
+    assert_eq!(
+        summary["environment_errors"],
+        serde_json::json!(["verifier/scx_layered/kernel_6_16_4/tiny-1llc"])
+    );
+    let cell = tmp.path().join("scx_layered/kernel_6_16_4/tiny-1llc.json");
+    let record: Value = serde_json::from_str(&fs::read_to_string(cell).unwrap()).unwrap();
+    assert_eq!(record["verdict"]["verdict"], "error");
+    assert_eq!(record["verdict"]["cause"], "guest-oom");
+    assert_eq!(record["run"]["memory_mib"], 544);
+}
