@@ -13,30 +13,51 @@ use common::{
     tempfile_dir, verdict,
 };
 
-#[test]
-fn a_guest_too_small_for_the_scheduler_is_an_out_of_memory_environment_error() {
+/// Sweeps the fixture, declared as `name` with `sched_args` (and `memory_mib` when given),
+/// on tiny-1llc; returns the exit status, the text and the cell's verdict line.
+fn sweep_fixture(
+    name: &str,
+    sched_args: &[&str],
+    memory_mib: Option<u32>,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
     ensure_kernels();
-    let dir = tempfile_dir("oom-drill");
-    // 384 MiB of guest RAM, and a loader that wants 512 MiB before it loads anything.
+    let dir = tempfile_dir(name);
+    let args: Vec<String> = sched_args.iter().map(|a| format!("\"{a}\"")).collect();
+    let memory = memory_mib.map_or(String::new(), |m| format!("memory_mib = {m}\n"));
     fs::write(
         dir.join("ktstr.toml"),
         format!(
-            "[[scheduler]]\nname = \"hungry\"\nbinary = \"{}\"\n\
-             sched_args = [\"--alloc-mib\", \"512\"]\nmemory_mib = 384\n",
-            bin_dir().join("scx-ktstr").display()
+            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [{}]\n{memory}",
+            bin_dir().join("scx-ktstr").display(),
+            args.join(", ")
         ),
     )
     .unwrap();
-    let out = ktstr_in(&dir, &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc"]);
+    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12];
+    cmd.extend(extra);
+    cmd.push("tiny-1llc");
+    let out = ktstr_in(&dir, &cmd);
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
-    let block = cell_block(&text, "hungry", "tiny-1llc");
+    let verdict = verdict(&cell_block(&text, name, "tiny-1llc"));
+    (
+        out.status.code(),
+        format!("{text}\n{}", stderr(&out)),
+        verdict,
+    )
+}
+
+#[test]
+fn a_guest_too_small_for_the_scheduler_is_an_out_of_memory_environment_error() {
+    // 384 MiB of guest RAM, and a loader that wants 512 MiB before it loads anything.
+    let (code, text, verdict) = sweep_fixture("hungry", &["--alloc-mib", "512"], Some(384), &[]);
+    assert_eq!(code, Some(3), "{text}");
     assert_eq!(
-        verdict(&block),
+        verdict,
         "verdict: ERROR [environment: guest-oom] guest ran out of memory (384 MiB): the \
          kernel's OOM killer killed scx-ktstr; raise memory_mib in the manifest (or pass \
          --memory)",
-        "{block:#?}"
+        "{text}"
     );
     assert!(
         text.contains("verifier summary: 0 ✅  0 ❌  0 🇽  1 ⚠️ (environment)"),
@@ -45,84 +66,40 @@ fn a_guest_too_small_for_the_scheduler_is_an_out_of_memory_environment_error() {
     assert!(text.contains("no failing combinations"), "{text}");
 
     // The fix the message names works: with the sized default the same scheduler passes.
-    fs::write(
-        dir.join("ktstr.toml"),
-        format!(
-            "[[scheduler]]\nname = \"hungry\"\nbinary = \"{}\"\n\
-             sched_args = [\"--alloc-mib\", \"512\"]\n",
-            bin_dir().join("scx-ktstr").display()
-        ),
-    )
-    .unwrap();
-    let out = ktstr_in(&dir, &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let (code, text, _) = sweep_fixture("hungry", &["--alloc-mib", "512"], None, &[]);
+    assert_eq!(code, Some(0), "{text}");
 }
 
 #[test]
 fn a_full_guest_tmpfs_is_an_environment_error() {
-    ensure_kernels();
-    let dir = tempfile_dir("disk-full");
-    fs::write(
-        dir.join("ktstr.toml"),
-        format!(
-            "[[scheduler]]\nname = \"writer\"\nbinary = \"{}\"\n\
-             sched_args = [\"--fill-disk\"]\nmemory_mib = 384\n",
-            bin_dir().join("scx-ktstr").display()
-        ),
-    )
-    .unwrap();
-    let out = ktstr_in(&dir, &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc"]);
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
-    let block = cell_block(&text, "writer", "tiny-1llc");
+    let (code, text, verdict) = sweep_fixture("writer", &["--fill-disk"], Some(384), &[]);
+    assert_eq!(code, Some(3), "{text}");
     assert!(
-        verdict(&block).starts_with(
+        verdict.starts_with(
             "verdict: ERROR [environment: guest-disk-full] guest ran out of tmpfs space (384 MiB"
         ),
-        "{block:#?}"
+        "{text}"
     );
-    assert!(
-        verdict(&block).contains("No space left on device"),
-        "{block:#?}"
-    );
+    assert!(verdict.contains("No space left on device"), "{text}");
 }
 
 #[test]
 fn an_attach_wait_that_runs_out_on_a_busy_loader_is_a_slow_guest() {
-    ensure_kernels();
-    let dir = tempfile_dir("slow-guest");
-    fs::write(
-        dir.join("ktstr.toml"),
-        format!(
-            "[[scheduler]]\nname = \"slow\"\nbinary = \"{}\"\n\
-             sched_args = [\"--spin-before-load\", \"30\"]\n",
-            bin_dir().join("scx-ktstr").display()
-        ),
-    )
-    .unwrap();
-    let out = ktstr_in(
-        &dir,
-        &[
-            "verifier",
-            "--kernel",
-            KERNEL_6_12,
-            "--attach-timeout",
-            "8",
-            "tiny-1llc",
-        ],
+    let (code, text, verdict) = sweep_fixture(
+        "slow",
+        &["--spin-before-load", "30"],
+        None,
+        &["--attach-timeout", "8"],
     );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(3), "{text}\n{}", stderr(&out));
-    let block = cell_block(&text, "slow", "tiny-1llc");
-    let verdict = verdict(&block);
+    assert_eq!(code, Some(3), "{text}");
     assert!(
         verdict.starts_with(
             "verdict: ERROR [environment: slow-guest] the 8 s attach wait ran out while the \
              scheduler was still loading: alive, no BPF program loaded yet (process state R"
         ),
-        "{block:#?}"
+        "{text}"
     );
-    assert!(verdict.ends_with("raise --attach-timeout"), "{block:#?}");
+    assert!(verdict.ends_with("raise --attach-timeout"), "{text}");
 }
 
 #[test]
