@@ -77,14 +77,9 @@ fn the_real_kernels_btf_lays_out_images_the_walker_reads_back() {
     // Parsed once per vmlinux: the second lookup is the same layout, and cheap.
     let introspector = GuestIntrospector::new();
     let first = introspector.layout(&vmlinux).unwrap();
-    let start = Instant::now();
     let second = introspector.layout(&vmlinux).unwrap();
+    // The same parsed layout, not a second parse (its cost is the benchmark's business).
     assert!(Arc::ptr_eq(&first, &second));
-    assert!(
-        start.elapsed() < Duration::from_millis(5),
-        "{:?}",
-        start.elapsed()
-    );
     assert_eq!(introspector.cached(), 1);
     let mem = SyntheticGuest::with_programs(&layout, 48 << 20, 5, &progs).into_memory();
     assert_eq!(
