@@ -291,20 +291,25 @@ impl CellContext<'_> {
             .topology
             .as_ref()
             .map(|seen| seen.check(&cell.preset.topology));
-        let (progs, progs_source, cross) = match host {
-            None => (guest.progs.clone(), StatsSource::Guest, None),
+        let (progs, progs_source, cross, host_read_error) = match host {
+            None => (guest.progs.clone(), StatsSource::Guest, None, None),
             Some(Ok(host_progs)) => {
                 let check = self
                     .settings
                     .cross_check
                     .then(|| cross_check(&host_progs, &guest.progs));
-                (host_progs, StatsSource::Host, check)
+                (host_progs, StatsSource::Host, check, None)
             }
+            // A failed host read fails the cross-check only when one was asked for;
+            // otherwise it is reported beside the guest's numbers, not judged.
             Some(Err(e)) => {
-                let failed = ktstr_domain::crosscheck::CrossCheck {
-                    mismatches: vec![e],
-                };
-                (guest.progs.clone(), StatsSource::Guest, Some(failed))
+                let failed =
+                    self.settings
+                        .cross_check
+                        .then(|| ktstr_domain::crosscheck::CrossCheck {
+                            mismatches: vec![e.clone()],
+                        });
+                (guest.progs.clone(), StatsSource::Guest, failed, Some(e))
             }
         };
         let verdict = cell_verdict(RunFacts {
@@ -350,6 +355,7 @@ impl CellContext<'_> {
                 memory_mib: memory.mib,
                 progs,
                 progs_source,
+                host_read_error,
                 cross_check: cross,
                 scheduler_log: guest.scheduler_log,
                 observed_topology: guest.topology,

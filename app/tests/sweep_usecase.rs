@@ -370,6 +370,34 @@ async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
 }
 
 #[tokio::test]
+async fn without_the_cross_check_a_failed_host_read_is_reported_not_judged() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor
+        .expect_run()
+        .returning(|spec| Ok(with_memory(&healthy(&spec))));
+    let mut introspection = MockKernelIntrospection::new();
+    introspection
+        .expect_read_programs()
+        .returning(|_, _| Err(IntrospectionError("cycle in the program registry".into())));
+    h.introspection = Some(introspection);
+    let mut s = settings(&["tiny-1llc"]);
+    s.cross_check = false;
+    let (report, _) = sweep(&one_scheduler(), h, &s).await;
+    let record = &report.unwrap().records[0];
+    assert!(record.verdict.passed(), "{:?}", record.verdict);
+    let run = record.run.as_ref().unwrap();
+    assert_eq!(run.progs_source, StatsSource::Guest);
+    assert_eq!(run.cross_check, None);
+    assert!(
+        run.host_read_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cycle in the program registry")),
+        "{:?}",
+        run.host_read_error
+    );
+}
+
+#[tokio::test]
 async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     h.hypervisor.expect_run().returning(|spec| {

@@ -41,6 +41,8 @@ pub struct RunRecord {
     pub memory_mib: u32,
     pub progs: Vec<ProgStat>,
     pub progs_source: StatsSource,
+    /// Why the host could not read the programs from guest memory, when it could not.
+    pub host_read_error: Option<String>,
     pub cross_check: Option<CrossCheck>,
     pub verifier_stats: Vec<VerifierStats>,
     pub scheduler_log: String,
@@ -358,6 +360,7 @@ pub(crate) mod tests {
                 memory_mib: 960,
                 progs,
                 progs_source: StatsSource::Guest,
+                host_read_error: None,
                 cross_check: None,
                 verifier_stats: vec![],
                 scheduler_log: String::new(),

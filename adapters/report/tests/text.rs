@@ -266,3 +266,22 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+#[test]
+fn a_failed_host_read_without_the_cross_check_is_shown_not_judged() {
+    let mut record = passing();
+    if let Some(run) = &mut record.run {
+        run.cross_check = None;
+        run.progs_source = ktstr_domain::report::StatsSource::Guest;
+        run.host_read_error = Some("reading guest memory: cycle in the program registry".into());
+    }
+    let out = render_cell(&record, &PLAIN);
+    assert!(
+        out.contains(
+            "  host read: FAILED — reading guest memory: cycle in the program registry \
+             (guest-reported numbers shown)\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("  verdict: PASS"), "{out}");
+}

@@ -118,6 +118,15 @@ fn write_run(
 
     write_progs(out, run)?;
 
+    // With the cross-check on, a failed read is one of its mismatches below.
+    if let (Some(e), None) = (&run.host_read_error, &run.cross_check) {
+        writeln!(
+            out,
+            "  host read: {} — {} (guest-reported numbers shown)",
+            warn("FAILED", opts),
+            continued(e, "    ")
+        )?;
+    }
     if let Some(check) = &run.cross_check {
         if check.agrees() {
             writeln!(out, "  cross-check: host and guest agree")?;

@@ -48,6 +48,7 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         memory_mib: 960,
         progs,
         progs_source: StatsSource::Host,
+        host_read_error: None,
         cross_check: Some(CrossCheck::default()),
         verifier_stats: vec![],
         scheduler_log: String::new(),
