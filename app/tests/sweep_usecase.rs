@@ -347,8 +347,8 @@ async fn host_introspection_is_used_and_cross_checked() {
     }
 }
 
-#[tokio::test]
-async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
+/// A healthy guest whose programs the host cannot read.
+fn failing_host_read() -> Harness {
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     h.hypervisor
         .expect_run()
@@ -358,6 +358,12 @@ async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
         .expect_read_programs()
         .returning(|_, _| Err(IntrospectionError("cycle in the program registry".into())));
     h.introspection = Some(introspection);
+    h
+}
+
+#[tokio::test]
+async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
+    let h = failing_host_read();
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
     let record = &report.unwrap().records[0];
     let (gate, reason) = failed_gate(&record.verdict);
@@ -371,15 +377,7 @@ async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
 
 #[tokio::test]
 async fn without_the_cross_check_a_failed_host_read_is_reported_not_judged() {
-    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
-    h.hypervisor
-        .expect_run()
-        .returning(|spec| Ok(with_memory(&healthy(&spec))));
-    let mut introspection = MockKernelIntrospection::new();
-    introspection
-        .expect_read_programs()
-        .returning(|_, _| Err(IntrospectionError("cycle in the program registry".into())));
-    h.introspection = Some(introspection);
+    let h = failing_host_read();
     let mut s = settings(&["tiny-1llc"]);
     s.cross_check = false;
     let (report, _) = sweep(&one_scheduler(), h, &s).await;
