@@ -22,6 +22,9 @@ pub enum Command {
     Verifier(crate::verifier::VerifierArgs),
     /// Run a sweep several times and report per-cell wall time, its phases and host memory.
     Bench(crate::bench::BenchArgs),
+    /// Show each hypervisor backend, whether it can run on this host and why, and which
+    /// one `--backend auto` picks.
+    Backends,
     /// List the topology presets and which the host budget admits.
     Presets {
         /// Largest vCPU count one VM may have (default: 8 per host CPU).

@@ -1,6 +1,7 @@
 //! Facts about the host that size a sweep.
 
 use ktstr_domain::constraints::HostBudget;
+use ktstr_host::host_mem_total_kib;
 
 /// vCPUs per host core a VM may have by default: emulated CPUs are cheap when idle, and
 /// 8 per core keeps boot under ~5 s on a 2-core TCG host (measured: 16 vCPUs 3.5 s).
@@ -23,27 +24,5 @@ pub fn host_budget(max_vcpus: Option<u32>) -> HostBudget {
 
 /// Guest RAM all running cells may hold together: half the host's memory.
 pub fn memory_budget_mib() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    mem_total_kib(&meminfo).map_or(4096, |kib| kib / 1024 / 2)
-}
-
-fn mem_total_kib(meminfo: &str) -> Option<u64> {
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_mem_total() {
-        assert_eq!(
-            mem_total_kib("MemFree: 1 kB\nMemTotal:       24570512 kB\n"),
-            Some(24_570_512)
-        );
-        assert_eq!(mem_total_kib("nothing"), None);
-    }
+    host_mem_total_kib().map_or(4096, |kib| kib / 1024 / 2)
 }

@@ -1,8 +1,10 @@
 //! The `ktstr` application: command-line wiring and use cases over the ports.
 
+pub mod backends;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod error_text;
 pub mod host;
 pub mod host_env;
 pub mod kernel_cmd;

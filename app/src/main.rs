@@ -1,11 +1,11 @@
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ktstr::cli::{Cli, Command, KernelCommand};
 use ktstr::host_env::HostEnv;
-use ktstr::{commands, host, kernel_cmd, manifest_file};
+use ktstr::{backends, commands, host, kernel_cmd, manifest_file};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -16,9 +16,11 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
+    // Logs go to standard error, never into the report; colour only on a terminal.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(level))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => code,
@@ -40,6 +42,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let env = HostEnv::from_process()?;
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             return runtime.block_on(ktstr::bench::run(&env, args));
+        }
+        Command::Backends => {
+            let env = HostEnv::from_process()?;
+            print!(
+                "{}",
+                backends::report(&backends::HostFacts::probe(&env.path))
+            );
         }
         Command::Presets { max_vcpus } => {
             print!("{}", commands::presets(host::host_budget(max_vcpus)));

@@ -6,26 +6,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use ktstr_domain::attach::{AttachOutcome, GuestReport};
-use ktstr_domain::crosscheck::cross_check;
-use ktstr_domain::environment::{EnvEvidence, diagnose};
 use ktstr_domain::guest_memory::GuestMemorySize;
-use ktstr_domain::init_plan::cell_cmdline;
+use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
+use ktstr_domain::judge::{
+    self, CONSOLE_TAIL_LINES, CellEvidence, HostReading, JudgePolicy, RunEvidence, judge,
+};
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::SchedulerDecl;
 use ktstr_domain::matrix::{MatrixError, MatrixRequest, PlannedCell, expand};
-use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
-use ktstr_domain::verdict::{EnvCause, Gate, RunFacts, Verdict, cell_verdict};
-use ktstr_domain::vstats::parse_verifier_stats;
+use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_domain::waits::{CellWaits, WaitOverrides};
-use ktstr_domain::wire::decode_all;
 use ktstr_ports::{
-    GuestImage, GuestImageBuilder, GuestPlan, Hypervisor, HypervisorError, KernelArtifact,
-    KernelCache, KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource,
-    VmRun, VmSpec,
+    GuestImage, GuestImageBuilder, GuestMemory, GuestPlan, Hypervisor, KernelArtifact, KernelCache,
+    KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource, VmSpec,
 };
 use thiserror::Error;
 use tokio::sync::Semaphore;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::error_text::error_chain;
 
 /// The adapters one sweep runs on.
 #[derive(Clone)]
@@ -76,19 +75,6 @@ pub enum SweepError {
     Report(#[from] ReportError),
 }
 
-/// Lines of the kernel console kept in a record.
-const CONSOLE_TAIL_LINES: usize = 40;
-
-/// The last `n` lines of `text`.
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut tail = lines[lines.len().saturating_sub(n)..].join("\n");
-    if !tail.is_empty() {
-        tail.push('\n');
-    }
-    tail
-}
-
 /// Runs the sweep until done or until `interrupt` resolves; an interrupted sweep still
 /// returns (and reports) the cells that finished, marked incomplete.
 pub async fn run_sweep(
@@ -99,6 +85,9 @@ pub async fn run_sweep(
     interrupt: impl Future<Output = ()>,
 ) -> Result<SweepReport, SweepError> {
     let kernels = ports.kernels.resolve(kernel_specs).await?;
+    for k in &kernels {
+        info!(kernel = %k.label.sanitized(), image = %k.image.display(), "kernel resolved");
+    }
     let labels: Vec<_> = kernels.iter().map(|k| k.label.clone()).collect();
     let matrix = expand(decls, &labels, &settings.request)?;
     ports
@@ -126,7 +115,8 @@ pub async fn run_sweep(
             let image = &images[&cell.scheduler];
             let decl = &decls[cell.scheduler];
             let ctx = &ctx;
-            async move { (index, ctx.run(cell, decl, kernel, image).await) }
+            let span = info_span!("cell", id = %cell.id);
+            async move { (index, ctx.run(cell, decl, kernel, image).await) }.instrument(span)
         })
         .collect();
 
@@ -173,15 +163,25 @@ async fn prepare_images(
         }
         let decl = &decls[cell.scheduler];
         let image = match ports.schedulers.binary(decl).await {
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(error_chain(&e)),
             Ok(scheduler) => {
+                info!(scheduler = %decl.name, binary = %scheduler.display(), "scheduler binary");
                 let plan = GuestPlan {
                     scheduler,
                     sched_args: decl.sched_args.clone(),
                 };
-                ports.images.build(&plan).await.map_err(|e| e.to_string())
+                ports.images.build(&plan).await.map_err(|e| error_chain(&e))
             }
         };
+        match &image {
+            Ok(image) => info!(
+                scheduler = %decl.name,
+                image = %image.path.display(),
+                unpacked_bytes = image.footprint.unpacked_bytes,
+                "guest image built"
+            ),
+            Err(e) => warn!(scheduler = %decl.name, error = %e, "guest image failed"),
+        }
         images.insert(cell.scheduler, image);
     }
     images
@@ -204,44 +204,42 @@ impl CellContext<'_> {
         kernel: &KernelArtifact,
         image: &Result<GuestImage, String>,
     ) -> Option<CellRecord> {
-        let topology = cell.preset.topology;
-        let unbooted = |verdict: Verdict| CellRecord {
-            cell: cell.id.clone(),
-            topology,
-            verdict,
-            run: None,
-            wall_ms: 0,
+        let policy = JudgePolicy {
+            cross_check: self.settings.cross_check,
+        };
+        let judged = |evidence| {
+            let record = judge(cell, evidence, policy);
+            if let Some(run) = &record.run {
+                info!(frames = ?run.frame_stats, "frames decoded");
+            }
+            info!(verdict = ?record.verdict, "judged");
+            record
         };
         if !kernel.missing_options.is_empty() {
-            return Some(unbooted(Verdict::fail(
-                Gate::Setup,
-                format!(
-                    "kernel {} lacks {}; not booted (rebuild it with ktstr's kconfig fragment)",
-                    kernel.label.sanitized(),
-                    kernel.missing_options.join(", ")
-                ),
-            )));
+            return Some(judged(CellEvidence::KernelLacks {
+                kernel: kernel.label.sanitized().to_string(),
+                missing: kernel.missing_options.clone(),
+            }));
         }
         let image = match image {
             Ok(image) => image,
             Err(reason) => {
-                return Some(unbooted(Verdict::env_error(
-                    EnvCause::Image,
-                    format!("scheduler `{}`: {reason}", decl.name),
-                )));
+                return Some(judged(CellEvidence::ImageFailed {
+                    scheduler: decl.name.clone(),
+                    reason: reason.clone(),
+                }));
             }
         };
+        let topology = cell.preset.topology;
         let memory = GuestMemorySize::for_cell(
             topology.cpus(),
             image.footprint,
             decl.memory_mib,
             self.settings.memory_mib,
         );
-        let waits = CellWaits::for_cell(
-            topology.cpus(),
-            self.ports.hypervisor.cpu_mode(),
-            self.settings.waits,
-        );
+        let hypervisor = &self.ports.hypervisor;
+        let waits =
+            CellWaits::for_cell(topology.cpus(), hypervisor.cpu_mode(), self.settings.waits);
         let _job = self.jobs.acquire().await.ok()?;
         let _memory = self
             .memory
@@ -249,8 +247,16 @@ impl CellContext<'_> {
             .await
             .ok()?;
         let started = Instant::now();
+        let devices = hypervisor.guest_devices();
         let mut cmdline = self.settings.kernel_args.clone();
-        cmdline.push(cell_cmdline(waits.attach, waits.probe));
+        cmdline.push(cell_cmdline(
+            GuestChannels {
+                console: devices.console,
+                frames: devices.frame_channel,
+            },
+            waits.attach,
+            waits.probe,
+        ));
         let spec = VmSpec {
             kernel_image: kernel.image.clone(),
             initramfs: image.path.clone(),
@@ -259,131 +265,73 @@ impl CellContext<'_> {
             memory_mib: memory.mib,
             timeout: waits.watchdog,
         };
-        let vm = match self.ports.hypervisor.run(spec).await {
-            Ok(vm) => vm,
-            Err(HypervisorError::Interrupted) => return None,
+        info!(
+            backend = %hypervisor.name(),
+            memory_mib = memory.mib,
+            watchdog_s = waits.watchdog.as_secs(),
+            cmdline = %spec.cmdline,
+            "booting"
+        );
+        let evidence = match hypervisor.run(spec).await {
             Err(e) => {
-                return Some(unbooted(Verdict::env_error(
-                    EnvCause::VmStart,
-                    e.to_string(),
-                )));
+                warn!(error = %error_chain(&e), "the VM did not start");
+                CellEvidence::VmStartFailed {
+                    reason: error_chain(&e),
+                }
+            }
+            Ok(vm) => {
+                info!(
+                    frame_bytes = vm.frame_bytes.len(),
+                    timed_out = vm.timed_out,
+                    vm_died = vm.vm_died.as_deref().unwrap_or("no"),
+                    peak_rss_kib = vm.peak_rss_kib,
+                    "VM stopped"
+                );
+                debug!(console_tail = %judge::tail_lines(&vm.console, CONSOLE_TAIL_LINES), "guest console");
+                let host = self.read_host_programs(kernel, vm.memory).await;
+                CellEvidence::Ran(Box::new(RunEvidence {
+                    memory,
+                    waits,
+                    backend: vm.backend,
+                    console: vm.console,
+                    frame_bytes: vm.frame_bytes,
+                    timed_out: vm.timed_out,
+                    vm_died: vm.vm_died,
+                    peak_rss_kib: vm.peak_rss_kib,
+                    host,
+                }))
             }
         };
-        let mut record = self.judge(cell, kernel, vm, memory, waits).await;
+        let mut record = judged(evidence);
         record.wall_ms = started.elapsed().as_millis() as u64;
         Some(record)
     }
 
-    /// Turns what the VM left behind into a verdict.
-    async fn judge(
-        &self,
-        cell: &PlannedCell,
-        kernel: &KernelArtifact,
-        vm: VmRun,
-        memory: GuestMemorySize,
-        waits: CellWaits,
-    ) -> CellRecord {
-        let decoded = decode_all(&vm.frame_bytes);
-        let attach = AttachOutcome::from_frames(&decoded.frames);
-        let guest = GuestReport::from_frames(&decoded.frames);
-        let host = self.read_host_programs(kernel, vm.memory).await;
-        let topology_check = guest
-            .topology
-            .as_ref()
-            .map(|seen| seen.check(&cell.preset.topology));
-        let (progs, progs_source, cross, host_read_error) = match host {
-            None => (guest.progs.clone(), StatsSource::Guest, None, None),
-            Some(Ok(host_progs)) => {
-                let check = self
-                    .settings
-                    .cross_check
-                    .then(|| cross_check(&host_progs, &guest.progs));
-                (host_progs, StatsSource::Host, check, None)
-            }
-            // A failed host read fails the cross-check only when one was asked for;
-            // otherwise it is reported beside the guest's numbers, not judged.
-            Some(Err(e)) => {
-                let failed =
-                    self.settings
-                        .cross_check
-                        .then(|| ktstr_domain::crosscheck::CrossCheck {
-                            mismatches: vec![e.clone()],
-                        });
-                (guest.progs.clone(), StatsSource::Guest, failed, Some(e))
-            }
-        };
-        let verdict = cell_verdict(RunFacts {
-            timed_out: vm.timed_out,
-            watchdog: waits.watchdog,
-            phases: &guest.phases,
-            attach: &attach,
-            dispatched: guest.dispatched,
-            dispatch_note: guest.dispatch_note.as_deref(),
-            died_status: guest.died_status.as_deref(),
-            payload_started: guest.payload_started,
-            topology: topology_check.as_ref(),
-            cross_check: cross.as_ref(),
-        });
-        // A failure the environment caused is reported as such, never as the scheduler's.
-        let verdict = match &verdict {
-            Verdict::Fail { .. } => diagnose(&EnvEvidence {
-                console: &vm.console,
-                scheduler_log: &guest.scheduler_log,
-                guest_errors: &guest.guest_errors,
-                vm_died: vm.vm_died.as_deref(),
-                timed_out: vm.timed_out,
-                watchdog: waits.watchdog,
-                memory,
-                phases: &guest.phases,
-                attach_expiry: guest.attach_expiry.as_ref(),
-            })
-            .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),
-            _ => verdict,
-        };
-        CellRecord {
-            cell: cell.id.clone(),
-            topology: cell.preset.topology,
-            verdict,
-            run: Some(RunRecord {
-                backend: vm.backend,
-                verifier_stats: parse_verifier_stats(&guest.scheduler_log),
-                attach,
-                dispatched: guest.dispatched,
-                dispatch_note: guest.dispatch_note,
-                timed_out: vm.timed_out,
-                vm_died: vm.vm_died,
-                memory_mib: memory.mib,
-                progs,
-                progs_source,
-                host_read_error,
-                cross_check: cross,
-                scheduler_log: guest.scheduler_log,
-                observed_topology: guest.topology,
-                guest_errors: guest.guest_errors,
-                frame_stats: decoded.stats,
-                phases: guest.phases,
-                peak_rss_kib: vm.peak_rss_kib,
-                console_tail: tail_lines(&vm.console, CONSOLE_TAIL_LINES),
-            }),
-            wall_ms: 0,
-        }
-    }
-
-    /// `None` when host introspection is not available for this run.
+    /// The host's reading of the guest's programs, when it has introspection and memory.
     async fn read_host_programs(
         &self,
         kernel: &KernelArtifact,
-        memory: Option<Box<dyn ktstr_ports::GuestMemory>>,
-    ) -> Option<Result<Vec<ktstr_domain::prog::ProgStat>, String>> {
-        let introspection = self.ports.introspection.clone()?;
-        let memory = memory?;
+        memory: Option<Box<dyn GuestMemory>>,
+    ) -> HostReading {
+        let (Some(introspection), Some(memory)) = (self.ports.introspection.clone(), memory) else {
+            info!("host read: not available for this run");
+            return HostReading::NotRead;
+        };
         let kernel = kernel.clone();
         let read = tokio::task::spawn_blocking(move || {
-            introspection
-                .read_programs(&kernel, memory.as_ref())
-                .map_err(|e| e.to_string())
+            introspection.read_programs(&kernel, memory.as_ref())
         })
         .await;
-        Some(read.unwrap_or_else(|e| Err(format!("introspection task failed: {e}"))))
+        let reading = match read {
+            Ok(Ok(progs)) => HostReading::Programs(progs),
+            Ok(Err(e)) => HostReading::Failed(error_chain(&e)),
+            Err(e) => HostReading::Failed(format!("the introspection task failed: {e}")),
+        };
+        match &reading {
+            HostReading::Programs(progs) => info!(programs = progs.len(), "host read"),
+            HostReading::Failed(e) => warn!(error = %e, "host read failed"),
+            HostReading::NotRead => {}
+        }
+        reading
     }
 }

@@ -11,13 +11,14 @@ use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_domain::matrix::MatrixRequest;
 use ktstr_domain::waits::WaitOverrides;
+use ktstr_host::find_executable;
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::GuestIntrospector;
-use ktstr_ports::{Hypervisor, Reporter};
-use ktstr_qemu::QemuBackend;
+use ktstr_ports::Reporter;
 use ktstr_report::{JsonReporter, MultiReporter, TextOptions, TextReporter};
 use ktstr_scheduler_source::CargoSchedulerSource;
 
+use crate::backends::{self, BackendChoice, HostFacts};
 use crate::host;
 use crate::host_env::HostEnv;
 use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
@@ -85,6 +86,9 @@ pub struct VerifierArgs {
     /// Do not fail cells whose host-read and guest-reported programs disagree.
     #[arg(long)]
     pub no_cross_check: bool,
+    /// Hypervisor backend (`ktstr backends` shows which can run here).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
     /// Not supported: guests always boot with `nokaslr` (see docs/introspection.md).
     #[arg(long)]
     pub kaslr: bool,
@@ -101,8 +105,7 @@ fn parse_memory_mib(text: &str) -> Result<u32, String> {
     }
     if mib > MAX_GUEST_MIB {
         return Err(format!(
-            "{mib} MiB is above the {MAX_GUEST_MIB} MiB a guest may have today (RAM above \
-             4 GiB is not read by host introspection yet)"
+            "{mib} MiB is above the {MAX_GUEST_MIB} MiB one guest may have (is it in MiB?)"
         ));
     }
     Ok(mib)
@@ -187,15 +190,13 @@ pub fn prepare(
         })
         .collect::<Result<Vec<_>>>()?;
     let init = companion(env, GUEST_INIT, "ktstr-guest-init")?;
-    let qemu = QemuBackend::detect(&env.path)?;
-    eprintln!("backend: {} — {}", qemu.name(), qemu.accel_reason());
-    let cargo = std::env::split_paths(&env.path)
-        .map(|d| d.join("cargo"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("cargo"));
+    let facts = HostFacts::probe(&env.path);
+    let selection = backends::select(args.backend, &facts)?;
+    eprint!("{}", selection.explain());
+    let cargo = find_executable(&env.path, "cargo").unwrap_or_else(|| PathBuf::from("cargo"));
     let ports = SweepPorts {
         kernels: Arc::new(env.kernel_cache()),
-        hypervisor: Arc::new(qemu),
+        hypervisor: backends::build(&selection, &facts),
         schedulers: Arc::new(CargoSchedulerSource::new(workspace, cargo)),
         images: Arc::new(InitramfsBuilder::new(
             init,

@@ -124,10 +124,10 @@ fn memory_outside_what_a_guest_may_have_is_refused_with_the_range() {
         .code(2)
         .stderr(predicate::str::contains("64 MiB is too small"));
     ktstr()
-        .args(["verifier", "--memory", "8192"])
+        .args(["verifier", "--memory", "131072"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("above the 3072 MiB"));
+        .stderr(predicate::str::contains("above the 65536 MiB"));
     ktstr()
         .args(["verifier", "--memory", "lots"])
         .assert()

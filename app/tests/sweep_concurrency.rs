@@ -11,7 +11,7 @@ use common::*;
 use ktstr::sweep::run_sweep;
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::waits::CpuMode;
-use ktstr_ports::{HypervisorError, VmRun, VmSpec};
+use ktstr_ports::{GuestDevices, HypervisorError, VmRun, VmSpec};
 
 /// A backend whose VMs take a while, counting how many run at once.
 #[derive(Default)]
@@ -27,6 +27,9 @@ impl ktstr_ports::Hypervisor for SlowHypervisor {
     }
     fn cpu_mode(&self) -> CpuMode {
         CpuMode::Emulated
+    }
+    fn guest_devices(&self) -> GuestDevices {
+        GUEST_DEVICES
     }
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         let now = self.live.fetch_add(1, Ordering::SeqCst) + 1;
@@ -64,17 +67,22 @@ async fn jobs_and_the_memory_budget_bound_how_many_vms_run_at_once() {
 
 #[tokio::test]
 async fn an_interrupted_sweep_reports_finished_cells_as_incomplete() {
-    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
-    h.hypervisor.expect_run().returning(|spec| {
-        if spec.topology.llcs == 1 {
-            Ok(vm(&healthy(&spec), false))
-        } else {
-            Err(HypervisorError::Interrupted)
-        }
+    let (mut ports, recorder) = Harness::new(vec![artifact("6.12.117", &[])]).ports();
+    let hanging = Arc::new(HangingHypervisor {
+        one_llc_finishes: true,
+        ..Default::default()
     });
-    let (report, recorder) =
-        sweep(&one_scheduler(), h, &settings(&["tiny-1llc", "tiny-2llc"])).await;
-    let report = report.unwrap();
+    ports.hypervisor = hanging.clone();
+    let report = run_sweep(
+        &one_scheduler(),
+        &[],
+        &ports,
+        &settings(&["tiny-1llc", "tiny-2llc"]),
+        tokio::time::sleep(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(hanging.torn_down.load(Ordering::SeqCst), 1);
     assert!(!report.complete);
     assert_eq!(report.planned, 2);
     assert_eq!(report.records.len(), 1);
@@ -82,10 +90,12 @@ async fn an_interrupted_sweep_reports_finished_cells_as_incomplete() {
     assert!(!recorder.finished.lock().unwrap().as_ref().unwrap().complete);
 }
 
-/// A backend whose VMs never stop; counts the runs torn down by being dropped.
+/// A backend whose VMs never stop (but, if asked, those of one LLC); counts the runs torn
+/// down by being dropped.
 #[derive(Default)]
 struct HangingHypervisor {
     torn_down: Arc<AtomicUsize>,
+    one_llc_finishes: bool,
 }
 
 struct TearDown(Arc<AtomicUsize>);
@@ -104,7 +114,13 @@ impl ktstr_ports::Hypervisor for HangingHypervisor {
     fn cpu_mode(&self) -> CpuMode {
         CpuMode::Emulated
     }
-    async fn run(&self, _spec: VmSpec) -> Result<VmRun, HypervisorError> {
+    fn guest_devices(&self) -> GuestDevices {
+        GUEST_DEVICES
+    }
+    async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
+        if self.one_llc_finishes && spec.topology.llcs == 1 {
+            return Ok(vm(&healthy(&spec), false));
+        }
         let _guard = TearDown(Arc::clone(&self.torn_down));
         std::future::pending::<()>().await;
         unreachable!("a pending future never completes")

@@ -49,10 +49,12 @@ async fn guest_memory_is_sized_per_cell_and_overridable() {
     // 256 MiB base + 12 MiB of image + 640 MiB floor + 8 MiB per CPU, rounded up to 64.
     assert_eq!((seen[0].0, seen[0].1), (4, 960));
     assert_eq!((seen[1].0, seen[1].1), (8, 960 + 64));
-    // The cell's waits travel on the kernel command line, scaled with its vCPUs.
+    // The backend's console and frame devices and the cell's waits, scaled with its
+    // vCPUs, travel on the kernel command line.
     assert_eq!(
         seen[0].2,
-        "nokaslr ktstr.attach_ms=61000 ktstr.probe_ms=516"
+        "nokaslr console=ttyS0 ktstr.frames=/dev/ttyS1 ktstr.attach_ms=61000 \
+         ktstr.probe_ms=516"
     );
     assert!(
         seen[1]

@@ -274,15 +274,17 @@ async fn image_and_launch_failures_are_environment_errors() {
 
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     h.hypervisor.expect_run().returning(|_| {
-        Err(HypervisorError::Launch(
-            "qemu-system-x86_64 not found".into(),
-        ))
+        Err(HypervisorError::Spawn {
+            what: "qemu-system-x86_64".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        })
     });
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
     let report = report.unwrap();
     let (cause, reason) = env_error(&report.records[0].verdict);
     assert_eq!(cause, EnvCause::VmStart);
-    assert!(reason.contains("qemu-system-x86_64 not found"), "{reason}");
+    // The cause travels with the error all the way to the record.
+    assert_eq!(reason, "cannot start qemu-system-x86_64: no such file");
     assert_eq!(report.outcome().exit_code(), 3);
 }
 
@@ -305,7 +307,9 @@ async fn a_topology_the_guest_does_not_see_fails_the_cell() {
 fn with_memory(frames: &[Frame]) -> VmRun {
     let mut run = vm(frames, false);
     let mut memory = MockGuestMemory::new();
-    memory.expect_size().return_const(1u64 << 20);
+    memory
+        .expect_ram_map()
+        .return_const(ktstr_domain::ram_map::RamMap::for_size(1 << 20));
     run.memory = Some(Box::new(memory));
     run
 }

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 pub const INIT_PLAN_PATH: &str = "/ktstr/plan.json";
 /// Where the initramfs puts the scheduler binary (its file name appended).
 pub const GUEST_BIN_DIR: &str = "/ktstr/bin";
-/// The serial port lifecycle frames travel on; the console is ttyS0.
+/// The device frames travel on when the kernel command line names none.
 pub const FRAME_DEVICE: &str = "/dev/ttyS1";
-/// Kernel command-line parameters that carry one cell's waits to the init, so that one
-/// image serves every cell whatever its vCPU count.
+/// Kernel command-line parameters that carry one cell's frame device and waits to the
+/// init, so that one image serves every backend and every cell whatever its vCPU count.
+pub const FRAMES_PARAM: &str = "ktstr.frames";
 pub const ATTACH_PARAM: &str = "ktstr.attach_ms";
 pub const PROBE_PARAM: &str = "ktstr.probe_ms";
 /// The waits an image's plan holds, used when the command line carries none (a manual run).
@@ -43,13 +44,23 @@ impl InitPlan {
         serde_json::from_str(text).map_err(|e| format!("invalid init plan: {e}"))
     }
 
-    /// Takes the cell's waits from the kernel command line where it carries them. A value
-    /// that does not parse is an error, never silently replaced by the image's default.
+    /// Takes the cell's frame device and waits from the kernel command line where it
+    /// carries them. A value that does not parse is an error, never silently replaced by
+    /// the image's default.
     pub fn apply_cmdline(&mut self, cmdline: &str) -> Result<(), String> {
         for word in cmdline.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 continue;
             };
+            if key == FRAMES_PARAM {
+                if !value.starts_with("/dev/") {
+                    return Err(format!(
+                        "kernel command line `{word}`: the frame device must be under /dev"
+                    ));
+                }
+                self.frame_device = value.to_string();
+                continue;
+            }
             let target = match key {
                 ATTACH_PARAM => &mut self.attach_timeout_ms,
                 PROBE_PARAM => &mut self.probe_ms,
@@ -63,10 +74,28 @@ impl InitPlan {
     }
 }
 
-/// The command-line words that give a cell its waits.
-pub fn cell_cmdline(attach: Duration, probe: Duration) -> String {
+/// The frame device a kernel command line names, if any.
+pub fn frame_device_in(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(FRAMES_PARAM)?.strip_prefix('='))
+}
+
+/// The guest devices one backend gives the console and the frame channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestChannels<'a> {
+    /// As `console=` takes it (`ttyS0`).
+    pub console: &'a str,
+    /// A device path (`/dev/ttyS1`).
+    pub frames: &'a str,
+}
+
+/// The command-line words that give a cell its console, frame device and waits.
+pub fn cell_cmdline(channels: GuestChannels<'_>, attach: Duration, probe: Duration) -> String {
     format!(
-        "{ATTACH_PARAM}={} {PROBE_PARAM}={}",
+        "console={} {FRAMES_PARAM}={} {ATTACH_PARAM}={} {PROBE_PARAM}={}",
+        channels.console,
+        channels.frames,
         attach.as_millis(),
         probe.as_millis()
     )
@@ -100,14 +129,30 @@ mod tests {
             frame_device: FRAME_DEVICE.into(),
             log_limit_bytes: 1,
         };
-        let words = cell_cmdline(Duration::from_secs(52), Duration::from_millis(1012));
-        assert_eq!(words, "ktstr.attach_ms=52000 ktstr.probe_ms=1012");
-        plan.apply_cmdline(&format!("console=ttyS0 quiet {words} panic=-1"))
+        let channels = GuestChannels {
+            console: "hvc0",
+            frames: "/dev/hvc1",
+        };
+        let words = cell_cmdline(
+            channels,
+            Duration::from_secs(52),
+            Duration::from_millis(1012),
+        );
+        assert_eq!(
+            words,
+            "console=hvc0 ktstr.frames=/dev/hvc1 ktstr.attach_ms=52000 ktstr.probe_ms=1012"
+        );
+        plan.apply_cmdline(&format!("quiet {words} panic=-1"))
             .unwrap();
         assert_eq!((plan.attach_timeout_ms, plan.probe_ms), (52_000, 1012));
+        assert_eq!(plan.frame_device, "/dev/hvc1");
+        assert_eq!(frame_device_in(&words), Some("/dev/hvc1"));
+        assert_eq!(frame_device_in("console=ttyS0"), None);
         plan.apply_cmdline("console=ttyS0").unwrap();
         assert_eq!(plan.attach_timeout_ms, 52_000);
         let err = plan.apply_cmdline("ktstr.probe_ms=fast").unwrap_err();
         assert!(err.contains("ktstr.probe_ms=fast"), "{err}");
+        let err = plan.apply_cmdline("ktstr.frames=ttyS2").unwrap_err();
+        assert!(err.contains("must be under /dev"), "{err}");
     }
 }

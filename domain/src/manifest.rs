@@ -221,10 +221,10 @@ mod tests {
         assert!(e.contains("max_llcs below min_llcs"), "{e}");
         let e = err("[[scheduler]]\nname = \"a\"\nbinary = \"x\"\nmemory_mib = 64\n");
         assert!(
-            e.contains("memory_mib = 64") && e.contains("128 to 3072 MiB"),
+            e.contains("memory_mib = 64") && e.contains("128 to 65536 MiB"),
             "{e}"
         );
-        let e = err("[[scheduler]]\nname = \"a\"\nbinary = \"x\"\nmemory_mib = 8192\n");
-        assert!(e.contains("memory_mib = 8192"), "{e}");
+        let e = err("[[scheduler]]\nname = \"a\"\nbinary = \"x\"\nmemory_mib = 131072\n");
+        assert!(e.contains("memory_mib = 131072"), "{e}");
     }
 }

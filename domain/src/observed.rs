@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use std::ops::Range;
+
+use crate::numa::node_cpus;
 use crate::topology::Topology;
 
 /// CPU groupings as the guest kernel sees them. Each group is a sorted list of CPU ids.
@@ -23,6 +26,12 @@ pub enum TopologyMismatch {
     Irregular(String, Topology),
     #[error("guest sees {seen}, preset is {expected}")]
     Different { seen: Topology, expected: Topology },
+    #[error("guest NUMA node {node} holds CPUs {seen:?}; the layout gives it {first}-{last}", first = .expected.start, last = .expected.end - 1)]
+    NodeCpus {
+        node: usize,
+        seen: Vec<u32>,
+        expected: Range<u32>,
+    },
 }
 
 impl ObservedTopology {
@@ -54,10 +63,24 @@ impl ObservedTopology {
         Topology::new(nodes, llcs, cores / llcs, threads).map_err(|e| e.to_string())
     }
 
-    /// `Ok` when the guest sees exactly `expected`.
+    /// `Ok` when the guest sees exactly `expected`, each NUMA node holding the vCPUs the
+    /// domain's layout gave it.
     pub fn check(&self, expected: &Topology) -> Result<(), TopologyMismatch> {
         match self.shape() {
-            Ok(seen) if seen == *expected => Ok(()),
+            Ok(seen) if seen == *expected => {
+                for (node, (seen, want)) in
+                    self.numa_nodes.iter().zip(node_cpus(expected)).enumerate()
+                {
+                    if !seen.iter().copied().eq(want.clone()) {
+                        return Err(TopologyMismatch::NodeCpus {
+                            node,
+                            seen: seen.clone(),
+                            expected: want,
+                        });
+                    }
+                }
+                Ok(())
+            }
             Ok(seen) => Err(TopologyMismatch::Different {
                 seen,
                 expected: *expected,
@@ -71,14 +94,13 @@ impl ObservedTopology {
     pub fn ideal(topo: &Topology) -> Self {
         let threads = topo.threads_per_core;
         let per_llc = topo.cores_per_llc * threads;
-        let per_node = per_llc * topo.llcs_per_node();
         let cpus: Vec<u32> = (0..topo.cpus()).collect();
         let chunk = |n: u32| cpus.chunks(n as usize).map(<[u32]>::to_vec).collect();
         ObservedTopology {
             online_cpus: cpus.clone(),
             cores: chunk(threads),
             llcs: chunk(per_llc),
-            numa_nodes: chunk(per_node),
+            numa_nodes: node_cpus(topo).into_iter().map(Iterator::collect).collect(),
         }
     }
 }
@@ -115,5 +137,17 @@ mod tests {
         assert!(err.contains("1n2l2c1t"), "{err}");
         let empty = ObservedTopology::default();
         assert!(empty.check(&expected).is_err());
+    }
+
+    #[test]
+    fn a_node_holding_other_cpus_than_the_layout_gives_it_is_named() {
+        let expected: Topology = "2n2l2c1t".parse().unwrap();
+        let mut seen = ObservedTopology::ideal(&expected);
+        seen.numa_nodes = vec![vec![0, 2], vec![1, 3]];
+        let err = seen.check(&expected).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest NUMA node 0 holds CPUs [0, 2]; the layout gives it 0-1"
+        );
     }
 }

@@ -1,4 +1,14 @@
 //! Booting one VM and collecting what it produced.
+//!
+//! The contract between a backend and the guest (docs/architecture.md has the whole
+//! picture):
+//! - The backend names the guest devices that carry the kernel console and the frame
+//!   channel ([`GuestDevices`]); the use case puts both on the kernel command line
+//!   (`console=`, `ktstr.frames=`), so one initramfs serves every backend.
+//! - The guest's reboot or power-off ends the run: `run` returns once the VM stops.
+//! - Dropping the future `run` returned tears the VM down on every path: no process,
+//!   thread, file descriptor, file or mapping of it is left behind.
+//! - Guest RAM is handed back as [`GuestMemory`], read by guest-physical address.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -9,13 +19,14 @@ use ktstr_domain::topology::Topology;
 use ktstr_domain::waits::CpuMode;
 use thiserror::Error;
 
-use crate::memory::GuestMemory;
+use crate::memory::{GuestMemory, MemoryError};
 
 /// Everything a backend needs to boot one cell's VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub kernel_image: PathBuf,
     pub initramfs: PathBuf,
+    /// The whole kernel command line, the console and frame channel included.
     pub cmdline: String,
     pub topology: Topology,
     pub memory_mib: u32,
@@ -23,6 +34,15 @@ pub struct VmSpec {
     /// long (or runs past a few times it in all), the VM is killed and the run marked
     /// timed out.
     pub timeout: Duration,
+}
+
+/// The guest devices a backend wires, as the guest kernel names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestDevices {
+    /// The kernel console, as `console=` takes it (`ttyS0`).
+    pub console: &'static str,
+    /// The device the init writes frames to, raw (`/dev/ttyS1`).
+    pub frame_channel: &'static str,
 }
 
 /// What a finished VM left behind.
@@ -39,7 +59,9 @@ pub struct VmRun {
     pub vm_died: Option<String>,
     /// Guest RAM as it was when the VM stopped, when the backend can expose it.
     pub memory: Option<Box<dyn GuestMemory>>,
-    /// Peak resident memory of the VM process, when the backend measures it.
+    /// Host memory the VM held at its peak, when the backend measures it: the VM
+    /// process's high-water resident set for a backend that runs one (QEMU), the guest
+    /// RAM it touched for one that runs inside ktstr's own process.
     pub peak_rss_kib: Option<u64>,
 }
 
@@ -51,7 +73,7 @@ impl fmt::Debug for VmRun {
             .field("frame_bytes", &self.frame_bytes.len())
             .field("timed_out", &self.timed_out)
             .field("vm_died", &self.vm_died)
-            .field("memory", &self.memory.as_ref().map(|m| m.size()))
+            .field("memory", &self.memory.as_ref().map(|m| m.ram_map().size()))
             .field("peak_rss_kib", &self.peak_rss_kib)
             .finish()
     }
@@ -59,14 +81,26 @@ impl fmt::Debug for VmRun {
 
 #[derive(Debug, Error)]
 pub enum HypervisorError {
-    #[error("cannot start the VM: {0}")]
-    Launch(String),
-    #[error("VM I/O failed: {0}")]
-    Io(String),
-    #[error("the sweep was interrupted")]
-    Interrupted,
+    /// The backend process or thread could not be started.
+    #[error("cannot start {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend started, then refused the VM before the guest ran (bad configuration,
+    /// missing firmware), in its own words.
+    #[error("the VM did not start: {0}")]
+    Refused(String),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("exposing guest memory to the host")]
+    Memory(#[source] MemoryError),
 }
-
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait Hypervisor: Send + Sync {
@@ -74,6 +108,9 @@ pub trait Hypervisor: Send + Sync {
     fn name(&self) -> String;
     /// Whether guest CPUs run on hardware or are emulated; sizes the cell's waits.
     fn cpu_mode(&self) -> CpuMode;
-    /// Boots the VM, waits until it stops or the watchdog fires, and tears it down.
+    /// The devices that carry the console and the frame channel inside the guest.
+    fn guest_devices(&self) -> GuestDevices;
+    /// Boots the VM, waits until the guest reboots or powers off or the watchdog fires,
+    /// and tears it down. `spec.cmdline` is the whole kernel command line.
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError>;
 }

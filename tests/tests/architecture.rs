@@ -102,7 +102,9 @@ fn dependencies_point_inward() {
     let layer = |name: &str| -> u8 {
         match name {
             "ktstr-domain" => 0,
-            "ktstr-ports" => 1,
+            // Beside each other, never on each other: the port traits, and the host
+            // probing every backend and the app share.
+            "ktstr-ports" | "ktstr-host" => 1,
             "ktstr" => 3,
             "ktstr-tests" => 4,
             _ => 2, // adapters
@@ -117,4 +119,55 @@ fn dependencies_point_inward() {
         }
     }
     assert!(deps["ktstr-domain"].iter().all(|d| !members.contains(d)));
+}
+
+/// Rust sources under `dir` (relative to the workspace root), recursively.
+fn sources(dir: &str) -> Vec<(std::path::PathBuf, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(dir);
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push((path, text));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn host_probing_has_one_home() {
+    // KVM detection and /proc parsing live in ktstr-host; backends and the app ask it.
+    for dir in ["app/src", "adapters", "ports/src", "domain/src"] {
+        for (path, text) in sources(dir) {
+            for needle in ["\"/proc/", "\"/sys/module", "\"/dev/kvm"] {
+                assert!(
+                    !text.contains(needle),
+                    "{} probes the host ({needle}); use ktstr-host",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_backend_factory_names_a_concrete_backend() {
+    for (path, text) in sources("app/src") {
+        if path.ends_with("backends.rs") {
+            continue;
+        }
+        assert!(
+            !text.contains("QemuBackend"),
+            "{} names QemuBackend; build backends in app/src/backends.rs",
+            path.display()
+        );
+    }
 }

@@ -5,20 +5,25 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{bin_dir, ktstr_in, stderr, stdout};
 use ktstr_domain::frame::Frame;
+use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
 use ktstr_domain::kernel::KernelLabel;
 use ktstr_domain::prog::ProgStat;
+use ktstr_domain::ram_map::{GuestPhysAddr, HIGH_RAM_START, RamMap};
 use ktstr_domain::topology::Topology;
 use ktstr_domain::wire::decode_all;
+use ktstr_host::{KvmAccess, find_executable};
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::synthetic::{SynthProg, SyntheticGuest};
 use ktstr_introspection::{AddressSpace, GuestIntrospector, Layout, walk_programs};
-use ktstr_ports::{GuestPlan, Hypervisor, KernelArtifact, KernelIntrospection, VmSpec};
-use ktstr_qemu::QemuBackend;
+use ktstr_ports::{
+    GuestMemory, GuestPlan, Hypervisor, KernelArtifact, KernelIntrospection, MemoryError, VmSpec,
+};
+use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
 
 /// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
 fn default_kernel_dir() -> PathBuf {
@@ -98,9 +103,35 @@ fn the_real_kernels_btf_lays_out_images_the_walker_reads_back() {
 struct CellPrograms {
     guest: Vec<ProgStat>,
     host: Vec<ProgStat>,
+    /// The highest guest-physical byte the host read touched.
+    highest_read: GuestPhysAddr,
 }
 
-fn run_cell(dir: &Path, topology: &str, introspector: &GuestIntrospector) -> CellPrograms {
+/// Guest memory that remembers the highest address read from it.
+struct Recording<'a> {
+    inner: &'a dyn GuestMemory,
+    highest: Mutex<GuestPhysAddr>,
+}
+
+impl GuestMemory for Recording<'_> {
+    fn ram_map(&self) -> &RamMap {
+        self.inner.ram_map()
+    }
+
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let mut highest = self.highest.lock().unwrap();
+        *highest = (*highest).max(gpa);
+        self.inner.read(gpa, buf)
+    }
+}
+
+fn run_cell(
+    dir: &Path,
+    topology: &str,
+    memory_mib: u32,
+    serial: SerialLayout,
+    introspector: &GuestIntrospector,
+) -> CellPrograms {
     let bins = bin_dir();
     let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("introspection-e2e");
     std::fs::create_dir_all(&work).unwrap();
@@ -115,15 +146,25 @@ fn run_cell(dir: &Path, topology: &str, introspector: &GuestIntrospector) -> Cel
             .path;
     let topology: Topology = topology.parse().unwrap();
     let kernel = artifact(dir);
+    let qemu = qemu(serial);
+    let devices = qemu.guest_devices();
+    let channels = GuestChannels {
+        console: devices.console,
+        frames: devices.frame_channel,
+    };
+    let waits = cell_cmdline(
+        channels,
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+    );
     let spec = VmSpec {
         kernel_image: kernel.image.clone(),
         initramfs,
-        cmdline: "panic=-1 nokaslr quiet loglevel=4".into(),
+        cmdline: format!("panic=-1 nokaslr quiet loglevel=4 {waits}"),
         topology,
-        memory_mib: 512 + 8 * topology.cpus(),
+        memory_mib,
         timeout: Duration::from_secs(120),
     };
-    let qemu = QemuBackend::detect(&std::env::var_os("PATH").unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run = rt.block_on(qemu.run(spec)).unwrap();
     assert!(!run.timed_out, "{topology}: timed out\n{}", run.console);
@@ -141,21 +182,28 @@ fn run_cell(dir: &Path, topology: &str, introspector: &GuestIntrospector) -> Cel
             )
         });
     let memory = run.memory.expect("the QEMU backend exposes guest RAM");
+    let recording = Recording {
+        inner: memory.as_ref(),
+        highest: Mutex::new(GuestPhysAddr(0)),
+    };
     let start = Instant::now();
-    let host = introspector
-        .read_programs(&kernel, memory.as_ref())
-        .unwrap();
+    let host = introspector.read_programs(&kernel, &recording).unwrap();
     let elapsed = start.elapsed();
+    let highest_read = *recording.highest.lock().unwrap();
     let layout = introspector.layout(&kernel.vmlinux).unwrap();
     let levels = AddressSpace::new(&layout, memory.as_ref())
         .unwrap()
         .levels();
     eprintln!(
-        "{topology}: host read {} programs in {elapsed:?} ({levels}-level paging)\n  \
-         guest: {guest:?}\n  host:  {host:?}",
+        "{topology}, {memory_mib} MiB: host read {} programs in {elapsed:?} ({levels}-level \
+         paging, highest byte read {highest_read})\n  guest: {guest:?}\n  host:  {host:?}",
         host.len(),
     );
-    CellPrograms { guest, host }
+    CellPrograms {
+        guest,
+        host,
+        highest_read,
+    }
 }
 
 fn assert_host_matches_guest(cell: &CellPrograms, topology: &str) {
@@ -181,13 +229,37 @@ fn assert_host_matches_guest(cell: &CellPrograms, topology: &str) {
     }
 }
 
+/// The QEMU backend as the factory builds it on this host, with the given serial layout.
+fn qemu(serial: SerialLayout) -> QemuBackend {
+    let path = std::env::var_os("PATH").unwrap();
+    let binary = find_executable(&path, QEMU).expect("QEMU is installed");
+    QemuBackend::new(
+        binary,
+        accel_for(&KvmAccess::probe_host()).0,
+        serial,
+        PathBuf::from("/dev/shm"),
+    )
+}
+
 #[test]
 fn host_reads_of_real_guest_memory_match_the_guest_on_two_topologies() {
     let dir = default_kernel_dir();
     let introspector = GuestIntrospector::new();
-    let small = run_cell(&dir, "1n1l4c1t", &introspector);
+    let small = run_cell(
+        &dir,
+        "1n1l4c1t",
+        544,
+        SerialLayout::ConsoleFirst,
+        &introspector,
+    );
     assert_host_matches_guest(&small, "1n1l4c1t");
-    let large = run_cell(&dir, "1n2l2c2t", &introspector);
+    let large = run_cell(
+        &dir,
+        "1n2l2c2t",
+        576,
+        SerialLayout::ConsoleFirst,
+        &introspector,
+    );
     assert_host_matches_guest(&large, "1n2l2c2t");
     assert_eq!(introspector.cached(), 1);
 
@@ -205,5 +277,28 @@ fn host_reads_of_real_guest_memory_match_the_guest_on_two_topologies() {
     assert!(
         differs,
         "verified_insns identical across topologies:\n{a:?}\n{b:?}"
+    );
+}
+
+/// A guest with more RAM than fits below the PCI hole keeps kernel allocations above
+/// 4 GiB (its ZONE_NORMAL is there), so the host must read them at their real addresses.
+/// The serial ports are swapped too: frames reach the host only if the guest writes them
+/// to the device the kernel command line names.
+#[test]
+fn a_guest_larger_than_the_space_below_the_pci_hole_is_read_above_4_gib() {
+    let dir = default_kernel_dir();
+    let introspector = GuestIntrospector::new();
+    let big = run_cell(
+        &dir,
+        "1n1l4c1t",
+        4608,
+        SerialLayout::FramesFirst,
+        &introspector,
+    );
+    assert_host_matches_guest(&big, "4608 MiB");
+    assert!(
+        big.highest_read >= GuestPhysAddr(HIGH_RAM_START),
+        "no read above 4 GiB (highest {})",
+        big.highest_read
     );
 }

@@ -301,3 +301,64 @@ fn ctrl_c_prints_an_incomplete_summary_and_leaves_no_vm_behind() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn verbose_output_traces_each_phase_and_the_qemu_command_on_stderr_only() {
+    ensure_kernels();
+    let dir = tempfile_dir("verbose");
+    let out = ktstr_in(&dir, &["-v", "verifier", "tiny-1llc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let log = stderr(&out);
+    for phase in [
+        "kernel resolved",
+        "guest image built",
+        "booting",
+        "launching QEMU",
+        "VM stopped",
+        "host read programs=5",
+        "frames decoded",
+        "judged verdict=Pass",
+    ] {
+        assert!(log.contains(phase), "no `{phase}` in:\n{log}");
+    }
+    let launch = log.lines().find(|l| l.contains("launching QEMU")).unwrap();
+    assert!(launch.contains("cell{id=verifier/scx-ktstr/"), "{launch}");
+    assert!(launch.contains("qemu-system-x86_64 -accel "), "{launch}");
+    assert!(launch.contains("ktstr.frames=/dev/ttyS1"), "{launch}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal"
+    );
+    // The console tail is -vv's.
+    assert!(!log.contains("guest console"), "{log}");
+    let text = stdout(&out);
+    assert!(!text.contains("INFO"), "log lines in the report:\n{text}");
+    assert!(text.contains("verifier summary: 1 ✅"), "{text}");
+
+    let out = ktstr_in(&dir, &["-vv", "verifier", "tiny-1llc"]);
+    assert!(stderr(&out).contains("guest console"), "{}", stderr(&out));
+}
+
+#[test]
+fn numa_guests_hold_the_vcpus_the_layout_gives_each_node() {
+    ensure_kernels();
+    let dir = tempfile_dir("numa");
+    fs::write(
+        dir.join("ktstr.toml"),
+        format!(
+            "[[scheduler]]\nname = \"scx-ktstr\"\nbinary = \"{}\"\n[scheduler.topology]\n\
+             max_numa_nodes = 2\n",
+            bin_dir().join("scx-ktstr").display()
+        ),
+    )
+    .unwrap();
+    let out = ktstr_in(&dir, &["verifier", "numa2-4llc", "--max-vcpus", "16"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    let block = cell_block(&text, "scx-ktstr", "numa2-4llc");
+    assert!(
+        block.contains(&"  topology: guest saw 2n4l4c1t"),
+        "{block:#?}"
+    );
+    assert_passed_host_read(&block);
+}

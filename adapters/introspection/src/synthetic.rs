@@ -3,6 +3,7 @@
 //! given [`Layout`] says, the way a real x86_64 kernel would leave them. The builder
 //! panics on misuse (it is test support); the walker it feeds never may.
 
+use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 
 use crate::layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols};
@@ -13,23 +14,37 @@ const LARGE: u64 = 1 << 7;
 
 /// Guest RAM as a byte vector, from physical address 0.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VecMemory(pub Vec<u8>);
+pub struct VecMemory {
+    bytes: Vec<u8>,
+    ram_map: RamMap,
+}
 
-impl GuestMemory for VecMemory {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
+impl VecMemory {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let ram_map = RamMap::for_size(bytes.len() as u64);
+        VecMemory { bytes, ram_map }
     }
 
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+impl GuestMemory for VecMemory {
+    fn ram_map(&self) -> &RamMap {
+        &self.ram_map
+    }
+
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
         let out = || MemoryError::OutOfRange {
             gpa,
-            len: buf.len() as u64,
-            size: self.size(),
+            len,
+            end: self.ram_map.end(),
         };
-        let start = usize::try_from(gpa).map_err(|_| out())?;
-        let end = start.checked_add(buf.len()).ok_or_else(out)?;
-        let src = self.0.get(start..end).ok_or_else(out)?;
-        buf.copy_from_slice(src);
+        let offset = self.ram_map.offset_of(gpa, len).ok_or_else(out)?;
+        let start = usize::try_from(offset).map_err(|_| out())?;
+        buf.copy_from_slice(&self.bytes[start..start + buf.len()]);
         Ok(())
     }
 }
@@ -310,11 +325,11 @@ impl SyntheticGuest {
     }
 
     pub fn memory(&self) -> VecMemory {
-        VecMemory(self.mem.clone())
+        VecMemory::new(self.mem.clone())
     }
 
     pub fn into_memory(self) -> VecMemory {
-        VecMemory(self.mem)
+        VecMemory::new(self.mem)
     }
 }
 

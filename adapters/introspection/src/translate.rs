@@ -2,6 +2,7 @@
 //! the image by its fixed offset, the direct map by `page_offset_base`, and everything
 //! else (vmalloc: `struct bpf_prog`) through the kernel's own page tables.
 
+use ktstr_domain::ram_map::GuestPhysAddr;
 use ktstr_ports::GuestMemory;
 
 use crate::error::WalkError;
@@ -60,7 +61,9 @@ impl<'a> AddressSpace<'a> {
             levels: 4,
         };
         space.phys_base = space.read_u64(sym.phys_base)?;
-        if !space.phys_base.is_multiple_of(PAGE_SIZE) || space.phys_base >= mem.size() {
+        if !space.phys_base.is_multiple_of(PAGE_SIZE)
+            || !mem.ram_map().contains(GuestPhysAddr(space.phys_base))
+        {
             return Err(WalkError::Paging(format!(
                 "phys_base {:#x} is not a page inside guest memory",
                 space.phys_base
@@ -110,16 +113,17 @@ impl<'a> AddressSpace<'a> {
     }
 
     /// The guest physical address of `vaddr`.
-    pub fn translate(&self, vaddr: u64) -> Result<u64, WalkError> {
+    pub fn translate(&self, vaddr: u64) -> Result<GuestPhysAddr, WalkError> {
         if let Some(pa) = self.image_phys(vaddr) {
-            return Ok(pa);
+            return Ok(GuestPhysAddr(pa));
         }
+        // The direct map covers every physical address up to the end of RAM, holes too.
         if let Some(pa) = vaddr.checked_sub(self.page_offset_base)
-            && pa < self.mem.size()
+            && pa < self.mem.ram_map().end().raw()
         {
-            return Ok(pa);
+            return Ok(GuestPhysAddr(pa));
         }
-        self.walk_tables(vaddr)
+        self.walk_tables(vaddr).map(GuestPhysAddr)
     }
 
     fn walk_tables(&self, vaddr: u64) -> Result<u64, WalkError> {
@@ -201,9 +205,9 @@ impl<'a> AddressSpace<'a> {
         Ok(u64::from_le_bytes(b))
     }
 
-    fn read_phys(&self, gpa: u64, buf: &mut [u8]) -> Result<(), WalkError> {
+    fn read_phys(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), WalkError> {
         self.mem.read(gpa, buf).map_err(|e| WalkError::Memory {
-            gpa,
+            gpa: gpa.raw(),
             len: buf.len() as u64,
             reason: e.to_string(),
         })
@@ -211,7 +215,7 @@ impl<'a> AddressSpace<'a> {
 
     fn read_phys_u64(&self, gpa: u64) -> Result<u64, WalkError> {
         let mut b = [0u8; 8];
-        self.read_phys(gpa, &mut b)?;
+        self.read_phys(GuestPhysAddr(gpa), &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
 }

@@ -88,7 +88,7 @@ proptest! {
         for (i, b) in mem.iter_mut().enumerate().step_by(3) {
             *b = seed[i % seed.len()];
         }
-        walk_quickly(&layout, &VecMemory(mem));
+        walk_quickly(&layout, &VecMemory::new(mem));
     }
 
     #[test]

@@ -166,8 +166,11 @@ fn image_direct_map_and_vmalloc_addresses_translate() {
     let mem = g.into_memory();
     let space = AddressSpace::new(&layout, &mem).unwrap();
     let img = layout.symbols.prog_idr;
-    assert_eq!(space.translate(img).unwrap(), img - START_KERNEL_MAP);
-    assert_eq!(space.translate(0xff11_0000_0000_0000 + pa).unwrap(), pa);
+    assert_eq!(space.translate(img).unwrap().raw(), img - START_KERNEL_MAP);
+    assert_eq!(
+        space.translate(0xff11_0000_0000_0000 + pa).unwrap().raw(),
+        pa
+    );
     assert!(space.translate(prog).is_ok());
     assert!(matches!(
         space.translate(prog + 4096),
@@ -245,7 +248,7 @@ fn a_bad_paging_state_is_refused() {
     write_u64(&mut g, sym.phys_base, 1 << 40);
     assert!(walk_programs(&layout, &g.memory()).is_err());
     // RAM smaller than the image.
-    assert!(walk_programs(&layout, &VecMemory(vec![0; 4096])).is_err());
+    assert!(walk_programs(&layout, &VecMemory::new(vec![0; 4096])).is_err());
 }
 
 #[test]

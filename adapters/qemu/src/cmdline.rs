@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use ktstr_domain::numa::NumaLayout;
+use ktstr_domain::ram_map::LOW_RAM_TOP;
 use ktstr_domain::topology::Topology;
-use ktstr_ports::VmSpec;
+use ktstr_ports::{GuestDevices, VmSpec};
 
 /// Which accelerator QEMU runs the guest on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,30 @@ impl Accel {
     }
 }
 
+/// Which of the guest's two serial ports carries the console and which the frames. The
+/// guest learns it from the kernel command line; `FramesFirst` exists to prove it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SerialLayout {
+    #[default]
+    ConsoleFirst,
+    FramesFirst,
+}
+
+impl SerialLayout {
+    pub fn devices(self) -> GuestDevices {
+        match self {
+            SerialLayout::ConsoleFirst => GuestDevices {
+                console: "ttyS0",
+                frame_channel: "/dev/ttyS1",
+            },
+            SerialLayout::FramesFirst => GuestDevices {
+                console: "ttyS1",
+                frame_channel: "/dev/ttyS0",
+            },
+        }
+    }
+}
+
 /// Where one VM keeps its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmFiles {
@@ -33,22 +59,13 @@ pub struct VmFiles {
     pub ram: Vec<PathBuf>,
 }
 
-/// MiB of RAM each NUMA node gets; the remainder goes to node 0.
-pub fn node_memory_mib(memory_mib: u32, nodes: u32) -> Vec<u32> {
-    let per = memory_mib / nodes;
-    (0..nodes)
-        .map(|n| {
-            if n == 0 {
-                per + memory_mib % nodes
-            } else {
-                per
-            }
-        })
-        .collect()
-}
-
 /// The arguments after the QEMU binary.
-pub fn qemu_args(spec: &VmSpec, accel: Accel, files: &VmFiles) -> Vec<String> {
+pub fn qemu_args(
+    spec: &VmSpec,
+    accel: Accel,
+    serial: SerialLayout,
+    files: &VmFiles,
+) -> Vec<String> {
     let t: &Topology = &spec.topology;
     let mut args: Vec<String> = Vec::new();
     let mut push = |a: &str, b: String| {
@@ -67,6 +84,11 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, files: &VmFiles) -> Vec<String> {
             push("-cpu", "max,vendor=GenuineIntel".into());
         }
     }
+    // The PC machine, with RAM split at the hole exactly where the domain's map says.
+    push(
+        "-machine",
+        format!("pc,max-ram-below-4g={}M", LOW_RAM_TOP >> 20),
+    );
     push("-m", format!("{}M", spec.memory_mib));
     // Sockets are NUMA nodes, dies are LLCs inside a node.
     push(
@@ -80,38 +102,38 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, files: &VmFiles) -> Vec<String> {
             t.threads_per_core
         ),
     );
-    let per_node_cpus = t.cpus() / t.numa_nodes;
-    for (node, (mib, path)) in node_memory_mib(spec.memory_mib, t.numa_nodes)
-        .into_iter()
+    for (node, path) in NumaLayout::new(t, spec.memory_mib)
+        .nodes()
+        .iter()
         .zip(&files.ram)
-        .enumerate()
     {
+        let id = node.node;
         push(
             "-object",
             format!(
-                "memory-backend-file,id=ram{node},size={mib}M,mem-path={},share=on",
+                "memory-backend-file,id=ram{id},size={}M,mem-path={},share=on",
+                node.ram_mib,
                 path.display()
             ),
         );
-        let first = node as u32 * per_node_cpus;
         push(
             "-numa",
             format!(
-                "node,nodeid={node},cpus={first}-{},memdev=ram{node}",
-                first + per_node_cpus - 1
+                "node,nodeid={id},cpus={}-{},memdev=ram{id}",
+                node.cpus.start,
+                node.cpus.end - 1
             ),
         );
     }
     push("-kernel", spec.kernel_image.display().to_string());
     push("-initrd", spec.initramfs.display().to_string());
-    let mut cmdline = String::from("console=ttyS0");
-    if !spec.cmdline.is_empty() {
-        cmdline.push(' ');
-        cmdline.push_str(&spec.cmdline);
-    }
-    push("-append", cmdline);
-    push("-serial", file_chardev(&files.console));
-    push("-serial", file_chardev(&files.frames));
+    push("-append", spec.cmdline.clone());
+    let (first, second) = match serial {
+        SerialLayout::ConsoleFirst => (&files.console, &files.frames),
+        SerialLayout::FramesFirst => (&files.frames, &files.console),
+    };
+    push("-serial", file_chardev(first));
+    push("-serial", file_chardev(second));
     push("-display", "none".into());
     args.extend(
         ["-nodefaults", "-no-user-config", "-no-reboot"]
@@ -135,7 +157,7 @@ mod tests {
         VmSpec {
             kernel_image: "/k/bzImage".into(),
             initramfs: "/i/initrd.gz".into(),
-            cmdline: "panic=-1 nokaslr".into(),
+            cmdline: "console=ttyS0 panic=-1 nokaslr".into(),
             topology: shape.parse().unwrap(),
             memory_mib,
             timeout: Duration::from_secs(60),
@@ -161,7 +183,12 @@ mod tests {
 
     #[test]
     fn a_single_node_smt_preset() {
-        let args = qemu_args(&spec("1n2l2c2t", 576), Accel::Tcg, &files(1));
+        let args = qemu_args(
+            &spec("1n2l2c2t", 576),
+            Accel::Tcg,
+            SerialLayout::ConsoleFirst,
+            &files(1),
+        );
         assert_eq!(
             value_of(&args, "-smp"),
             ["cpus=8,sockets=1,dies=2,cores=2,threads=2"]
@@ -189,7 +216,12 @@ mod tests {
 
     #[test]
     fn numa_presets_split_cpus_and_memory_by_node() {
-        let args = qemu_args(&spec("4n8l4c1t", 1001), Accel::Kvm, &files(4));
+        let args = qemu_args(
+            &spec("4n8l4c1t", 1001),
+            Accel::Kvm,
+            SerialLayout::FramesFirst,
+            &files(4),
+        );
         assert_eq!(
             value_of(&args, "-smp"),
             ["cpus=32,sockets=4,dies=2,cores=4,threads=1"]
@@ -209,6 +241,10 @@ mod tests {
             .map(|o| o.split(',').nth(2).unwrap())
             .collect();
         assert_eq!(sizes, ["size=251M", "size=250M", "size=250M", "size=250M"]);
-        assert_eq!(node_memory_mib(1001, 4).iter().sum::<u32>(), 1001);
+        assert_eq!(value_of(&args, "-machine"), ["pc,max-ram-below-4g=3072M"]);
+        assert_eq!(
+            value_of(&args, "-serial"),
+            ["file:/w/frames.bin", "file:/w/console.log"]
+        );
     }
 }

@@ -5,49 +5,32 @@
 pub mod cmdline;
 pub mod memory;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use ktstr_domain::ram_map::RamMap;
 use ktstr_domain::waits::CpuMode;
-use ktstr_ports::{GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
+use ktstr_host::{KvmAccess, vm_hwm_kib};
+use ktstr_ports::{GuestDevices, GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-pub use cmdline::Accel;
+pub use cmdline::{Accel, SerialLayout};
 use cmdline::{VmFiles, qemu_args};
 use memory::{RamFiles, ShmGuestMemory};
 
-const QEMU: &str = "qemu-system-x86_64";
+/// The QEMU binary the backend runs.
+pub const QEMU: &str = "qemu-system-x86_64";
 /// QEMU's own error output kept for a failed launch.
 const STDERR_LIMIT: u64 = 64 << 10;
 
-/// Hardware KVM if the host has it and we may open it, otherwise TCG, with the reason.
-pub fn detect_accel(sys_module: &Path, dev_kvm: &Path) -> (Accel, String) {
-    let hardware = ["kvm_intel", "kvm_amd"]
-        .iter()
-        .find(|m| sys_module.join(m).exists());
-    match hardware {
-        Some(module) => match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dev_kvm)
-        {
-            Ok(_) => (Accel::Kvm, format!("hardware KVM ({module})")),
-            Err(e) => (
-                Accel::Tcg,
-                format!(
-                    "{} not usable ({e}); add yourself to the kvm group",
-                    dev_kvm.display()
-                ),
-            ),
-        },
-        None if sys_module.join("kvm_pvm").exists() => (
-            Accel::Tcg,
-            "/dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary kernel".to_string(),
-        ),
-        None => (Accel::Tcg, "no hardware KVM on this host".to_string()),
+/// Hardware KVM when the host has it and we may open it, otherwise TCG, with the reason.
+pub fn accel_for(kvm: &KvmAccess) -> (Accel, String) {
+    let why = kvm.describe();
+    match kvm {
+        KvmAccess::Hardware { .. } => (Accel::Kvm, why),
+        _ => (Accel::Tcg, why),
     }
 }
 
@@ -55,50 +38,19 @@ pub fn detect_accel(sys_module: &Path, dev_kvm: &Path) -> (Accel, String) {
 pub struct QemuBackend {
     binary: PathBuf,
     accel: Accel,
-    accel_reason: String,
+    serial: SerialLayout,
     /// Where RAM backing files live: a tmpfs the host can map (`/dev/shm`).
     shm_dir: PathBuf,
-    /// Makes each VM's file names unique within this process.
-    next_vm: AtomicU64,
 }
 
 impl QemuBackend {
-    /// Finds QEMU on `path` (a `PATH`-style list) and picks the accelerator.
-    pub fn detect(path: &std::ffi::OsStr) -> Result<Self, HypervisorError> {
-        let binary = std::env::split_paths(path)
-            .map(|dir| dir.join(QEMU))
-            .find(|p| p.is_file())
-            .ok_or_else(|| {
-                HypervisorError::Launch(format!(
-                    "{QEMU} not found; install it with: apt-get install qemu-system-x86"
-                ))
-            })?;
-        let (accel, accel_reason) = detect_accel(Path::new("/sys/module"), Path::new("/dev/kvm"));
-        Ok(Self::new(
-            binary,
-            accel,
-            accel_reason,
-            PathBuf::from("/dev/shm"),
-        ))
-    }
-
-    pub fn new(binary: PathBuf, accel: Accel, accel_reason: String, shm_dir: PathBuf) -> Self {
+    pub fn new(binary: PathBuf, accel: Accel, serial: SerialLayout, shm_dir: PathBuf) -> Self {
         QemuBackend {
             binary,
             accel,
-            accel_reason,
+            serial,
             shm_dir,
-            next_vm: AtomicU64::new(0),
         }
-    }
-
-    pub fn accel(&self) -> Accel {
-        self.accel
-    }
-
-    /// Why this accelerator was chosen, for the user.
-    pub fn accel_reason(&self) -> &str {
-        &self.accel_reason
     }
 }
 
@@ -115,36 +67,61 @@ impl Hypervisor for QemuBackend {
         }
     }
 
+    fn guest_devices(&self) -> GuestDevices {
+        self.serial.devices()
+    }
+
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
-        let io = |what: &str, e: std::io::Error| HypervisorError::Io(format!("{what}: {e}"));
+        let io = |what: &str, source| HypervisorError::Io {
+            what: what.to_string(),
+            source,
+        };
         // The pid in the names tells whose files these are.
         let work = tempfile::Builder::new()
             .prefix(&format!("ktstr-vm-{}-", std::process::id()))
             .tempdir()
             .map_err(|e| io("creating the VM's work directory", e))?;
-        let vm = self.next_vm.fetch_add(1, Ordering::Relaxed);
-        // Removed on every path out of here, unless handed to the caller as guest memory.
-        let ram = RamFiles {
-            paths: (0..spec.topology.numa_nodes)
-                .map(|n| {
-                    self.shm_dir
-                        .join(format!("ktstr-{}-{vm}-ram{n}", std::process::id()))
-                })
-                .collect(),
-        };
+        // Empty files with names no other VM of any backend or process can have; QEMU
+        // grows each to its node's size. Removed on every path out of here, unless handed
+        // to the caller as guest memory.
+        let mut ram = RamFiles::default();
+        for node in 0..spec.topology.numa_nodes {
+            let file = tempfile::Builder::new()
+                .prefix(&format!("ktstr-{}-ram{node}-", std::process::id()))
+                .tempfile_in(&self.shm_dir)
+                .map_err(|e| {
+                    io(
+                        &format!("creating a RAM file in {}", self.shm_dir.display()),
+                        e,
+                    )
+                })?;
+            let path = file
+                .into_temp_path()
+                .keep()
+                .map_err(|e| io("keeping a RAM file", e.error))?;
+            ram.paths.push(path);
+        }
         let files = VmFiles {
             console: work.path().join("console.log"),
             frames: work.path().join("frames.bin"),
             ram: ram.paths.clone(),
         };
+        let args = qemu_args(&spec, self.accel, self.serial, &files);
+        tracing::info!(
+            command = %format!("{} {}", self.binary.display(), args.join(" ")),
+            "launching QEMU"
+        );
         let mut child = Command::new(&self.binary)
-            .args(qemu_args(&spec, self.accel, &files))
+            .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| HypervisorError::Launch(format!("{}: {e}", self.binary.display())))?;
+            .map_err(|source| HypervisorError::Spawn {
+                what: self.binary.display().to_string(),
+                source,
+            })?;
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let stderr_task = tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -195,7 +172,7 @@ impl Hypervisor for QemuBackend {
                     || !frame_bytes.is_empty()
                     || !console.is_empty();
                 if !started {
-                    return Err(HypervisorError::Launch(format!(
+                    return Err(HypervisorError::Refused(format!(
                         "QEMU exited with {status} before the guest said anything: {}",
                         qemu_stderr.trim()
                     )));
@@ -205,9 +182,10 @@ impl Hypervisor for QemuBackend {
             _ => None,
         };
         let memory: Option<Box<dyn GuestMemory>> = if ram.paths.iter().all(|p| p.exists()) {
-            Some(Box::new(ShmGuestMemory::open(ram).map_err(|e| {
-                HypervisorError::Io(format!("mapping guest memory: {e}"))
-            })?))
+            let map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
+            Some(Box::new(
+                ShmGuestMemory::open(ram, map).map_err(HypervisorError::Memory)?,
+            ))
         } else {
             None
         };
@@ -270,39 +248,9 @@ fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
     }
 }
 
-/// The peak resident set of a running process (`VmHWM`), in KiB.
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accelerator_detection_tells_pvm_and_hardware_apart() {
-        let tmp = tempfile::tempdir().unwrap();
-        let modules = tmp.path().join("module");
-        std::fs::create_dir_all(modules.join("kvm_pvm")).unwrap();
-        let kvm = tmp.path().join("kvm");
-        let (accel, why) = detect_accel(&modules, &kvm);
-        assert_eq!(accel, Accel::Tcg);
-        assert!(why.contains("PVM"), "{why}");
-
-        std::fs::create_dir_all(modules.join("kvm_intel")).unwrap();
-        let (accel, why) = detect_accel(&modules, &kvm);
-        assert_eq!(accel, Accel::Tcg);
-        assert!(why.contains("not usable"), "{why}");
-        std::fs::write(&kvm, "").unwrap();
-        assert_eq!(detect_accel(&modules, &kvm).0, Accel::Kvm);
-
-        let none = tmp.path().join("none");
-        assert_eq!(detect_accel(&none, &kvm).1, "no hardware KVM on this host");
-    }
 
     #[test]
     fn the_watchdog_counts_from_the_guests_last_word_up_to_a_cap() {
@@ -333,22 +281,6 @@ mod tests {
         assert_eq!(
             describe_exit(failed, "warning\nqemu: fatal: lost the plot\n\n"),
             "QEMU exited with status 1: qemu: fatal: lost the plot"
-        );
-    }
-
-    #[test]
-    fn reads_the_peak_memory_of_a_live_process() {
-        let kib = vm_hwm_kib(std::process::id()).unwrap();
-        assert!(kib > 100, "{kib}");
-        assert_eq!(vm_hwm_kib(u32::MAX), None);
-    }
-
-    #[test]
-    fn a_missing_qemu_names_the_package() {
-        let err = QemuBackend::detect(std::ffi::OsStr::new("/nonexistent")).unwrap_err();
-        assert!(
-            err.to_string().contains("apt-get install qemu-system-x86"),
-            "{err}"
         );
     }
 }

@@ -1,9 +1,12 @@
-//! Guest RAM as the host sees it after the VM stopped: QEMU's shared backing files,
-//! mapped read-only. The files are removed when this is dropped.
+//! Guest RAM as the host sees it after the VM stopped: QEMU's shared backing files (one
+//! per NUMA node, concatenated they are the guest's RAM in order), mapped read-only and
+//! addressed through the [`RamMap`] QEMU was told to use. The files are removed when this
+//! is dropped.
 
 use std::fs::{self, File};
 use std::path::PathBuf;
 
+use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 use memmap2::Mmap;
 
@@ -21,66 +24,74 @@ impl Drop for RamFiles {
     }
 }
 
-/// The nodes' RAM, concatenated in node order from guest physical address 0.
 #[derive(Debug)]
 pub struct ShmGuestMemory {
     maps: Vec<Mmap>,
-    size: u64,
+    ram_map: RamMap,
     // Dropped after the maps: unlinking a mapped file is fine, but keep the order obvious.
     _files: RamFiles,
 }
 
 impl ShmGuestMemory {
-    pub fn open(files: RamFiles) -> Result<Self, MemoryError> {
+    /// Maps `files`, whose sizes together must be what `ram_map` describes.
+    pub fn open(files: RamFiles, ram_map: RamMap) -> Result<Self, MemoryError> {
         let mut maps = Vec::with_capacity(files.paths.len());
         for path in &files.paths {
-            let file = File::open(path)
-                .map_err(|e| MemoryError::Io(format!("{}: {e}", path.display())))?;
+            let io = |what: &str, source| MemoryError::Io {
+                what: format!("{what} {}", path.display()),
+                source,
+            };
+            let file = File::open(path).map_err(|e| io("opening", e))?;
             #[allow(unsafe_code)]
             // SAFETY: QEMU has exited and the file is private to this run (a unique name
             // under /dev/shm that only we delete), so nothing truncates or writes it while
             // it is mapped.
-            let map = unsafe { Mmap::map(&file) }
-                .map_err(|e| MemoryError::Io(format!("mapping {}: {e}", path.display())))?;
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| io("mapping", e))?;
             maps.push(map);
         }
-        let size = maps.iter().map(|m| m.len() as u64).sum();
+        let found: u64 = maps.iter().map(|m| m.len() as u64).sum();
+        if found != ram_map.size() {
+            return Err(MemoryError::SizeMismatch {
+                found,
+                expected: ram_map.size(),
+            });
+        }
         Ok(ShmGuestMemory {
             maps,
-            size,
+            ram_map,
             _files: files,
         })
     }
 }
 
 impl GuestMemory for ShmGuestMemory {
-    fn size(&self) -> u64 {
-        self.size
+    fn ram_map(&self) -> &RamMap {
+        &self.ram_map
     }
 
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let out_of_range = || MemoryError::OutOfRange {
-            gpa,
-            len: buf.len() as u64,
-            size: self.size,
-        };
-        let end = gpa.checked_add(buf.len() as u64).ok_or_else(out_of_range)?;
-        if end > self.size {
-            return Err(out_of_range());
-        }
-        // Walk the nodes' maps; a read may straddle two of them.
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        let offset = self
+            .ram_map
+            .offset_of(gpa, len)
+            .ok_or(MemoryError::OutOfRange {
+                gpa,
+                len,
+                end: self.ram_map.end(),
+            })?;
+        // Walk the nodes' files; a read may straddle two of them.
         let mut base = 0u64;
         let mut done = 0usize;
         for map in &self.maps {
-            let len = map.len() as u64;
-            let at = gpa + done as u64;
-            if done < buf.len() && at < base + len {
-                let offset = (at - base) as usize;
-                let n = (buf.len() - done).min(map.len() - offset);
-                buf[done..done + n].copy_from_slice(&map[offset..offset + n]);
+            let map_len = map.len() as u64;
+            let at = offset + done as u64;
+            if done < buf.len() && at < base + map_len {
+                let start = (at - base) as usize;
+                let n = (buf.len() - done).min(map.len() - start);
+                buf[done..done + n].copy_from_slice(&map[start..start + n]);
                 done += n;
             }
-            base += len;
+            base += map_len;
         }
         Ok(())
     }
@@ -88,6 +99,10 @@ impl GuestMemory for ShmGuestMemory {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+
+    use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
+
     use super::*;
 
     #[test]
@@ -97,24 +112,80 @@ mod tests {
         let b = dir.path().join("b");
         fs::write(&a, [1u8, 2, 3, 4]).unwrap();
         fs::write(&b, [5u8, 6]).unwrap();
-        let mem = ShmGuestMemory::open(RamFiles {
-            paths: vec![a.clone(), b.clone()],
-        })
+        let mem = ShmGuestMemory::open(
+            RamFiles {
+                paths: vec![a.clone(), b.clone()],
+            },
+            RamMap::for_size(6),
+        )
         .unwrap();
-        assert_eq!(mem.size(), 6);
         let mut buf = [0u8; 4];
-        mem.read(2, &mut buf).unwrap();
+        mem.read(GuestPhysAddr(2), &mut buf).unwrap();
         assert_eq!(buf, [3, 4, 5, 6]);
-        assert!(matches!(
-            mem.read(4, &mut buf),
-            Err(MemoryError::OutOfRange {
-                gpa: 4,
-                len: 4,
-                size: 6
-            })
-        ));
-        assert!(mem.read(u64::MAX, &mut buf).is_err());
+        let err = mem.read(GuestPhysAddr(4), &mut buf).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "guest physical range 0x4+0x4 is not guest RAM (RAM ends at 0x6)"
+        );
+        assert!(mem.read(GuestPhysAddr(u64::MAX), &mut buf).is_err());
         drop(mem);
         assert!(!a.exists() && !b.exists());
+    }
+
+    /// A 4.5 GiB guest on two nodes: 3 GiB below the hole, the rest from 4 GiB, and the
+    /// second node's file starting inside the high range.
+    #[test]
+    fn ram_above_the_pci_hole_is_read_at_its_guest_physical_address() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let node = |name: &str, mib: u64, marks: &[(u64, &[u8])]| {
+            let path = dir.path().join(name);
+            let mut f = File::create(&path).unwrap();
+            f.set_len(mib * MIB).unwrap(); // sparse: costs nothing
+            for (at, bytes) in marks {
+                f.seek(SeekFrom::Start(*at)).unwrap();
+                f.write_all(bytes).unwrap();
+            }
+            path
+        };
+        let node0 = node("n0", 2304, &[(0, b"n0-0")]);
+        // Node 1's file offset of a byte `ram_offset` into the guest's RAM.
+        let node1_at = |ram_offset: u64| ram_offset - 2304 * MIB;
+        let node1 = node(
+            "n1",
+            2304,
+            &[
+                (0, b"n1-0"),
+                (node1_at(LOW_RAM_TOP - 4), b"low!"),
+                (node1_at(LOW_RAM_TOP), b"HIGH"),
+            ],
+        );
+        let mem = ShmGuestMemory::open(
+            RamFiles {
+                paths: vec![node0, node1],
+            },
+            RamMap::for_size(4608 * MIB),
+        )
+        .unwrap();
+        let read = |gpa: u64| {
+            let mut buf = [0u8; 4];
+            mem.read(GuestPhysAddr(gpa), &mut buf).map(|()| buf)
+        };
+        assert_eq!(&read(0).unwrap(), b"n0-0");
+        assert_eq!(
+            &read(2304 * MIB).unwrap(),
+            b"n1-0",
+            "node 1 starts below the hole"
+        );
+        assert_eq!(&read(LOW_RAM_TOP - 4).unwrap(), b"low!");
+        assert_eq!(
+            &read(HIGH_RAM_START).unwrap(),
+            b"HIGH",
+            "RAM resumes at 4 GiB"
+        );
+        assert!(read(LOW_RAM_TOP).is_err(), "the hole is not RAM");
+        assert!(read(LOW_RAM_TOP - 2).is_err(), "no read spans the hole");
+        assert_eq!(read(HIGH_RAM_START + 1536 * MIB - 4).unwrap(), [0; 4]);
+        assert!(read(HIGH_RAM_START + 1536 * MIB - 2).is_err());
     }
 }

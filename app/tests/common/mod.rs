@@ -19,8 +19,9 @@ use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
 use ktstr_domain::waits::{CpuMode, WaitOverrides};
 use ktstr_domain::wire::encode;
 use ktstr_ports::{
-    GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor, MockKernelCache,
-    MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun, VmSpec,
+    GuestDevices, GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor,
+    MockKernelCache, MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun,
+    VmSpec,
 };
 
 /// Collects what the use case reports, in order.
@@ -139,6 +140,12 @@ pub const IMAGE_FOOTPRINT: ImageFootprint = ImageFootprint {
     unpacked_bytes: 9 << 20,
 };
 
+/// The devices every mocked backend names; the use case puts them on the command line.
+pub const GUEST_DEVICES: GuestDevices = GuestDevices {
+    console: "ttyS0",
+    frame_channel: "/dev/ttyS1",
+};
+
 pub struct Harness {
     pub kernels: Vec<KernelArtifact>,
     pub hypervisor: MockHypervisor,
@@ -163,6 +170,9 @@ impl Harness {
         });
         let mut hypervisor = MockHypervisor::new();
         hypervisor.expect_cpu_mode().return_const(CpuMode::Emulated);
+        hypervisor
+            .expect_guest_devices()
+            .return_const(GUEST_DEVICES);
         Harness {
             kernels,
             hypervisor,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::frame::Frame;
-use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan};
+use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan, frame_device_in};
 
 use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
 use crate::channel::FrameSink;
@@ -35,23 +35,32 @@ pub fn run(plan_path: &str, role: Role) {
         Role::Init => mounts::mount_all(),
         Role::Manual => Vec::new(),
     };
+    // The host names the frame device and the cell's waits on the kernel command line.
+    let cmdline = match role {
+        Role::Init => {
+            std::fs::read_to_string(CMDLINE).map_err(|e| format!("cannot read {CMDLINE}: {e}"))
+        }
+        Role::Manual => Ok(String::new()),
+    };
     let plan = std::fs::read_to_string(plan_path)
         .map_err(|e| format!("cannot read init plan {plan_path}: {e}"))
         .and_then(|text| InitPlan::from_json(&text))
         .and_then(|mut plan| {
-            // The host passes each cell's waits on the kernel command line.
-            if role == Role::Init {
-                let cmdline = std::fs::read_to_string(CMDLINE)
-                    .map_err(|e| format!("cannot read {CMDLINE}: {e}"))?;
-                plan.apply_cmdline(&cmdline)?;
-            }
+            plan.apply_cmdline(cmdline.as_ref().map_err(Clone::clone)?)?;
             Ok(plan)
         });
-    // Without a plan, the default device is the best guess for reporting that.
-    let device = plan
-        .as_ref()
-        .map_or(FRAME_DEVICE, |p| p.frame_device.as_str());
-    let mut sink = FrameSink::open(device).unwrap_or_else(|e| {
+    // Without a plan, the command line's device (or the default) is the best guess for
+    // reporting that.
+    let device = match &plan {
+        Ok(plan) => plan.frame_device.clone(),
+        Err(_) => cmdline
+            .as_deref()
+            .ok()
+            .and_then(frame_device_in)
+            .unwrap_or(FRAME_DEVICE)
+            .to_string(),
+    };
+    let mut sink = FrameSink::open(&device).unwrap_or_else(|e| {
         eprintln!("ktstr-init: {e:#}; frames cannot reach the host");
         FrameSink::console_only()
     });
