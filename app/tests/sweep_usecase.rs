@@ -358,9 +358,11 @@ fn failing_host_read() -> Harness {
         .expect_run()
         .returning(|spec| Ok(with_memory(&healthy(&spec))));
     let mut introspection = MockKernelIntrospection::new();
-    introspection
-        .expect_read_programs()
-        .returning(|_, _| Err(IntrospectionError("cycle in the program registry".into())));
+    introspection.expect_read_programs().returning(|_, _| {
+        Err(IntrospectionError::Guest(
+            "cycle in the program registry".into(),
+        ))
+    });
     h.introspection = Some(introspection);
     h
 }

@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use ktstr_domain::guest_memory::ImageFootprint;
 use thiserror::Error;
 
+use crate::BoxError;
+
 /// What the guest init will do: run this scheduler with these arguments, then probe. The
 /// cell's waits are not part of it: they reach the init on the kernel command line
 /// (`ktstr_domain::init_plan::cell_cmdline`), so one image serves every cell.
@@ -23,8 +25,8 @@ pub struct GuestImage {
 }
 
 #[derive(Debug, Error)]
-#[error("cannot build the guest image: {0}")]
-pub struct GuestImageError(pub String);
+#[error("cannot build the guest image")]
+pub struct GuestImageError(#[source] pub BoxError);
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]

@@ -1,14 +1,28 @@
 //! Reading kernel state (the loaded BPF programs) straight out of guest memory.
 
+use std::path::PathBuf;
+
 use ktstr_domain::prog::ProgStat;
 use thiserror::Error;
+
+use crate::BoxError;
 
 use crate::kernel_cache::KernelArtifact;
 use crate::memory::GuestMemory;
 
 #[derive(Debug, Error)]
-#[error("host-side introspection failed: {0}")]
-pub struct IntrospectionError(pub String);
+pub enum IntrospectionError {
+    /// The kernel's symbols or types could not be read.
+    #[error("host-side introspection: kernel {}", .vmlinux.display())]
+    Kernel {
+        vmlinux: PathBuf,
+        #[source]
+        source: BoxError,
+    },
+    /// Guest memory did not hold a readable program registry.
+    #[error("host-side introspection: reading the guest's BPF programs")]
+    Guest(#[source] BoxError),
+}
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait KernelIntrospection: Send + Sync {

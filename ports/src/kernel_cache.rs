@@ -6,6 +6,8 @@ use async_trait::async_trait;
 use ktstr_domain::kernel::{KernelLabel, KernelSpec};
 use thiserror::Error;
 
+use crate::BoxError;
+
 /// A kernel ready to boot, with what introspection needs beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelArtifact {
@@ -26,8 +28,12 @@ pub enum KernelCacheError {
     NoDefault { hint: String },
     #[error("kernel `{spec}` is unusable: {reason}")]
     Unusable { spec: String, reason: String },
-    #[error("kernel cache I/O: {0}")]
-    Io(String),
+    #[error("kernel cache: {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: BoxError,
+    },
 }
 
 #[cfg_attr(feature = "mocks", mockall::automock)]

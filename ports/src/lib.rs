@@ -1,6 +1,10 @@
 //! The traits ktstr's use cases talk through. Adapters implement them; the domain never
 //! sees them. With the `mocks` feature every trait gets a `mockall` mock for tests.
 
+/// A cause of any kind, kept as the `source` of a port error so that the chain reaches the
+/// user intact.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub mod guest_image;
 pub mod hypervisor;
 pub mod introspection;

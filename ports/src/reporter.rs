@@ -3,9 +3,31 @@
 use ktstr_domain::report::{CellRecord, SweepReport};
 use thiserror::Error;
 
+use crate::BoxError;
+
 #[derive(Debug, Error)]
-#[error("reporting failed: {0}")]
-pub struct ReportError(pub String);
+#[error("reporting failed: {what}")]
+pub struct ReportError {
+    pub what: String,
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl ReportError {
+    pub fn new(what: impl Into<String>) -> Self {
+        ReportError {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    pub fn caused(what: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        ReportError {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+}
 
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait Reporter: Send + Sync {

@@ -12,6 +12,13 @@ pub enum SchedulerSourceError {
         "scheduler `{name}`: binary `{path}` not found; build it or fix `binary` in the manifest"
     )]
     Missing { name: String, path: String },
+    #[error("scheduler `{name}`: cannot run {cargo}")]
+    Cargo {
+        name: String,
+        cargo: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("scheduler `{name}`: building package `{package}` failed: {detail}")]
     Build {
         name: String,

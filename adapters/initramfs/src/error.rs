@@ -61,6 +61,6 @@ pub enum BuildError {
 
 impl From<BuildError> for GuestImageError {
     fn from(err: BuildError) -> Self {
-        GuestImageError(err.to_string())
+        GuestImageError(Box::new(err))
     }
 }

@@ -87,8 +87,10 @@ impl KernelIntrospection for GuestIntrospector {
     ) -> Result<Vec<ProgStat>, IntrospectionError> {
         let layout = self
             .layout(&kernel.vmlinux)
-            .map_err(|e| IntrospectionError(format!("kernel {}: {e}", kernel.vmlinux.display())))?;
-        walk_programs(&layout, memory)
-            .map_err(|e| IntrospectionError(format!("reading the guest's BPF programs: {e}")))
+            .map_err(|e| IntrospectionError::Kernel {
+                vmlinux: kernel.vmlinux.clone(),
+                source: Box::new(e),
+            })?;
+        walk_programs(&layout, memory).map_err(|e| IntrospectionError::Guest(Box::new(e)))
     }
 }

@@ -154,10 +154,10 @@ impl FsKernelCache {
     }
 
     fn complete_entries(&self) -> Result<Vec<Entry>, KernelCacheError> {
-        let scanned = self
-            .cache
-            .scan()
-            .map_err(|e| KernelCacheError::Io(e.to_string()))?;
+        let scanned = self.cache.scan().map_err(|e| KernelCacheError::Io {
+            what: "scanning the cache".into(),
+            source: Box::new(e),
+        })?;
         Ok(scanned.into_iter().filter_map(Result::ok).collect())
     }
 

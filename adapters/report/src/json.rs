@@ -71,11 +71,11 @@ impl JsonReporter {
 
     fn write_json(&self, path: &Path, value: &impl Serialize) -> Result<(), ReportError> {
         let mut bytes = serde_json::to_vec_pretty(value)
-            .map_err(|e| ReportError(format!("serializing {}: {e}", path.display())))?;
+            .map_err(|e| ReportError::caused(format!("serializing {}", path.display()), e))?;
         bytes.push(b'\n');
         let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         write_atomic(path, &bytes, seq)
-            .map_err(|e| ReportError(format!("writing {}: {e}", path.display())))
+            .map_err(|e| ReportError::caused(format!("writing {}", path.display()), e))
     }
 }
 
@@ -83,7 +83,7 @@ impl JsonReporter {
 fn safe_component<'a>(part: &'a str, cell: &CellId) -> Result<&'a str, ReportError> {
     let bad = part.is_empty() || part == "." || part == ".." || part.contains(['/', '\\', '\0']);
     if bad {
-        return Err(ReportError(format!(
+        return Err(ReportError::new(format!(
             "cell `{cell}` has component `{part}` that cannot be a file name"
         )));
     }
@@ -116,13 +116,13 @@ impl Reporter for JsonReporter {
     /// earlier sweeps are left alone; the cells run again are overwritten.
     fn sweep_started(&self, _planned: usize, _warnings: &[String]) -> Result<(), ReportError> {
         fs::create_dir_all(&self.dir)
-            .map_err(|e| ReportError(format!("creating {}: {e}", self.dir.display())))?;
+            .map_err(|e| ReportError::caused(format!("creating {}", self.dir.display()), e))?;
         let summary = self.summary_path();
         match fs::remove_file(&summary) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ReportError(format!(
-                "removing stale {}: {e}",
-                summary.display()
-            ))),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(ReportError::caused(
+                format!("removing stale {}", summary.display()),
+                e,
+            )),
             _ => Ok(()),
         }
     }

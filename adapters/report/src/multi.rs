@@ -69,7 +69,7 @@ mod tests {
     impl Probe {
         fn result(&self, event: String) -> Result<(), ReportError> {
             self.seen.lock().unwrap().push(event);
-            self.fail.map_or(Ok(()), |why| Err(ReportError(why.into())))
+            self.fail.map_or(Ok(()), |why| Err(ReportError::new(why)))
         }
     }
 
@@ -105,7 +105,7 @@ mod tests {
             complete: true,
         };
         let err = multi.sweep_started(3, &[]).unwrap_err();
-        assert_eq!(err.0, "disk full");
+        assert_eq!(err.what, "disk full");
         assert!(multi.sweep_finished(&report).is_err());
         for probe in [&first, &second, &third] {
             assert_eq!(*probe.seen.lock().unwrap(), ["start 3", "end 0"]);

@@ -52,7 +52,7 @@ impl TextReporter {
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(|e| ReportError(format!("writing the text report: {e}")))
+            .map_err(|e| ReportError::caused("writing the text report", e))
     }
 }
 

@@ -73,7 +73,11 @@ impl SchedulerSource for CargoSchedulerSource {
             .stdin(Stdio::null())
             .output()
             .await
-            .map_err(|e| failed(format!("running {}: {e}", self.cargo.display())))?;
+            .map_err(|source| SchedulerSourceError::Cargo {
+                name: decl.name.clone(),
+                cargo: self.cargo.display().to_string(),
+                source,
+            })?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             let tail: Vec<&str> = stderr.lines().rev().take(20).collect();

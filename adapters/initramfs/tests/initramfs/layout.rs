@@ -242,8 +242,11 @@ async fn unreadable_inputs_are_reported_through_the_port() {
         .build(&plan(&dir.path().join("no-such-sched"), &[]))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("no-such-sched"), "{err}");
+    // The port's error names what failed; its source keeps the adapter's own error.
+    assert_eq!(err.to_string(), "cannot build the guest image");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("no-such-sched"), "{cause}");
     let script = source(dir.path(), "sched.sh", "#!/bin/sh\n");
     let err = b.build(&plan(&script, &[])).await.unwrap_err();
-    assert!(err.to_string().contains("not a usable ELF"), "{err}");
+    assert!(err.0.to_string().contains("not a usable ELF"), "{err:?}");
 }
