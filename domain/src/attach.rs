@@ -7,7 +7,7 @@ use crate::frame::Frame;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
 
-/// Whether the scheduler positively confirmed it turned on (SPEC §4). Absence of failure is
+/// Whether the scheduler positively confirmed it turned on. Absence of failure is
 /// never a pass: a guest that vanished without a word is `Unconfirmed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttachOutcome {
@@ -65,7 +65,6 @@ impl AttachOutcome {
 /// Everything one run's frames told the host.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GuestReport {
-    pub scheduler_started: bool,
     pub died_status: Option<String>,
     /// `PayloadStarting` arrived: sched_ext reached `enabled` at some point.
     pub payload_started: bool,
@@ -87,7 +86,6 @@ impl GuestReport {
         let mut report = GuestReport::default();
         for frame in frames {
             match frame {
-                Frame::SchedulerStarted { .. } => report.scheduler_started = true,
                 Frame::SchedulerDied { status } => report.died_status = Some(status.clone()),
                 Frame::PayloadStarting => report.payload_started = true,
                 Frame::WorkloadDispatched {
@@ -110,7 +108,8 @@ impl GuestReport {
                     report.phases.push((phase.clone(), *uptime_ms));
                 }
                 Frame::AttachExpired { expiry } => report.attach_expiry = Some(expiry.clone()),
-                Frame::SchedulerNotAttached { .. } => {}
+                // The attach lattice reads these; the start is also a milestone.
+                Frame::SchedulerNotAttached { .. } | Frame::SchedulerStarted { .. } => {}
             }
         }
         report
@@ -202,7 +201,7 @@ mod tests {
             },
         ];
         let r = GuestReport::from_frames(&frames);
-        assert!(r.scheduler_started && r.dispatched);
+        assert!(r.dispatched);
         assert_eq!(r.scheduler_log, "hello world");
         assert_eq!(r.progs.len(), 1);
         assert_eq!(

@@ -1,4 +1,4 @@
-//! Kernel labels, versions and the specs that select kernels (SPEC §2).
+//! Kernel labels, versions and the specs that select kernels.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -241,7 +241,7 @@ impl KernelLabel {
 }
 
 impl KernelSpec {
-    /// Whether this spec selects `kernel` (SPEC §2): versions match the raw or sanitized
+    /// Whether this spec selects `kernel`: versions match the raw or sanitized
     /// label, ranges match the version, paths and cache keys match by sanitized label.
     pub fn selects(&self, kernel: &KernelLabel) -> bool {
         match self {

@@ -1,4 +1,4 @@
-//! Expanding declared schedulers × kernels × presets into the cells of a sweep (SPEC §2).
+//! Expanding declared schedulers × kernels × presets into the cells of a sweep.
 
 use thiserror::Error;
 

@@ -90,7 +90,8 @@ impl ObservedTopology {
     }
 
     /// What a guest booted with `topo` should observe, CPUs numbered core by core with SMT
-    /// siblings adjacent (the order QEMU and our VMM enumerate them).
+    /// siblings adjacent (the order QEMU and our VMM enumerate them). Test support.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn ideal(topo: &Topology) -> Self {
         let threads = topo.threads_per_core;
         let per_llc = topo.cores_per_llc * threads;

@@ -1,4 +1,4 @@
-//! The named topology presets every scheduler is swept across (SPEC §3).
+//! The named topology presets every scheduler is swept across.
 
 use crate::topology::Topology;
 

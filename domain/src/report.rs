@@ -1,4 +1,4 @@
-//! The sweep report model: per-cell records and the summaries drawn from them (SPEC §6).
+//! The sweep report model: per-cell records and the summaries drawn from them.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The cell verdict: gates in order, the first failing one named (SPEC §4).
+//! The cell verdict: gates in order, the first failing one named.
 
 use std::fmt;
 

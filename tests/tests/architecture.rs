@@ -171,3 +171,67 @@ fn only_the_backend_factory_names_a_concrete_backend() {
         );
     }
 }
+
+#[test]
+fn test_support_and_mocks_stay_out_of_the_ktstr_binary() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "-p",
+            "ktstr",
+            "-e",
+            "features,normal",
+            "--prefix",
+            "none",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running cargo tree");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("ktstr-domain"), "{tree}");
+    for feature in ["\"test-support\"", "\"mocks\""] {
+        assert!(
+            !tree.contains(feature),
+            "the ktstr binary enables feature {feature}:\n{tree}"
+        );
+    }
+}
+
+#[test]
+fn no_two_library_crates_have_a_module_of_the_same_name() {
+    // A name says what a module holds; two `layout`s or `resolve`s say it twice, vaguely.
+    let crates = [
+        "domain/src",
+        "ports/src",
+        "host/src",
+        "adapters/initramfs/src",
+        "adapters/introspection/src",
+        "adapters/kernel-cache/src",
+        "adapters/qemu/src",
+        "adapters/report/src",
+        "adapters/scheduler-source/src",
+        "app/src",
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+    for dir in crates {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            if ["lib", "main", "error"].contains(&stem.as_str()) || path.is_dir() {
+                continue;
+            }
+            if let Some(other) = owner.insert(stem.clone(), dir) {
+                panic!("module `{stem}` is in both {other} and {dir}; name each for what it holds");
+            }
+        }
+    }
+}

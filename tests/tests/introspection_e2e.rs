@@ -1,6 +1,6 @@
 //! Host-side introspection against the real default kernel: its BTF lays out synthetic
 //! guest images, and real guests booted under QEMU are read after they stop and compared
-//! with what the guest itself reported through `bpf(2)` (SPEC §1.1, §8).
+//! with what the guest itself reported through `bpf(2)`.
 
 mod common;
 

@@ -7,8 +7,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
+use crate::contents::{EntrySource, ImageEntry};
 use crate::error::BuildError;
-use crate::manifest::{EntrySource, ImageEntry};
 
 /// Bumped whenever the archive layout changes, so old cache entries are not reused.
 const FORMAT: &[u8] = b"ktstr-initramfs/1\0";

@@ -10,9 +10,9 @@ use ktstr_domain::guest_memory::ImageFootprint;
 use ktstr_ports::{GuestImage, GuestImageBuilder, GuestImageError, GuestPlan};
 
 use crate::archive;
+use crate::contents::{self, ImageEntry};
 use crate::error::BuildError;
-use crate::manifest::{self, ImageEntry};
-use crate::resolve::LibrarySearch;
+use crate::shared_libs::LibrarySearch;
 
 /// Builds `<cache_dir>/<sha256>.cpio.gz` images holding the init, the plan's scheduler,
 /// the init plan and every shared object the two need.
@@ -49,7 +49,7 @@ impl InitramfsBuilder {
     /// Everything the image for `plan` would hold, in archive order. Reads ELF headers
     /// to resolve libraries but writes nothing.
     pub fn manifest(&self, plan: &GuestPlan) -> Result<Vec<ImageEntry>, BuildError> {
-        manifest::assemble(&self.init_binary, plan, self.log_limit_bytes, &self.search)
+        contents::assemble(&self.init_binary, plan, self.log_limit_bytes, &self.search)
     }
 
     /// [`GuestImageBuilder::build`] without the runtime: blocking file IO and hashing.

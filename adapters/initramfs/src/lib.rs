@@ -5,14 +5,14 @@
 
 mod archive;
 mod builder;
+mod contents;
 mod elf;
 mod error;
 mod ldconf;
-mod manifest;
 mod paths;
-mod resolve;
+mod shared_libs;
 
 pub use builder::InitramfsBuilder;
+pub use contents::{CONSOLE_PATH, EntrySource, INIT_PATH, ImageEntry, LD_CACHE_PATH, init_plan};
 pub use error::BuildError;
-pub use manifest::{CONSOLE_PATH, EntrySource, INIT_PATH, ImageEntry, LD_CACHE_PATH, init_plan};
-pub use resolve::LibrarySearch;
+pub use shared_libs::LibrarySearch;

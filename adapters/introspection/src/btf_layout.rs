@@ -5,7 +5,7 @@
 use btf_rs::{Btf, Member, Struct, Type};
 
 use crate::error::LayoutError;
-use crate::layout::Field;
+use crate::kernel_layout::Field;
 
 /// How deep anonymous members are searched, and how many typedef/const hops are followed:
 /// far beyond what the kernel uses, but a corrupt `.BTF` cannot make us loop.

@@ -18,8 +18,9 @@
 
 mod btf_layout;
 mod error;
-mod layout;
+mod kernel_layout;
 mod name;
+#[cfg(feature = "test-support")]
 pub mod synthetic;
 mod translate;
 mod walk;
@@ -33,7 +34,7 @@ use ktstr_ports::{GuestMemory, IntrospectionError, KernelArtifact, KernelIntrosp
 
 pub use btf_layout::{BtfIndex, Expect};
 pub use error::{LayoutError, WalkError};
-pub use layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols, offsets_from_btf};
+pub use kernel_layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols, offsets_from_btf};
 pub use name::full_name;
 pub use translate::AddressSpace;
 pub use walk::{MAX_KSYM_NAME, MAX_NODES, MAX_PROGRAMS, walk_programs};

@@ -1,4 +1,4 @@
-//! Full program names (SPEC §8). `bpf_prog_aux.name` keeps 15 characters; the kallsyms
+//! Full program names. `bpf_prog_aux.name` keeps 15 characters; the kallsyms
 //! name the kernel builds for every JITed program (`bpf_prog_ksym_set_name` in 6.12's
 //! `kernel/bpf/core.c`) is `bpf_prog_<16 hex digits of the tag>_<name>`, where `<name>`
 //! is the entry function's name from the program's BTF func info when it has one, else

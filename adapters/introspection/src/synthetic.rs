@@ -6,7 +6,7 @@
 use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 
-use crate::layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols};
+use crate::kernel_layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols};
 
 const PAGE: u64 = 4096;
 const PRESENT_RW: u64 = 0b11;

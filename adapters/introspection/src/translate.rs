@@ -6,7 +6,7 @@ use ktstr_domain::ram_map::GuestPhysAddr;
 use ktstr_ports::GuestMemory;
 
 use crate::error::WalkError;
-use crate::layout::{Layout, START_KERNEL_MAP};
+use crate::kernel_layout::{Layout, START_KERNEL_MAP};
 
 const PAGE_SIZE: u64 = 4096;
 const PRESENT: u64 = 1;

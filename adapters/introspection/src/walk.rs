@@ -8,7 +8,7 @@ use ktstr_domain::prog::ProgStat;
 use ktstr_ports::GuestMemory;
 
 use crate::error::WalkError;
-use crate::layout::Layout;
+use crate::kernel_layout::Layout;
 use crate::name::full_name;
 use crate::translate::AddressSpace;
 

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ktstr_domain::kconfig::KernelConfig;
 use sha2::{Digest, Sha256};
 
-use crate::layout::{BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VMLINUX};
+use crate::cache_dir::{BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VMLINUX};
 use crate::source::{KernelSource, cache_key, hex};
 use crate::{CacheError, FRAGMENT, fragment_options};
 

@@ -2,9 +2,9 @@
 //! their inputs, and resolves `--kernel` specs to bootable artifacts.
 
 pub mod build;
-pub mod layout;
-pub mod resolve;
+pub mod cache_dir;
 pub mod source;
+pub mod spec_lookup;
 
 use std::io;
 use std::path::Path;
@@ -13,9 +13,9 @@ use ktstr_domain::kconfig::{FragmentOption, parse_fragment};
 use thiserror::Error;
 
 pub use build::{BuildRequest, BuildStage, Builder};
-pub use layout::{CacheDir, Corrupt, Entry, Metadata};
-pub use resolve::FsKernelCache;
+pub use cache_dir::{CacheDir, Corrupt, Entry, Metadata};
 pub use source::KernelSource;
+pub use spec_lookup::FsKernelCache;
 
 /// The kconfig fragment every ktstr kernel is built with.
 pub const FRAGMENT: &str = include_str!("../ktstr.kconfig");

@@ -3,7 +3,7 @@
 //! guest RAM in shared files the host reads after the VM stops.
 
 pub mod cmdline;
-pub mod memory;
+pub mod shm_ram;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -18,7 +18,7 @@ use tokio::process::Command;
 
 pub use cmdline::{Accel, SerialLayout};
 use cmdline::{VmFiles, qemu_args};
-use memory::{RamFiles, ShmGuestMemory};
+use shm_ram::{RamFiles, ShmGuestMemory};
 
 /// The QEMU binary the backend runs.
 pub const QEMU: &str = "qemu-system-x86_64";

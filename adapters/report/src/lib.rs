@@ -1,4 +1,4 @@
-//! Reporters for ktstr sweeps: a terminal reporter (SPEC §6), a JSON record writer, and a
+//! Reporters for ktstr sweeps: a terminal reporter, a JSON record writer, and a
 //! fan-out that drives several at once.
 
 pub mod json;

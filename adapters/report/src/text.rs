@@ -1,4 +1,4 @@
-//! The terminal reporter: one block per finished cell, then the sweep summaries (SPEC §6).
+//! The terminal reporter: one block per finished cell, then the sweep summaries.
 
 mod cell;
 mod style;
@@ -41,10 +41,6 @@ impl TextReporter {
 
     pub fn stdout(opts: TextOptions) -> Self {
         Self::new(Box::new(io::stdout()), opts)
-    }
-
-    pub fn options(&self) -> TextOptions {
-        self.opts
     }
 
     fn emit(&self, text: &str) -> Result<(), ReportError> {

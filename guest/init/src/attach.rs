@@ -1,4 +1,4 @@
-//! Positive attach confirmation (SPEC §1.2): the scheduler process is alive and
+//! Positive attach confirmation: the scheduler process is alive and
 //! `/sys/kernel/sched_ext/state` reads `enabled`, with `enable_seq` as a second witness for
 //! an enable that came and went between two polls.
 
@@ -11,7 +11,7 @@ use crate::scheduler::{Scheduler, describe_status};
 
 const POLL: Duration = Duration::from_millis(20);
 /// How long to keep watching after `enable_seq` moved but the state is not `enabled`: the
-/// scheduler usually exits right after being kicked out, and a death is the better verdict.
+/// scheduler usually exits right after being kicked out, and a death is the truer outcome.
 const DISABLED_GRACE: Duration = Duration::from_millis(500);
 
 /// The sched_ext sysfs directory below a root (`/` in the guest).
@@ -73,26 +73,27 @@ pub struct Observation {
     pub enable_seq: Option<u64>,
 }
 
-/// Decides attach from successive observations; pure, so every path is testable.
+/// Tells from successive observations what the scheduler's attach came to; the host
+/// judges it. Pure, so every path is testable.
 #[derive(Debug, Clone)]
-pub struct AttachJudge {
+pub struct AttachWatch {
     seq_before: Option<u64>,
     timeout: Duration,
     /// When the enable_seq bump was first seen without `enabled`.
     bumped_at: Option<Duration>,
 }
 
-impl AttachJudge {
+impl AttachWatch {
     pub fn new(seq_before: Option<u64>, timeout: Duration) -> Self {
-        AttachJudge {
+        AttachWatch {
             seq_before,
             timeout,
             bumped_at: None,
         }
     }
 
-    /// A verdict, or `None` to keep polling.
-    pub fn judge(&mut self, obs: &Observation) -> Option<AttachResult> {
+    /// What attach came to, or `None` to keep polling.
+    pub fn settle(&mut self, obs: &Observation) -> Option<AttachResult> {
         if let Some(status) = &obs.exited {
             return Some(AttachResult::Died(status.clone()));
         }
@@ -119,7 +120,7 @@ impl AttachJudge {
     }
 }
 
-/// Polls every ~20 ms until the judge decides.
+/// Polls every ~20 ms until attach has settled.
 pub fn wait_for_attach(
     sched: &mut Scheduler,
     scx: &SchedExtSysfs,
@@ -127,7 +128,7 @@ pub fn wait_for_attach(
     timeout: Duration,
 ) -> AttachResult {
     let start = Instant::now();
-    let mut judge = AttachJudge::new(seq_before, timeout);
+    let mut watch = AttachWatch::new(seq_before, timeout);
     loop {
         // Exit first: a process that died after a brief enable is a death, not an attach.
         let exited = sched.poll_exit().map(describe_status);
@@ -137,7 +138,7 @@ pub fn wait_for_attach(
             enable_seq: scx.enable_seq(),
             elapsed: start.elapsed(),
         };
-        if let Some(result) = judge.judge(&obs) {
+        if let Some(result) = watch.settle(&obs) {
             return result;
         }
         thread::sleep(POLL);
@@ -157,17 +158,17 @@ mod tests {
         }
     }
 
-    fn judge() -> AttachJudge {
-        AttachJudge::new(Some(3), Duration::from_millis(1000))
+    fn watch() -> AttachWatch {
+        AttachWatch::new(Some(3), Duration::from_millis(1000))
     }
 
     #[test]
     fn enabled_attaches() {
-        let mut j = judge();
-        assert_eq!(j.judge(&obs(0, "disabled", 3)), None);
-        assert_eq!(j.judge(&obs(20, "enabling", 3)), None);
+        let mut j = watch();
+        assert_eq!(j.settle(&obs(0, "disabled", 3)), None);
+        assert_eq!(j.settle(&obs(20, "enabling", 3)), None);
         assert_eq!(
-            j.judge(&obs(40, "enabled", 4)),
+            j.settle(&obs(40, "enabled", 4)),
             Some(AttachResult::Attached)
         );
     }
@@ -177,17 +178,17 @@ mod tests {
         let mut o = obs(0, "enabled", 4);
         o.exited = Some("exit code 1".into());
         assert_eq!(
-            judge().judge(&o),
+            watch().settle(&o),
             Some(AttachResult::Died("exit code 1".into()))
         );
     }
 
     #[test]
     fn timeout_reports_the_state_it_stayed_in() {
-        let mut j = judge();
-        assert_eq!(j.judge(&obs(999, "enabling", 3)), None);
+        let mut j = watch();
+        assert_eq!(j.settle(&obs(999, "enabling", 3)), None);
         assert_eq!(
-            j.judge(&obs(1013, "enabling", 3)),
+            j.settle(&obs(1013, "enabling", 3)),
             Some(AttachResult::Expired {
                 state: Some("enabling".into())
             })
@@ -196,19 +197,19 @@ mod tests {
         o.state = None;
         o.enable_seq = None;
         assert_eq!(
-            AttachJudge::new(None, Duration::from_millis(1000)).judge(&o),
+            AttachWatch::new(None, Duration::from_millis(1000)).settle(&o),
             Some(AttachResult::Expired { state: None })
         );
     }
 
     #[test]
     fn missed_enable_then_disable_after_grace() {
-        let mut j = judge();
-        assert_eq!(j.judge(&obs(900, "disabled", 4)), None);
+        let mut j = watch();
+        assert_eq!(j.settle(&obs(900, "disabled", 4)), None);
         // Within the grace period the timeout waits for a possible exit.
-        assert_eq!(j.judge(&obs(1350, "disabled", 4)), None);
+        assert_eq!(j.settle(&obs(1350, "disabled", 4)), None);
         assert_eq!(
-            j.judge(&obs(1400, "disabled", 4)),
+            j.settle(&obs(1400, "disabled", 4)),
             Some(AttachResult::NotAttached(
                 "sched_ext was enabled then disabled again".into()
             ))
@@ -217,17 +218,17 @@ mod tests {
 
     #[test]
     fn missed_enable_then_exit_is_death() {
-        let mut j = judge();
-        assert_eq!(j.judge(&obs(100, "disabling", 4)), None);
+        let mut j = watch();
+        assert_eq!(j.settle(&obs(100, "disabling", 4)), None);
         let mut o = obs(200, "disabled", 4);
         o.exited = Some("exit code 2".into());
-        assert_eq!(j.judge(&o), Some(AttachResult::Died("exit code 2".into())));
+        assert_eq!(j.settle(&o), Some(AttachResult::Died("exit code 2".into())));
     }
 
     #[test]
     fn unknown_baseline_ignores_seq() {
-        let mut j = AttachJudge::new(None, Duration::from_millis(100));
-        assert_eq!(j.judge(&obs(50, "disabled", 9)), None);
+        let mut j = AttachWatch::new(None, Duration::from_millis(100));
+        assert_eq!(j.settle(&obs(50, "disabled", 9)), None);
     }
 
     #[test]

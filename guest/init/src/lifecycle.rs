@@ -1,5 +1,5 @@
 //! One cell's life inside the guest, in order: mounts, plan, frame channel, topology,
-//! scheduler start, attach, dispatch probe, program list, log, reboot (SPEC §1, §4).
+//! scheduler start, attach, dispatch probe, program list, log, reboot.
 
 use std::path::Path;
 use std::time::Duration;
@@ -149,7 +149,7 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
     let probe_time = Duration::from_millis(plan.probe_ms);
     let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
     let outcome = probe::run_probe(workers, probe_time, probe::switch_to_sched_ext);
-    sink.send(&probe::verdict(&outcome, probe_time));
+    sink.send(&probe::dispatch_frame(&outcome, probe_time));
     sink.phase("probe_done");
 
     // The scheduler must still be in charge after the probe.

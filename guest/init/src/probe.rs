@@ -1,4 +1,4 @@
-//! The dispatch probe (SPEC §1.3): spinning workers that switched themselves to
+//! The dispatch probe: spinning workers that switched themselves to
 //! `SCHED_EXT` must make progress, which only happens if the BPF scheduler dispatches them.
 //!
 //! Workers are never joined: under a scheduler that never dispatches, a worker stays
@@ -141,7 +141,7 @@ fn collect(slots: &[Arc<Slot>]) -> ProbeOutcome {
 }
 
 /// The dispatch frame for a probe outcome.
-pub fn verdict(outcome: &ProbeOutcome, duration: Duration) -> Frame {
+pub fn dispatch_frame(outcome: &ProbeOutcome, duration: Duration) -> Frame {
     if let Some(first) = outcome.failures.first() {
         return Frame::WorkloadNotDispatched {
             reason: format!(
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!((out.workers, out.failures.len()), (2, 0));
         assert!(out.iterations > 0 && out.progressed >= 1);
         assert!(matches!(
-            verdict(&out, Duration::from_millis(50)),
+            dispatch_frame(&out, Duration::from_millis(50)),
             Frame::WorkloadDispatched { .. }
         ));
     }
@@ -199,7 +199,8 @@ mod tests {
     #[test]
     fn switch_failure_is_named() {
         let out = run_probe(3, Duration::from_millis(10), refuse);
-        let Frame::WorkloadNotDispatched { reason } = verdict(&out, Duration::from_millis(10))
+        let Frame::WorkloadNotDispatched { reason } =
+            dispatch_frame(&out, Duration::from_millis(10))
         else {
             panic!("dispatched");
         };
@@ -213,7 +214,7 @@ mod tests {
         let out = run_probe(2, Duration::from_millis(10), never_returns);
         assert!(start.elapsed() < Duration::from_secs(3));
         assert_eq!(
-            verdict(&out, Duration::from_millis(10)),
+            dispatch_frame(&out, Duration::from_millis(10)),
             Frame::WorkloadNotDispatched {
                 reason: "0 iterations from 2 SCHED_EXT workers in 10 ms".into()
             }

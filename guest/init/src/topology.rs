@@ -1,4 +1,4 @@
-//! The guest's CPU topology as its own sysfs shows it (SPEC §3: the guest must *see* the
+//! The guest's CPU topology as its own sysfs shows it (the guest must *see* the
 //! preset). Reads from a root directory so tests can use a fake sysfs tree.
 
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
 //! Builds real images from real host binaries and reads them back.
 
 mod common;
-mod layout;
+mod contents;
 mod libraries;

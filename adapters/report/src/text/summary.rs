@@ -1,5 +1,5 @@
 //! The end-of-sweep summaries: verified_insns per scheduler, the pass/fail grid, and the
-//! failing combinations (SPEC §6).
+//! failing combinations.
 
 use std::fmt::{self, Write as _};
 
@@ -88,7 +88,7 @@ fn write_grid(out: &mut String, report: &SweepReport) -> fmt::Result {
         "verifier summary: {} {PASS_MARK}  {} {FAIL_MARK}  {} {MIXED_MARK}",
         grid.passed, grid.failed, grid.mixed
     )?;
-    // Only present when it happened, so the SPEC §6 line stays as it was otherwise.
+    // Only present when it happened, so the summary line stays as it was otherwise.
     if grid.errors > 0 {
         write!(out, "  {} {ERROR_MARK} (environment)", grid.errors)?;
     }

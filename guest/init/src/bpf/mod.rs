@@ -1,5 +1,5 @@
 //! The guest's own list of loaded BPF programs with their `verified_insns`: the oracle the
-//! host's memory introspection is cross-checked against (SPEC §1.1, §8).
+//! host's memory introspection is cross-checked against.
 
 mod sys;
 

@@ -1,4 +1,4 @@
-//! Resolving `--kernel` specs (SPEC §2) to bootable artifacts: build trees, image files
+//! Resolving `--kernel` specs to bootable artifacts: build trees, image files
 //! and cache entries by version, range or key.
 
 use std::fs;
@@ -9,7 +9,7 @@ use ktstr_domain::kconfig::KernelConfig;
 use ktstr_domain::kernel::{KernelLabel, KernelSpec, KernelVersion, sanitize_label};
 use ktstr_ports::{KernelArtifact, KernelCache, KernelCacheError};
 
-use crate::layout::{CONFIG, CacheDir, Entry, IMAGE, VMLINUX};
+use crate::cache_dir::{CONFIG, CacheDir, Entry, IMAGE, VMLINUX};
 
 const BUILD_HINT: &str =
     "build one with `ktstr kernel build` (its source: apt-get install linux-source-6.12)";

@@ -10,7 +10,7 @@ use ktstr_ports::GuestPlan;
 
 use crate::error::BuildError;
 use crate::paths::ancestors;
-use crate::resolve::{self, LibrarySearch, SystemDirs};
+use crate::shared_libs::{self, LibrarySearch, SystemDirs};
 
 /// Where the kernel runs the init from.
 pub const INIT_PATH: &str = "/init";
@@ -107,7 +107,7 @@ pub(crate) fn assemble(
         (init_binary, INIT_PATH),
         (plan.scheduler.as_path(), &init_plan.scheduler),
     ] {
-        let deps = resolve::dependencies(binary, guest, &dirs)?;
+        let deps = shared_libs::dependencies(binary, guest, &dirs)?;
         needs_ld_cache |= deps.needs_ld_cache;
         for object in deps.objects {
             files.add(

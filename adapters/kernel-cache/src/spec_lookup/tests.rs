@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
-use crate::layout::tests::write_entry;
+use crate::cache_dir::tests::write_entry;
 
 const DEBIAN_6_1_CONFIG: &str = include_str!("../../tests/data/debian-6.1-cloud-amd64.config");
 
