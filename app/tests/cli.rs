@@ -134,3 +134,36 @@ fn memory_outside_what_a_guest_may_have_is_refused_with_the_range() {
         .code(2)
         .stderr(predicate::str::contains("`lots` is not a number of MiB"));
 }
+
+#[test]
+fn backends_says_which_backend_runs_here_and_a_missing_one_is_explained() {
+    ktstr()
+        .arg("backends")
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match(r"(?m)^qemu +available +qemu \((tcg|kvm)\) — ").unwrap())
+        .stdout(predicate::str::contains("auto picks: qemu"));
+    // Without QEMU on PATH nothing can run, and the error names the package.
+    let empty = tempfile::tempdir().unwrap();
+    ktstr()
+        .env("PATH", empty.path())
+        .arg("backends")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "qemu   unavailable  qemu-system-x86_64 not found on PATH; install it with: apt-get install qemu-system-x86",
+        ));
+    ktstr()
+        .env("PATH", empty.path())
+        .args(["verifier", "--backend", "qemu", "tiny-1llc"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "backend qemu is not available: qemu-system-x86_64 not found on PATH",
+        ));
+    ktstr()
+        .args(["verifier", "--backend", "vmware"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("possible values: auto, qemu"));
+}
