@@ -180,6 +180,10 @@ pub fn prepare(
              kernel's link-time addresses, so every guest boots with nokaslr"
         );
     }
+    // The backend first: without one nothing else matters.
+    let facts = HostFacts::probe(&env.path);
+    let selection = backends::select(args.backend, &facts)?;
+    eprint!("{}", selection.explain());
     let (workspace, decls) = declarations(env, args)?;
     let kernel_specs = args
         .kernels
@@ -190,9 +194,6 @@ pub fn prepare(
         })
         .collect::<Result<Vec<_>>>()?;
     let init = companion(env, GUEST_INIT, "ktstr-guest-init")?;
-    let facts = HostFacts::probe(&env.path);
-    let selection = backends::select(args.backend, &facts)?;
-    eprint!("{}", selection.explain());
     let cargo = find_executable(&env.path, "cargo").unwrap_or_else(|| PathBuf::from("cargo"));
     let ports = SweepPorts {
         kernels: Arc::new(env.kernel_cache()),

@@ -196,3 +196,165 @@ pub fn tail_lines(text: &str, n: usize) -> String {
     }
     tail
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::CellId;
+    use crate::frame::Frame;
+    use crate::guest_memory::MemorySource;
+    use crate::observed::ObservedTopology;
+    use crate::preset::find_preset;
+    use crate::waits::{CpuMode, WaitOverrides};
+    use crate::wire::encode;
+
+    fn cell() -> PlannedCell {
+        PlannedCell {
+            id: CellId::new("s", "kernel_6_12", "tiny-1llc").unwrap(),
+            scheduler: 0,
+            kernel: 0,
+            preset: find_preset("tiny-1llc").unwrap(),
+        }
+    }
+
+    fn prog(verified_insns: u32) -> ProgStat {
+        ProgStat {
+            id: 7,
+            prog_type: 27,
+            name: "ktstr_dispatch".into(),
+            verified_insns,
+        }
+    }
+
+    fn ran(host: HostReading) -> CellEvidence {
+        let topology = cell().preset.topology;
+        let frames = [
+            Frame::Topology {
+                topology: ObservedTopology::ideal(&topology),
+            },
+            Frame::SchedulerStarted { pid: 9 },
+            Frame::PayloadStarting,
+            Frame::WorkloadDispatched {
+                workers: 4,
+                iterations: 100,
+            },
+            Frame::ProgStats {
+                progs: vec![prog(104)],
+            },
+        ];
+        CellEvidence::Ran(Box::new(RunEvidence {
+            memory: GuestMemorySize {
+                mib: 960,
+                source: MemorySource::Sized,
+            },
+            waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
+            backend: "test".into(),
+            console: "line 1\nline 2\n".into(),
+            frame_bytes: frames.iter().flat_map(encode).collect(),
+            timed_out: false,
+            vm_died: None,
+            peak_rss_kib: Some(1),
+            host,
+        }))
+    }
+
+    const CHECK: JudgePolicy = JudgePolicy { cross_check: true };
+    const NO_CHECK: JudgePolicy = JudgePolicy { cross_check: false };
+
+    #[test]
+    fn setup_failures_are_decided_here_without_a_run() {
+        let lacks = judge(
+            &cell(),
+            CellEvidence::KernelLacks {
+                kernel: "kernel_6_1".into(),
+                missing: vec!["CONFIG_SCHED_CLASS_EXT".into()],
+            },
+            CHECK,
+        );
+        assert_eq!(
+            lacks.verdict,
+            Verdict::fail(
+                Gate::Setup,
+                "kernel kernel_6_1 lacks CONFIG_SCHED_CLASS_EXT; not booted (rebuild it with \
+                 ktstr's kconfig fragment)"
+            )
+        );
+        assert!(lacks.run.is_none());
+        let image = judge(
+            &cell(),
+            CellEvidence::ImageFailed {
+                scheduler: "s".into(),
+                reason: "libelf.so.1 not found".into(),
+            },
+            CHECK,
+        );
+        assert_eq!(
+            image.verdict,
+            Verdict::env_error(EnvCause::Image, "scheduler `s`: libelf.so.1 not found")
+        );
+        let start = judge(
+            &cell(),
+            CellEvidence::VmStartFailed {
+                reason: "no qemu".into(),
+            },
+            CHECK,
+        );
+        assert_eq!(
+            start.verdict,
+            Verdict::env_error(EnvCause::VmStart, "no qemu")
+        );
+    }
+
+    #[test]
+    fn the_host_reading_is_cross_checked_only_when_the_policy_asks() {
+        let agree = judge(&cell(), ran(HostReading::Programs(vec![prog(104)])), CHECK);
+        assert_eq!(agree.verdict, Verdict::Pass);
+        assert_eq!(agree.run.as_ref().unwrap().progs_source, StatsSource::Host);
+
+        let differ = || ran(HostReading::Programs(vec![prog(105)]));
+        let failed = judge(&cell(), differ(), CHECK);
+        assert!(
+            matches!(
+                failed.verdict,
+                Verdict::Fail {
+                    gate: Gate::CrossCheck,
+                    ..
+                }
+            ),
+            "{:?}",
+            failed.verdict
+        );
+        assert_eq!(judge(&cell(), differ(), NO_CHECK).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_failed_host_read_is_judged_only_with_the_cross_check() {
+        let failed = || ran(HostReading::Failed("cycle in the registry".into()));
+        let judged = judge(&cell(), failed(), CHECK);
+        assert!(
+            matches!(&judged.verdict, Verdict::Fail { gate: Gate::CrossCheck, reason } if reason.contains("cycle")),
+            "{:?}",
+            judged.verdict
+        );
+        let reported = judge(&cell(), failed(), NO_CHECK);
+        assert_eq!(reported.verdict, Verdict::Pass);
+        let run = reported.run.unwrap();
+        assert_eq!(
+            run.host_read_error.as_deref(),
+            Some("cycle in the registry")
+        );
+        assert_eq!(run.progs_source, StatsSource::Guest);
+        assert_eq!(run.progs, [prog(104)]);
+        assert_eq!(run.console_tail, "line 1\nline 2\n");
+        // Without introspection the guest's report stands alone.
+        let alone = judge(&cell(), ran(HostReading::NotRead), CHECK);
+        assert_eq!(alone.verdict, Verdict::Pass);
+        assert_eq!(alone.run.unwrap().cross_check, None);
+    }
+
+    #[test]
+    fn the_console_tail_keeps_the_last_lines() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail_lines("", 2), "");
+    }
+}

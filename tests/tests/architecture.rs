@@ -6,19 +6,25 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Normal (non-dev, non-build) dependencies of every package in the resolved graph.
-fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
+/// What `cargo <args>` prints, run from this crate.
+fn cargo(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
-        .expect("running cargo metadata");
+        .expect("running cargo");
     assert!(
         out.status.success(),
-        "{}",
+        "cargo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Normal (non-dev, non-build) dependencies of every package in the resolved graph.
+fn graph() -> (BTreeMap<String, BTreeSet<String>>, BTreeSet<String>) {
+    let meta: Value =
+        serde_json::from_str(&cargo(&["metadata", "--format-version", "1", "--locked"])).unwrap();
     let name_of = |id: &str| -> String {
         meta["packages"]
             .as_array()
@@ -174,26 +180,16 @@ fn only_the_backend_factory_names_a_concrete_backend() {
 
 #[test]
 fn test_support_and_mocks_stay_out_of_the_ktstr_binary() {
-    let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "--locked",
-            "-p",
-            "ktstr",
-            "-e",
-            "features,normal",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("running cargo tree");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tree = String::from_utf8_lossy(&out.stdout);
+    let tree = cargo(&[
+        "tree",
+        "--locked",
+        "-p",
+        "ktstr",
+        "-e",
+        "features,normal",
+        "--prefix",
+        "none",
+    ]);
     assert!(tree.contains("ktstr-domain"), "{tree}");
     for feature in ["\"test-support\"", "\"mocks\""] {
         assert!(
