@@ -1,0 +1,174 @@
+//! The devices a ktstr guest talks to by port I/O: two 16550 UARTs (COM1 the console,
+//! COM2 the frame channel, as `vm-superio` models them) and the i8042 controller whose
+//! CPU-reset command is how the guest says it is done.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use vm_superio::{I8042Device, Serial, Trigger};
+
+/// COM1 and COM2, eight registers each.
+pub const COM1: u16 = 0x3f8;
+pub const COM2: u16 = 0x2f8;
+const UART_PORTS: u16 = 8;
+/// The i8042 data and command ports.
+const I8042_DATA: u16 = 0x60;
+const I8042_COMMAND: u16 = 0x64;
+
+/// Bytes a UART has sent, shared between the vCPU thread and whoever watches the guest.
+#[derive(Debug, Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.lock())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lock().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A one-way flag a device raises (the guest asked for a reset).
+#[derive(Debug, Clone, Default)]
+pub struct Latch(Arc<AtomicBool>);
+
+impl Latch {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Trigger for Latch {
+    type E = std::convert::Infallible;
+
+    fn trigger(&self) -> Result<(), Self::E> {
+        self.0.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The UARTs' interrupt line, not wired yet: the guest polls the line status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoIrq;
+
+impl Trigger for NoIrq {
+    type E = std::convert::Infallible;
+
+    fn trigger(&self) -> Result<(), Self::E> {
+        Ok(())
+    }
+}
+
+type Uart = Serial<NoIrq, vm_superio::serial::NoEvents, Captured>;
+
+/// Every port-I/O device of one guest.
+pub struct PortDevices {
+    console: Uart,
+    frames: Uart,
+    i8042: I8042Device<Latch>,
+    reset: Latch,
+}
+
+impl std::fmt::Debug for PortDevices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortDevices")
+            .field("reset", &self.reset.is_set())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PortDevices {
+    /// Devices whose output lands in `console` and `frames`.
+    pub fn new(console: Captured, frames: Captured) -> Self {
+        let reset = Latch::default();
+        PortDevices {
+            console: Serial::new(NoIrq, console),
+            frames: Serial::new(NoIrq, frames),
+            i8042: I8042Device::new(reset.clone()),
+            reset,
+        }
+    }
+
+    /// The guest asked for a CPU reset: it is done.
+    pub fn reset_requested(&self) -> bool {
+        self.reset.is_set()
+    }
+
+    pub fn write(&mut self, port: u16, data: &[u8]) {
+        let Some(&value) = data.first() else { return };
+        match port {
+            p if (COM1..COM1 + UART_PORTS).contains(&p) => {
+                // A UART write only fails when its interrupt cannot be raised.
+                let _ = self.console.write((p - COM1) as u8, value);
+            }
+            p if (COM2..COM2 + UART_PORTS).contains(&p) => {
+                let _ = self.frames.write((p - COM2) as u8, value);
+            }
+            I8042_DATA | I8042_COMMAND => {
+                let _ = self.i8042.write((port - I8042_DATA) as u8, value);
+            }
+            // POST codes, the PIC's and the PIT's ports (in-kernel), probes of absent
+            // hardware: nothing to do.
+            _ => {}
+        }
+    }
+
+    pub fn read(&mut self, port: u16, data: &mut [u8]) {
+        let value = match port {
+            p if (COM1..COM1 + UART_PORTS).contains(&p) => self.console.read((p - COM1) as u8),
+            p if (COM2..COM2 + UART_PORTS).contains(&p) => self.frames.read((p - COM2) as u8),
+            I8042_DATA | I8042_COMMAND => self.i8042.read((port - I8042_DATA) as u8),
+            // Absent hardware reads as a floating bus.
+            _ => 0xff,
+        };
+        data.fill(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uart_writes_are_captured_per_port_and_the_i8042_reset_latches() {
+        let (console, frames) = (Captured::default(), Captured::default());
+        let mut devices = PortDevices::new(console.clone(), frames.clone());
+        for b in b"hi" {
+            devices.write(COM1, &[*b]);
+        }
+        devices.write(COM2, b"f");
+        assert_eq!(console.take(), b"hi");
+        assert_eq!(frames.take(), b"f");
+        // The line status register says the transmitter is empty.
+        let mut lsr = [0u8];
+        devices.read(COM1 + 5, &mut lsr);
+        assert_eq!(lsr[0] & 0x60, 0x60);
+        let mut absent = [0u8; 2];
+        devices.read(0x1234, &mut absent);
+        assert_eq!(absent, [0xff, 0xff]);
+        assert!(!devices.reset_requested());
+        devices.write(I8042_COMMAND, &[0xfe]);
+        assert!(devices.reset_requested());
+    }
+}

@@ -1,0 +1,99 @@
+//! Guest RAM in our own process: `vm-memory` mappings laid out by the domain's `RamMap`,
+//! handed to the hypervisor slot by slot and read by the host as the guest-memory port.
+
+use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
+use ktstr_ports::{GuestMemory, MemoryError};
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemory as _, GuestMemoryMmap, GuestMemoryRegion,
+};
+
+use crate::hypervisor::{HvError, Vm};
+
+/// The guest's RAM: anonymous private mappings, one per `RamMap` range.
+#[derive(Debug)]
+pub struct GuestRam {
+    mem: GuestMemoryMmap,
+    map: RamMap,
+}
+
+impl GuestRam {
+    pub fn new(map: RamMap) -> Result<Self, HvError> {
+        let ranges: Vec<(GuestAddress, usize)> = map
+            .ranges()
+            .iter()
+            .map(|r| (GuestAddress(r.start.raw()), r.len as usize))
+            .collect();
+        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| {
+            HvError::os(
+                format!("mapping {} MiB of guest RAM", map.size() >> 20),
+                std::io::Error::other(e),
+            )
+        })?;
+        Ok(GuestRam { mem, map })
+    }
+
+    pub fn mmap(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Gives every range to `vm` as a memory slot.
+    pub fn register(&self, vm: &dyn Vm) -> Result<(), HvError> {
+        for (slot, region) in self.mem.iter().enumerate() {
+            let host = region
+                .get_host_address(vm_memory::MemoryRegionAddress(0))
+                .map_err(|e| HvError::os("locating guest RAM", std::io::Error::other(e)))?;
+            #[allow(unsafe_code)]
+            // SAFETY: the mapping belongs to `self.mem`, which the machine keeps until the
+            // VM and its vCPUs are gone.
+            unsafe {
+                vm.map_ram(
+                    slot as u32,
+                    region.start_addr().raw_value(),
+                    region.len(),
+                    host as u64,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for GuestRam {
+    fn ram_map(&self) -> &RamMap {
+        &self.map
+    }
+
+    fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        let out_of_range = || MemoryError::OutOfRange {
+            gpa,
+            len,
+            end: self.map.end(),
+        };
+        // The map says whether all of it is RAM of one range; vm-memory reads it.
+        self.map.offset_of(gpa, len).ok_or_else(out_of_range)?;
+        self.mem
+            .read_slice(buf, GuestAddress(gpa.raw()))
+            .map_err(|_| out_of_range())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
+
+    use super::*;
+
+    #[test]
+    fn ram_past_the_hole_lives_at_4_gib_and_the_hole_is_not_ram() {
+        let ram = GuestRam::new(RamMap::for_size(LOW_RAM_TOP + (64 << 20))).unwrap();
+        ram.mmap()
+            .write_slice(b"high", GuestAddress(HIGH_RAM_START))
+            .unwrap();
+        let mut buf = [0u8; 4];
+        ram.read(GuestPhysAddr(HIGH_RAM_START), &mut buf).unwrap();
+        assert_eq!(&buf, b"high");
+        assert!(ram.read(GuestPhysAddr(LOW_RAM_TOP), &mut buf).is_err());
+        assert!(ram.read(GuestPhysAddr(LOW_RAM_TOP - 2), &mut buf).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! The trait family on KVM (`/dev/kvm` through `kvm-ioctls`).
+
+use kvm_bindings::{
+    KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+
+use super::{HvError, Hypervisor, Vcpu, VcpuExit, Vm};
+use crate::x86::LongModeEntry;
+
+/// Where KVM keeps the three pages of its real-mode TSS on Intel: just below the
+/// BIOS area, out of every guest's RAM.
+const TSS_ADDR: usize = 0xfffb_d000;
+/// `EINTR`: a signal took the vCPU out of `KVM_RUN`.
+const EINTR: i32 = 4;
+
+const CR0_PE: u64 = 1;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+#[derive(Debug)]
+pub struct KvmHypervisor {
+    kvm: Kvm,
+}
+
+impl KvmHypervisor {
+    /// Opens `/dev/kvm`.
+    pub fn open() -> Result<Self, HvError> {
+        let kvm = Kvm::new().map_err(|e| HvError::os("opening /dev/kvm", e))?;
+        Ok(KvmHypervisor { kvm })
+    }
+}
+
+impl Hypervisor for KvmHypervisor {
+    fn name(&self) -> &'static str {
+        "kvm"
+    }
+
+    fn create_vm(&self) -> Result<Box<dyn Vm>, HvError> {
+        let fd = self
+            .kvm
+            .create_vm()
+            .map_err(|e| HvError::os("creating a KVM VM", e))?;
+        Ok(Box::new(KvmVm { fd }))
+    }
+}
+
+#[derive(Debug)]
+struct KvmVm {
+    fd: VmFd,
+}
+
+impl Vm for KvmVm {
+    #[allow(unsafe_code)]
+    unsafe fn map_ram(&self, slot: u32, gpa: u64, len: u64, host_addr: u64) -> Result<(), HvError> {
+        let region = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: gpa,
+            memory_size: len,
+            userspace_addr: host_addr,
+            flags: 0,
+        };
+        // SAFETY: the caller keeps the host range mapped for the VM's lifetime.
+        unsafe { self.fd.set_user_memory_region(region) }
+            .map_err(|e| HvError::os(format!("mapping guest RAM at {gpa:#x}"), e))
+    }
+
+    fn create_interrupt_controller(&self) -> Result<(), HvError> {
+        self.fd
+            .set_tss_address(TSS_ADDR)
+            .map_err(|e| HvError::os("placing KVM's TSS", e))?;
+        self.fd
+            .create_irq_chip()
+            .map_err(|e| HvError::os("creating the in-kernel interrupt controller", e))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        self.fd
+            .create_pit2(pit)
+            .map_err(|e| HvError::os("creating the in-kernel PIT", e))
+    }
+
+    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError> {
+        let fd = self
+            .fd
+            .create_vcpu(u64::from(id))
+            .map_err(|e| HvError::os(format!("creating vCPU {id}"), e))?;
+        Ok(Box::new(KvmVcpu { fd }))
+    }
+}
+
+#[derive(Debug)]
+struct KvmVcpu {
+    fd: VcpuFd,
+}
+
+impl Vcpu for KvmVcpu {
+    fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError> {
+        let mut sregs = self
+            .fd
+            .get_sregs()
+            .map_err(|e| HvError::os("reading special registers", e))?;
+        let code = kvm_segment {
+            base: 0,
+            limit: 0xffff_ffff,
+            selector: entry.code_selector,
+            type_: 0xb, // execute/read, accessed
+            present: 1,
+            dpl: 0,
+            db: 0,
+            s: 1,
+            l: 1,
+            g: 1,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        let data = kvm_segment {
+            selector: entry.data_selector,
+            type_: 0x3, // read/write, accessed
+            db: 1,
+            l: 0,
+            ..code
+        };
+        sregs.cs = code;
+        sregs.ds = data;
+        sregs.es = data;
+        sregs.fs = data;
+        sregs.gs = data;
+        sregs.ss = data;
+        sregs.gdt.base = entry.gdt_base;
+        sregs.gdt.limit = entry.gdt_limit;
+        sregs.cr3 = entry.cr3;
+        sregs.cr4 |= CR4_PAE;
+        sregs.cr0 |= CR0_PE | CR0_PG;
+        sregs.efer |= EFER_LME | EFER_LMA;
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(|e| HvError::os("setting special registers", e))?;
+        let mut regs = self
+            .fd
+            .get_regs()
+            .map_err(|e| HvError::os("reading registers", e))?;
+        regs.rflags = 2; // bit 1 is reserved and always set
+        regs.rip = entry.rip;
+        regs.rsp = entry.rsp;
+        regs.rbp = entry.rsp;
+        regs.rsi = entry.rsi;
+        self.fd
+            .set_regs(&regs)
+            .map_err(|e| HvError::os("setting registers", e))
+    }
+
+    fn run(&mut self) -> Result<VcpuExit<'_>, HvError> {
+        use kvm_ioctls::VcpuExit as K;
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == EINTR => return Ok(VcpuExit::Interrupted),
+            Err(e) => return Err(HvError::os("running a vCPU", e)),
+        };
+        Ok(match exit {
+            K::IoOut(port, data) => VcpuExit::IoOut { port, data },
+            K::IoIn(port, data) => VcpuExit::IoIn { port, data },
+            K::MmioWrite(addr, data) => VcpuExit::MmioWrite { addr, data },
+            K::MmioRead(addr, data) => VcpuExit::MmioRead { addr, data },
+            K::Hlt => VcpuExit::Halt,
+            K::Shutdown => VcpuExit::TripleFault,
+            K::Intr => VcpuExit::Interrupted,
+            K::FailEntry(reason, cpu) => VcpuExit::Failed(format!(
+                "KVM could not enter vCPU {cpu} (reason {reason:#x})"
+            )),
+            K::InternalError => VcpuExit::Failed(
+                "KVM internal error (on PVM hosts: an instruction the emulator cannot run)"
+                    .to_string(),
+            ),
+            other => VcpuExit::Failed(format!("unexpected KVM exit {other:?}")),
+        })
+    }
+}

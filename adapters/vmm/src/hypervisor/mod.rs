@@ -1,0 +1,90 @@
+//! The hypervisor → VM → vCPU trait family the VMM core is written against, once. KVM
+//! implements it here (`kvm`); MSHV adds another implementation, not another core. Exits
+//! are coarse: port and MMIO accesses, halt, the machine stopping, and failures.
+
+pub mod kvm;
+
+use thiserror::Error;
+
+use crate::x86::LongModeEntry;
+
+/// One hypervisor on this host (an open `/dev/kvm`).
+pub trait Hypervisor: Send + Sync {
+    /// `kvm`, `mshv`.
+    fn name(&self) -> &'static str;
+    fn create_vm(&self) -> Result<Box<dyn Vm>, HvError>;
+}
+
+/// One guest: its memory slots, its vCPUs, its in-kernel interrupt controller and timer.
+pub trait Vm: Send + Sync {
+    /// Maps `len` bytes of host memory at `host_addr` as guest RAM at `gpa` in `slot`.
+    ///
+    /// # Safety
+    /// The host range must stay mapped, and must not be unmapped or reused, for as long as
+    /// the VM exists: the guest reads and writes it behind Rust's back.
+    #[allow(unsafe_code)]
+    unsafe fn map_ram(&self, slot: u32, gpa: u64, len: u64, host_addr: u64) -> Result<(), HvError>;
+    /// The in-kernel local APICs, I/O APIC and PIC, and the PIT.
+    fn create_interrupt_controller(&self) -> Result<(), HvError>;
+    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError>;
+}
+
+/// One virtual CPU, run by one thread.
+pub trait Vcpu: Send {
+    /// Puts the vCPU straight into 64-bit mode at `entry`.
+    fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError>;
+    /// Runs until the guest needs the VMM.
+    fn run(&mut self) -> Result<VcpuExit<'_>, HvError>;
+}
+
+/// Why a vCPU stopped running guest code.
+#[derive(Debug)]
+pub enum VcpuExit<'a> {
+    IoOut {
+        port: u16,
+        data: &'a [u8],
+    },
+    /// Fill `data` before the next `run`.
+    IoIn {
+        port: u16,
+        data: &'a mut [u8],
+    },
+    MmioWrite {
+        addr: u64,
+        data: &'a [u8],
+    },
+    /// Fill `data` before the next `run`.
+    MmioRead {
+        addr: u64,
+        data: &'a mut [u8],
+    },
+    /// `hlt` with interrupts the VMM must deliver (no in-kernel controller).
+    Halt,
+    /// The CPU shut down: on x86 a triple fault.
+    TripleFault,
+    /// The run was interrupted from outside (a signal or an immediate-exit request).
+    Interrupted,
+    /// The hypervisor could not go on with this guest, in its words.
+    Failed(String),
+}
+
+#[derive(Debug, Error)]
+pub enum HvError {
+    #[error("{what}")]
+    Os {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl HvError {
+    pub(crate) fn os(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
+        HvError::Os {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! ktstr's own VMM, for hosts with hardware KVM. The core is written once against the
+//! `hypervisor` trait family (hypervisor → VM → vCPU); KVM implements it, MSHV will too.
+//!
+//! - `guest_ram`: RAM laid out by the domain's `RamMap`, read by the host as the
+//!   guest-memory port;
+//! - `x86`: the GDT, page tables and registers that enter 64-bit mode;
+//! - `devices`: the two UARTs and the i8042 reset;
+//! - `vcpu_loop`: one vCPU's exits handed to the devices until the guest is done.
+
+pub mod devices;
+pub mod guest_ram;
+pub mod hypervisor;
+pub mod vcpu_loop;
+pub mod vcpu_thread;
+pub mod x86;
