@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bin_dir, ktstr_in, stderr, stdout};
+use common::{bin_dir, default_kernel_dir};
 use ktstr_domain::frame::Frame;
 use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
 use ktstr_domain::kernel::KernelLabel;
@@ -24,18 +24,6 @@ use ktstr_ports::{
     GuestMemory, GuestPlan, Hypervisor, KernelArtifact, KernelIntrospection, MemoryError, VmSpec,
 };
 use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
-
-/// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
-fn default_kernel_dir() -> PathBuf {
-    let out = ktstr_in(&std::env::temp_dir(), &["kernel", "build"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("kernel "))
-        .expect("build names the kernel");
-    PathBuf::from(line.rsplit(" in ").next().unwrap())
-}
 
 fn artifact(dir: &Path) -> KernelArtifact {
     KernelArtifact {

@@ -191,3 +191,15 @@ pub fn published_scheduler(name: &str, version: &str) -> PathBuf {
     );
     binary
 }
+
+/// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
+pub fn default_kernel_dir() -> PathBuf {
+    let out = ktstr_in(&std::env::temp_dir(), &["kernel", "build"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("kernel "))
+        .expect("build names the kernel");
+    PathBuf::from(line.rsplit(" in ").next().unwrap())
+}

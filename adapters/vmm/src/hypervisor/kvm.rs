@@ -1,11 +1,12 @@
 //! The trait family on KVM (`/dev/kvm` through `kvm-ioctls`).
 
 use kvm_bindings::{
-    KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_cpuid_entry2, kvm_pit_config,
+    kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
-use super::{HvError, Hypervisor, Vcpu, VcpuExit, Vm};
+use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
 use crate::x86::LongModeEntry;
 
 /// Where KVM keeps the three pages of its real-mode TSS on Intel: just below the
@@ -44,6 +45,26 @@ impl Hypervisor for KvmHypervisor {
             .create_vm()
             .map_err(|e| HvError::os("creating a KVM VM", e))?;
         Ok(Box::new(KvmVm { fd }))
+    }
+
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>, HvError> {
+        let cpuid = self
+            .kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(|e| HvError::os("reading KVM's supported CPUID", e))?;
+        Ok(cpuid
+            .as_slice()
+            .iter()
+            .map(|e| CpuidEntry {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+            })
+            .collect())
     }
 }
 
@@ -98,6 +119,27 @@ struct KvmVcpu {
 }
 
 impl Vcpu for KvmVcpu {
+    fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError> {
+        let entries: Vec<kvm_cpuid_entry2> = entries
+            .iter()
+            .map(|e| kvm_cpuid_entry2 {
+                function: e.function,
+                index: e.index,
+                flags: e.flags,
+                eax: e.eax,
+                ebx: e.ebx,
+                ecx: e.ecx,
+                edx: e.edx,
+                ..Default::default()
+            })
+            .collect();
+        let cpuid = CpuId::from_entries(&entries)
+            .map_err(|e| HvError::Unsupported(format!("{} CPUID entries: {e:?}", entries.len())))?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(|e| HvError::os("setting CPUID", e))
+    }
+
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError> {
         let mut sregs = self
             .fd

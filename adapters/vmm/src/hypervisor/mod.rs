@@ -13,6 +13,21 @@ pub trait Hypervisor: Send + Sync {
     /// `kvm`, `mshv`.
     fn name(&self) -> &'static str;
     fn create_vm(&self) -> Result<Box<dyn Vm>, HvError>;
+    /// The CPUID leaves this hypervisor can give a guest.
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>, HvError>;
+}
+
+/// One CPUID leaf (and subleaf) as a vCPU will report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuidEntry {
+    pub function: u32,
+    pub index: u32,
+    /// Whether `index` selects a subleaf (the hypervisor's own flag bits).
+    pub flags: u32,
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
 }
 
 /// One guest: its memory slots, its vCPUs, its in-kernel interrupt controller and timer.
@@ -31,6 +46,8 @@ pub trait Vm: Send + Sync {
 
 /// One virtual CPU, run by one thread.
 pub trait Vcpu: Send {
+    /// What CPUID reports to the guest on this vCPU.
+    fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError>;
     /// Puts the vCPU straight into 64-bit mode at `entry`.
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError>;
     /// Runs until the guest needs the VMM.
