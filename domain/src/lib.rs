@@ -1,5 +1,6 @@
 //! Pure logic of ktstr: no I/O, no async, no OS or hypervisor crates.
 
+pub mod apic;
 pub mod attach;
 pub mod attach_wait;
 pub mod cell;

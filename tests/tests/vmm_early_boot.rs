@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::default_kernel_dir;
+use ktstr_domain::apic::{MAX_XAPIC_ID, apic_ids};
 use ktstr_domain::ram_map::RamMap;
+use ktstr_vmm::acpi::write_acpi_tables;
 use ktstr_vmm::devices::{Captured, PortDevices};
 use ktstr_vmm::guest_ram::GuestRam;
 use ktstr_vmm::hypervisor::Hypervisor;
@@ -17,22 +19,21 @@ use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
 use ktstr_vmm::linux_boot::{LinuxImages, load_linux};
 use ktstr_vmm::vcpu_thread::VcpuThread;
 
-/// The most the early boot may take under PVM's emulator (measured: about 12 s to the
-/// command line with 128 MiB).
+/// The most the early boot may take under PVM's emulator (measured: 4 to 8 s to the
+/// CPU count with 128 MiB).
 const EARLY_BOOT_LIMIT: Duration = Duration::from_secs(90);
 
-#[test]
-fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
+/// The console of an early boot with `cmdline`, 128 MiB and a MADT for `topology`; `None`
+/// without `/dev/kvm`.
+fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
     let hypervisor = match KvmHypervisor::open() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("skipped: {e} (the early-boot test needs /dev/kvm)");
-            return;
+            return None;
         }
     };
     let vmlinux = default_kernel_dir().join("vmlinux");
-    let cmdline = "earlyprintk=serial,ttyS0,115200 console=ttyS0 noxsave nokaslr \
-                   ktstr.marker=early-boot-7f3a";
     let ram_map = RamMap::for_size(128 << 20);
     let vm = hypervisor.create_vm().unwrap();
     let ram = GuestRam::new(ram_map.clone()).unwrap();
@@ -48,9 +49,15 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
         },
     )
     .unwrap();
+    let ids = apic_ids(&topology.parse().unwrap());
+    write_acpi_tables(ram.mmap(), &ids).unwrap();
+    // Only the boot CPU runs this far; the others exist in the tables.
     let vcpu = vm.create_vcpu(0).unwrap();
     vcpu.set_cpuid(&hypervisor.supported_cpuid().unwrap())
         .unwrap();
+    if ids.iter().any(|&id| id > MAX_XAPIC_ID) {
+        vcpu.enable_x2apic(true).unwrap();
+    }
     vcpu.enter_long_mode(&entry).unwrap();
 
     let console = Captured::default();
@@ -60,23 +67,36 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
     )));
     let started = Instant::now();
     let thread = VcpuThread::spawn(0, vcpu, devices).unwrap();
-    // `Kernel command line:` comes after everything checked below; the boot is not
-    // worth emulating further.
+    // `Allowing N present CPUs plus M hotplug CPUs` (in setup_arch) comes after
+    // everything checked; the boot is not worth emulating further.
     let mut log = String::new();
     while !thread.is_finished() && started.elapsed() < EARLY_BOOT_LIMIT {
         std::thread::sleep(Duration::from_millis(100));
         log.push_str(&String::from_utf8_lossy(&console.take()));
-        if log.contains("Kernel command line:") {
+        if log
+            .find("hotplug CPUs")
+            .is_some_and(|at| log[at..].contains('\n'))
+        {
             break;
         }
     }
     let stop = thread.stop();
     log.push_str(&String::from_utf8_lossy(&console.take()));
     eprintln!(
-        "early boot ran {:?} and stopped as {stop:?}; its log:\n{log}",
+        "{topology}: early boot ran {:?} and stopped as {stop:?}; its log:\n{log}",
         started.elapsed()
     );
+    Some(log)
+}
 
+const EARLY_CMDLINE: &str = "earlyprintk=serial,ttyS0,115200 console=ttyS0 noxsave nokaslr";
+
+#[test]
+fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
+    let cmdline = format!("{EARLY_CMDLINE} ktstr.marker=early-boot-7f3a");
+    let Some(log) = early_boot(&cmdline, "1n1l4c1t") else {
+        return;
+    };
     assert!(log.contains("Linux version 6.12"), "no banner:\n{log}");
     // Our command line, byte for byte, as the kernel read it from the zero page.
     assert!(
@@ -90,9 +110,31 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
     ] {
         assert!(log.contains(range), "no `{range}`:\n{log}");
     }
-    // One vCPU and no ACPI tables yet: the kernel allows exactly one CPU.
+    // Our ACPI tables, found where Linux scans for them, and the CPUs the MADT lists.
+    assert!(log.contains("ACPI: RSDP 0x00000000000E0000"), "{log}");
+    assert!(log.contains("ACPI: APIC 0x00000000000E0200"), "{log}");
     assert!(
-        log.contains("Allowing 1 present CPUs plus 0 hotplug CPUs"),
+        log.contains("Allowing 4 present CPUs plus 0 hotplug CPUs"),
         "{log}"
     );
+}
+
+/// The kernel allows exactly the preset's CPUs, from the MADT: xAPIC entries for small
+/// shapes, x2APIC entries once IDs pass 254 (max-cpu's reach 433).
+#[test]
+fn the_kernel_allows_exactly_each_presets_cpus() {
+    for (preset, shape, cpus) in [
+        ("smt-2llc", "1n2l2c2t", 8),
+        ("odd-3llc", "1n3l3c1t", 9),
+        ("max-cpu", "1n14l9c2t", 252),
+    ] {
+        let Some(log) = early_boot(EARLY_CMDLINE, shape) else {
+            return;
+        };
+        let allowing = format!("Allowing {cpus} present CPUs plus 0 hotplug CPUs");
+        assert!(log.contains(&allowing), "{preset}: no `{allowing}`:\n{log}");
+        if cpus > 200 {
+            assert!(log.contains("x2apic: enabled by BIOS"), "{preset}:\n{log}");
+        }
+    }
 }

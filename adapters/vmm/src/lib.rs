@@ -7,6 +7,7 @@
 //! - `devices`: the two UARTs and the i8042 reset;
 //! - `vcpu_loop`: one vCPU's exits handed to the devices until the guest is done.
 
+pub mod acpi;
 pub mod devices;
 pub mod guest_ram;
 pub mod hypervisor;

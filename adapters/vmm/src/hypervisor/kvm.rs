@@ -1,8 +1,8 @@
 //! The trait family on KVM (`/dev/kvm` through `kvm-ioctls`).
 
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_cpuid_entry2, kvm_pit_config,
-    kvm_segment, kvm_userspace_memory_region,
+    CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_cpuid_entry2, kvm_msr_entry,
+    kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 
@@ -14,6 +14,13 @@ use crate::x86::LongModeEntry;
 const TSS_ADDR: usize = 0xfffb_d000;
 /// `EINTR`: a signal took the vCPU out of `KVM_RUN`.
 const EINTR: i32 = 4;
+
+/// `IA32_APIC_BASE` and its bits: bootstrap processor, x2APIC mode, APIC enabled.
+const MSR_IA32_APICBASE: u32 = 0x1b;
+const APICBASE_BSP: u64 = 1 << 8;
+const APICBASE_EXTD: u64 = 1 << 10;
+const APICBASE_ENABLE: u64 = 1 << 11;
+const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 
 const CR0_PE: u64 = 1;
 const CR0_PG: u64 = 1 << 31;
@@ -138,6 +145,26 @@ impl Vcpu for KvmVcpu {
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(|e| HvError::os("setting CPUID", e))
+    }
+
+    fn enable_x2apic(&self, bsp: bool) -> Result<(), HvError> {
+        let value = APIC_DEFAULT_BASE
+            | APICBASE_ENABLE
+            | APICBASE_EXTD
+            | if bsp { APICBASE_BSP } else { 0 };
+        let msrs = Msrs::from_entries(&[kvm_msr_entry {
+            index: MSR_IA32_APICBASE,
+            data: value,
+            ..Default::default()
+        }])
+        .map_err(|e| HvError::Unsupported(format!("building the MSR list: {e:?}")))?;
+        match self.fd.set_msrs(&msrs) {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(HvError::Unsupported(
+                "KVM refused x2APIC mode (IA32_APIC_BASE)".into(),
+            )),
+            Err(e) => Err(HvError::os("setting IA32_APIC_BASE", e)),
+        }
     }
 
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError> {

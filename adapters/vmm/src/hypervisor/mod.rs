@@ -48,6 +48,9 @@ pub trait Vm: Send + Sync {
 pub trait Vcpu: Send {
     /// What CPUID reports to the guest on this vCPU.
     fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError>;
+    /// Turns the local APIC on in x2APIC mode, as firmware does when some APIC ID needs
+    /// more than eight bits; the guest kernel then takes the MADT's x2APIC entries.
+    fn enable_x2apic(&self, bsp: bool) -> Result<(), HvError>;
     /// Puts the vCPU straight into 64-bit mode at `entry`.
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError>;
     /// Runs until the guest needs the VMM.
