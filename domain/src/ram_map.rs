@@ -97,6 +97,20 @@ impl RamMap {
             .map(|r| r.offset + (gpa.0 - r.start.0))
     }
 
+    /// The guest-physical ranges holding `len` bytes that start `offset` bytes into RAM
+    /// (a NUMA node's slice, which may straddle the hole), as `(start, len)`.
+    pub fn gpa_ranges(&self, offset: u64, len: u64) -> Vec<(GuestPhysAddr, u64)> {
+        let end = offset.saturating_add(len);
+        self.ranges
+            .iter()
+            .filter_map(|r| {
+                let from = offset.max(r.offset);
+                let to = end.min(r.offset + r.len);
+                (from < to).then(|| (GuestPhysAddr(r.start.0 + (from - r.offset)), to - from))
+            })
+            .collect()
+    }
+
     /// Whether `gpa` is a byte of RAM.
     pub fn contains(&self, gpa: GuestPhysAddr) -> bool {
         self.offset_of(gpa, 1).is_some()
@@ -149,5 +163,23 @@ mod tests {
         assert!(!map.contains(GuestPhysAddr(HIGH_RAM_START - 1)));
         assert_eq!(map.offset_of(GuestPhysAddr(LOW_RAM_TOP - 4), 8), None);
         assert_eq!(map.offset_of(GuestPhysAddr(u64::MAX), 8), None);
+    }
+
+    #[test]
+    fn a_slice_of_ram_that_straddles_the_hole_is_two_gpa_ranges() {
+        let map = RamMap::for_size(4608 * MIB);
+        // Two nodes of 2304 MiB: the second starts below the hole and ends above it.
+        assert_eq!(
+            map.gpa_ranges(0, 2304 * MIB),
+            [(GuestPhysAddr(0), 2304 * MIB)]
+        );
+        assert_eq!(
+            map.gpa_ranges(2304 * MIB, 2304 * MIB),
+            [
+                (GuestPhysAddr(2304 * MIB), 768 * MIB),
+                (GuestPhysAddr(HIGH_RAM_START), 1536 * MIB),
+            ]
+        );
+        assert!(map.gpa_ranges(4608 * MIB, 1).is_empty());
     }
 }

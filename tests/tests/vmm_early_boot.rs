@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::default_kernel_dir;
 use ktstr_domain::apic::{MAX_XAPIC_ID, apic_ids};
+use ktstr_domain::numa::NumaLayout;
 use ktstr_domain::ram_map::RamMap;
 use ktstr_vmm::acpi::write_acpi_tables;
 use ktstr_vmm::devices::{Captured, PortDevices};
@@ -49,8 +50,10 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
         },
     )
     .unwrap();
-    let ids = apic_ids(&topology.parse().unwrap());
-    write_acpi_tables(ram.mmap(), &ids).unwrap();
+    let shape = topology.parse().unwrap();
+    let ids = apic_ids(&shape);
+    let numa = NumaLayout::new(&shape, (ram_map.size() >> 20) as u32);
+    write_acpi_tables(ram.mmap(), &ids, &numa, &ram_map).unwrap();
     // Only the boot CPU runs this far; the others exist in the tables.
     let vcpu = vm.create_vcpu(0).unwrap();
     vcpu.set_cpuid(&hypervisor.supported_cpuid().unwrap())
@@ -136,5 +139,21 @@ fn the_kernel_allows_exactly_each_presets_cpus() {
         if cpus > 200 {
             assert!(log.contains("x2apic: enabled by BIOS"), "{preset}:\n{log}");
         }
+    }
+}
+
+/// A NUMA preset: the kernel takes its nodes, their RAM and their CPUs from our SRAT.
+#[test]
+fn the_kernel_finds_each_numa_node_in_the_srat() {
+    let Some(log) = early_boot(EARLY_CMDLINE, "2n4l4c1t") else {
+        return;
+    };
+    for line in [
+        "ACPI: SRAT: Node 0 PXM 0 [mem 0x00000000-0x03ffffff]",
+        "ACPI: SRAT: Node 1 PXM 1 [mem 0x04000000-0x07ffffff]",
+        "Initmem setup node 1 [mem 0x0000000004000000-0x0000000007ffffff]",
+        "Allowing 16 present CPUs plus 0 hotplug CPUs",
+    ] {
+        assert!(log.contains(line), "no `{line}`:\n{log}");
     }
 }

@@ -1,14 +1,19 @@
-//! The ACPI tables a guest finds its CPUs in: RSDP in the BIOS area (where Linux scans
-//! for it), an XSDT, and a MADT with one entry per vCPU (local APIC while the ID fits in
-//! eight bits, local x2APIC past that) and the I/O APIC.
+//! The ACPI tables a guest finds its CPUs and NUMA nodes in: RSDP in the BIOS area (where
+//! Linux scans for it), an XSDT, a MADT with one entry per vCPU (local APIC while the ID
+//! fits in eight bits, local x2APIC past that) and the I/O APIC, and for NUMA guests an
+//! SRAT (each vCPU's and each RAM range's node) and a SLIT (distances).
 
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic,
 };
 use acpi_tables::rsdp::Rsdp;
+use acpi_tables::slit::SLIT;
+use acpi_tables::srat::{MemoryAffinity, SRAT};
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
 use ktstr_domain::apic::MAX_XAPIC_ID;
+use ktstr_domain::numa::NumaLayout;
+use ktstr_domain::ram_map::RamMap;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes};
 
@@ -40,6 +45,38 @@ impl Aml for LocalX2Apic {
         sink.vec(self.as_bytes());
     }
 }
+
+/// SRAT entry type 0: an xAPIC processor's node.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
+struct LocalApicAffinity {
+    kind: u8,
+    length: u8,
+    domain_low: u8,
+    apic_id: u8,
+    flags: u32,
+    sapic_eid: u8,
+    domain_high: [u8; 3],
+    clock_domain: u32,
+}
+
+/// SRAT entry type 2: an x2APIC processor's node.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
+struct LocalX2ApicAffinity {
+    kind: u8,
+    length: u8,
+    reserved: u16,
+    domain: u32,
+    x2apic_id: u32,
+    flags: u32,
+    clock_domain: u32,
+    reserved2: u32,
+}
+
+/// Distances in the SLIT: a node to itself, and to any other.
+const LOCAL_DISTANCE: u8 = 10;
+const REMOTE_DISTANCE: u8 = 20;
 
 fn bytes(table: &dyn Aml) -> Vec<u8> {
     let mut out = Vec::new();
@@ -78,28 +115,151 @@ pub fn madt(apic_ids: &[u32]) -> Vec<u8> {
     bytes(&madt)
 }
 
-/// Writes the RSDP, the XSDT and the MADT from `RSDP_ADDR` up.
+/// Appends `extra` structures to a finished table, fixing its length and checksum: for
+/// structure types the `acpi_tables` builders do not offer.
+fn append_structures(mut table: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    table.extend_from_slice(extra);
+    let len = table.len() as u32;
+    table[4..8].copy_from_slice(&len.to_le_bytes());
+    table[9] = 0;
+    let sum = table.iter().fold(0u8, |a, b| a.wrapping_add(*b));
+    table[9] = sum.wrapping_neg();
+    table
+}
+
+/// The SRAT: each vCPU's node, and each node's RAM at its guest-physical addresses.
+pub fn srat(apic_ids: &[u32], numa: &NumaLayout, ram: &RamMap) -> Vec<u8> {
+    let mut srat = SRAT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    for node in numa.nodes() {
+        let offset = node.ram_offset_mib << 20;
+        for (start, len) in ram.gpa_ranges(offset, u64::from(node.ram_mib) << 20) {
+            srat.add_memory_affinity(MemoryAffinity::new(node.node, start.raw(), len).enabled());
+        }
+    }
+    let mut cpus = Vec::new();
+    for node in numa.nodes() {
+        for cpu in node.cpus.clone() {
+            let id = apic_ids[cpu as usize];
+            let domain = node.node.to_le_bytes();
+            match u8::try_from(id) {
+                Ok(id) if u32::from(id) <= MAX_XAPIC_ID => cpus.extend_from_slice(
+                    LocalApicAffinity {
+                        kind: 0,
+                        length: 16,
+                        domain_low: domain[0],
+                        apic_id: id,
+                        flags: 1, // enabled
+                        sapic_eid: 0,
+                        domain_high: [domain[1], domain[2], domain[3]],
+                        clock_domain: 0,
+                    }
+                    .as_bytes(),
+                ),
+                _ => cpus.extend_from_slice(
+                    LocalX2ApicAffinity {
+                        kind: 2,
+                        length: 24,
+                        reserved: 0,
+                        domain: node.node,
+                        x2apic_id: id,
+                        flags: 1,
+                        clock_domain: 0,
+                        reserved2: 0,
+                    }
+                    .as_bytes(),
+                ),
+            }
+        }
+    }
+    append_structures(bytes(&srat), &cpus)
+}
+
+/// The SLIT: 10 from a node to itself, 20 to any other.
+pub fn slit(nodes: u32) -> Vec<u8> {
+    let mut slit = SLIT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION, nodes);
+    for a in 0..nodes as usize {
+        for b in 0..nodes as usize {
+            let distance = if a == b {
+                LOCAL_DISTANCE
+            } else {
+                REMOTE_DISTANCE
+            };
+            slit.set_distance(a, b, distance);
+        }
+    }
+    bytes(&slit)
+}
+
+/// Writes the RSDP, the XSDT and the tables it lists from `RSDP_ADDR` up: the MADT, and
+/// with more than one node the SRAT and the SLIT.
 pub fn write_acpi_tables(
     mem: &GuestMemoryMmap,
     apic_ids: &[u32],
+    numa: &NumaLayout,
+    ram: &RamMap,
 ) -> Result<(), vm_memory::GuestMemoryError> {
-    let madt = madt(apic_ids);
+    let mut tables = vec![madt(apic_ids)];
+    if numa.nodes().len() > 1 {
+        tables.push(srat(apic_ids, numa, ram));
+        tables.push(slit(numa.nodes().len() as u32));
+    }
     let xsdt_addr = RSDP_ADDR + 0x100;
+    let mut next = xsdt_addr + 0x100;
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
-    let madt_addr = xsdt_addr + 0x100;
-    xsdt.add_entry(madt_addr);
+    for table in &tables {
+        xsdt.add_entry(next);
+        mem.write_slice(table, GuestAddress(next))?;
+        next = (next + table.len() as u64).next_multiple_of(16);
+    }
     mem.write_slice(
         &bytes(&Rsdp::new(OEM_ID, xsdt_addr)),
         GuestAddress(RSDP_ADDR),
     )?;
     mem.write_slice(&bytes(&xsdt), GuestAddress(xsdt_addr))?;
-    mem.write_slice(&madt, GuestAddress(madt_addr))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use ktstr_domain::apic::apic_ids;
+
     use super::*;
+
+    fn checksum_ok(table: &[u8]) -> bool {
+        let len = u32::from_le_bytes(table[4..8].try_into().unwrap()) as usize;
+        len == table.len() && table.iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0
+    }
+
+    #[test]
+    fn the_srat_gives_each_cpu_and_ram_range_its_node() {
+        let topology = "2n4l2c1t".parse().unwrap();
+        let ids = apic_ids(&topology);
+        let ram = RamMap::for_size(4096 << 20);
+        let numa = NumaLayout::new(&topology, 4096);
+        let table = srat(&ids, &numa, &ram);
+        assert_eq!(&table[..4], b"SRAT");
+        assert!(checksum_ok(&table));
+        // After the 48-byte header: node 0's RAM, node 1's RAM in two ranges (it straddles
+        // the hole), then eight processor entries.
+        let mut at = 48;
+        let mut kinds = Vec::new();
+        while at < table.len() {
+            kinds.push(table[at]);
+            at += usize::from(table[at + 1]);
+        }
+        assert_eq!(kinds, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // The fourth CPU entry (APIC ID 3) is in node 0, the fifth (4) in node 1.
+        let cpu = |n: usize| &table[48 + 3 * 40 + n * 16..];
+        assert_eq!((cpu(3)[2], cpu(3)[3]), (0, 3));
+        assert_eq!((cpu(4)[2], cpu(4)[3]), (1, 4));
+    }
+
+    #[test]
+    fn the_slit_is_local_10_remote_20() {
+        let table = slit(2);
+        assert!(checksum_ok(&table));
+        assert_eq!(&table[44..], [10, 20, 20, 10]);
+    }
 
     /// The MADT's interrupt controller structures: (type, length).
     fn structures(table: &[u8]) -> Vec<(u8, u8)> {

@@ -190,7 +190,7 @@ mod tests {
             (64 << 20) - 0x2000
         );
         assert!(matches!(
-            initramfs_address(&ram, 0x3f0_0000, 1 << 20),
+            initramfs_address(&ram, 0x3f0_1000, 1 << 20),
             Err(BootError::InitramfsTooLarge { .. })
         ));
     }

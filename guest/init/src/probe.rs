@@ -15,6 +15,8 @@ use crate::sys;
 
 /// The sleep that makes each worker's next run a dispatch by the BPF scheduler.
 const WAKE_UP: Duration = Duration::from_millis(2);
+/// Sleeps a worker tries before giving up on ever blocking.
+const MAX_SLEEPS: u32 = 1000;
 
 /// How long to wait, after the stop flag, for workers to notice it.
 const STOP_WAIT: Duration = Duration::from_secs(1);
@@ -105,13 +107,33 @@ fn worker(slot: &Slot, stop: &AtomicBool, switch: fn() -> Result<(), String>) {
     // Counting starts after a sleep: the wake-up goes through the BPF scheduler, so any
     // progress afterwards proves it dispatched this task. A task switched while running
     // would otherwise keep its CPU for a whole slice without ever being dispatched.
-    thread::sleep(WAKE_UP);
+    if let Err(e) = block_once() {
+        *lock(&slot.error) = Some(e);
+        slot.status.store(FAILED, Ordering::Release);
+        return;
+    }
     // A plain store of a local count avoids a locked read-modify-write per iteration.
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         slot.iterations.store(n, Ordering::Relaxed);
     }
+}
+
+/// Sleeps until this thread has really blocked. A short sleep whose timer expires before
+/// the thread reaches the scheduler (a slow or descheduled vCPU) returns without blocking,
+/// and the task would then count without ever having been dispatched.
+fn block_once() -> Result<(), String> {
+    let switches =
+        || sys::voluntary_switches().map_err(|e| format!("cannot read the thread's switches: {e}"));
+    let before = switches()?;
+    for _ in 0..MAX_SLEEPS {
+        thread::sleep(WAKE_UP);
+        if switches()? > before {
+            return Ok(());
+        }
+    }
+    Err(format!("{MAX_SLEEPS} sleeps never blocked the thread"))
 }
 
 fn collect(slots: &[Arc<Slot>]) -> ProbeOutcome {
@@ -183,6 +205,13 @@ mod tests {
         loop {
             thread::park();
         }
+    }
+
+    #[test]
+    fn a_worker_counts_only_after_it_really_blocked() {
+        let before = sys::voluntary_switches().unwrap();
+        block_once().unwrap();
+        assert!(sys::voluntary_switches().unwrap() > before);
     }
 
     #[test]

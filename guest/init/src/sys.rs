@@ -156,6 +156,18 @@ pub fn thread_policy() -> io::Result<u32> {
     }
 }
 
+/// How many times the calling thread has given up its CPU voluntarily (blocked), from
+/// `getrusage(RUSAGE_THREAD)`.
+pub fn voluntary_switches() -> io::Result<u64> {
+    // SAFETY: an all-zero rusage is valid, and getrusage only writes into it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usage.ru_nvcsw as u64)
+}
+
 /// Makes `cmd`'s child start with the normal (fair) policy even when the spawning thread runs
 /// SCHED_FIFO: the scheduler under test must run as it would on a normal system.
 pub fn exec_with_normal_policy(cmd: &mut Command) {
