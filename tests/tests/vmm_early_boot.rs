@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::default_kernel_dir;
-use ktstr_domain::apic::{MAX_XAPIC_ID, apic_ids};
+use ktstr_domain::apic::{ApicIdLayout, MAX_XAPIC_ID, apic_ids};
 use ktstr_domain::numa::NumaLayout;
 use ktstr_domain::ram_map::RamMap;
 use ktstr_vmm::acpi::write_acpi_tables;
+use ktstr_vmm::cpuid::vcpu_cpuid;
 use ktstr_vmm::devices::{Captured, PortDevices};
 use ktstr_vmm::guest_ram::GuestRam;
 use ktstr_vmm::hypervisor::Hypervisor;
@@ -56,8 +57,12 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
     write_acpi_tables(ram.mmap(), &ids, &numa, &ram_map).unwrap();
     // Only the boot CPU runs this far; the others exist in the tables.
     let vcpu = vm.create_vcpu(0).unwrap();
-    vcpu.set_cpuid(&hypervisor.supported_cpuid().unwrap())
-        .unwrap();
+    let cpuid = vcpu_cpuid(
+        &hypervisor.supported_cpuid().unwrap(),
+        ApicIdLayout::new(&shape),
+        ids[0],
+    );
+    vcpu.set_cpuid(&cpuid).unwrap();
     if ids.iter().any(|&id| id > MAX_XAPIC_ID) {
         vcpu.enable_x2apic(true).unwrap();
     }
@@ -92,6 +97,13 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
     Some(log)
 }
 
+/// The number after `CPU topo: <key>` in the kernel's log.
+fn topo_value(log: &str, key: &str) -> Option<u32> {
+    log.lines()
+        .find_map(|l| l.split_once(&format!("CPU topo: {key}")))
+        .and_then(|(_, rest)| rest.trim().parse().ok())
+}
+
 const EARLY_CMDLINE: &str = "earlyprintk=serial,ttyS0,115200 console=ttyS0 noxsave nokaslr";
 
 #[test]
@@ -122,20 +134,28 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
     );
 }
 
-/// The kernel allows exactly the preset's CPUs, from the MADT: xAPIC entries for small
-/// shapes, x2APIC entries once IDs pass 254 (max-cpu's reach 433).
+/// The kernel allows exactly the preset's CPUs, from the MADT (xAPIC entries for small
+/// shapes, x2APIC entries once IDs pass 254: max-cpu's reach 433), and reads the preset's
+/// threads per core and dies (LLCs) per package from our CPUID leaves.
 #[test]
 fn the_kernel_allows_exactly_each_presets_cpus() {
-    for (preset, shape, cpus) in [
-        ("smt-2llc", "1n2l2c2t", 8),
-        ("odd-3llc", "1n3l3c1t", 9),
-        ("max-cpu", "1n14l9c2t", 252),
+    for (preset, shape, cpus, threads, dies) in [
+        ("smt-2llc", "1n2l2c2t", 8, 2, 2),
+        ("odd-3llc", "1n3l3c1t", 9, 1, 3),
+        ("max-cpu", "1n14l9c2t", 252, 2, 14),
     ] {
         let Some(log) = early_boot(EARLY_CMDLINE, shape) else {
             return;
         };
         let allowing = format!("Allowing {cpus} present CPUs plus 0 hotplug CPUs");
         assert!(log.contains(&allowing), "{preset}: no `{allowing}`:\n{log}");
+        for (key, want) in [
+            ("Max. threads per core:", threads),
+            ("Max. logical dies:", dies),
+            ("Num. threads per package:", cpus),
+        ] {
+            assert_eq!(topo_value(&log, key), Some(want), "{preset}: {key}\n{log}");
+        }
         if cpus > 200 {
             assert!(log.contains("x2apic: enabled by BIOS"), "{preset}:\n{log}");
         }
@@ -156,4 +176,6 @@ fn the_kernel_finds_each_numa_node_in_the_srat() {
     ] {
         assert!(log.contains(line), "no `{line}`:\n{log}");
     }
+    // A node is a package: its APIC ID field and CPUID's die level say so.
+    assert_eq!(topo_value(&log, "Max. logical packages:"), Some(2), "{log}");
 }

@@ -181,8 +181,15 @@ impl Hypervisor for QemuBackend {
             }
             _ => None,
         };
-        let memory: Option<Box<dyn GuestMemory>> = if ram.paths.iter().all(|p| p.exists()) {
-            let map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
+        // QEMU grows each RAM file to its node's size as it starts; a VM that died before
+        // that left files with nothing to read, which is no guest memory, not an error.
+        let map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
+        let backed: u64 = ram
+            .paths
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .sum();
+        let memory: Option<Box<dyn GuestMemory>> = if backed == map.size() {
             Some(Box::new(
                 ShmGuestMemory::open(ram, map).map_err(HypervisorError::Memory)?,
             ))

@@ -1,0 +1,169 @@
+//! Per-vCPU CPUID that tells the guest the preset's topology: the hypervisor's supported
+//! leaves with the topology leaves written from the domain's APIC ID layout. Leaf 1 (the
+//! APIC ID and logical count), leaf 4 and AMD's 0x8000_001D (which CPUs share each cache:
+//! SMT siblings share L1 and L2, an LLC group shares L3), leaves 0xB and 0x1F (the
+//! SMT/core/die levels), and AMD's 0x8000_001E (the extended APIC ID).
+
+use ktstr_domain::apic::ApicIdLayout;
+
+use crate::hypervisor::CpuidEntry;
+
+/// `flags` of a leaf whose subleaf (`index`) matters (KVM_CPUID_FLAG_SIGNIFCANT_INDEX).
+const SUBLEAF_FLAG: u32 = 1;
+const LEAF_VENDOR: u32 = 0;
+const LEAF_FEATURES: u32 = 1;
+const LEAF_CACHES: u32 = 4;
+const LEAF_TOPOLOGY: u32 = 0xb;
+const LEAF_TOPOLOGY_V2: u32 = 0x1f;
+const LEAF_AMD_CACHES: u32 = 0x8000_001d;
+const LEAF_AMD_IDS: u32 = 0x8000_001e;
+/// Level types of leaves 0xB and 0x1F.
+const LEVEL_SMT: u32 = 1;
+const LEVEL_CORE: u32 = 2;
+const LEVEL_DIE: u32 = 5;
+/// Leaf 1 EDX: more than one logical processor per package.
+const EDX_HTT: u32 = 1 << 28;
+
+/// `base` (the hypervisor's supported CPUID) for the vCPU with `apic_id`.
+pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Vec<CpuidEntry> {
+    let per_package = 1u32 << layout.package_shift();
+    let mut out: Vec<CpuidEntry> = base
+        .iter()
+        .filter(|e| !matches!(e.function, LEAF_TOPOLOGY | LEAF_TOPOLOGY_V2))
+        .copied()
+        .collect();
+    for e in &mut out {
+        match e.function {
+            // Leaf 0x1F exists now, whatever the host's highest basic leaf was.
+            LEAF_VENDOR => e.eax = e.eax.max(LEAF_TOPOLOGY_V2),
+            LEAF_FEATURES => {
+                e.ebx =
+                    (e.ebx & 0x0000_ffff) | (per_package.min(255) << 16) | ((apic_id & 0xff) << 24);
+                if per_package > 1 {
+                    e.edx |= EDX_HTT;
+                }
+            }
+            LEAF_CACHES | LEAF_AMD_CACHES if e.eax & 0x1f != 0 => {
+                let level = (e.eax >> 5) & 0x7;
+                let sharing_bits = if level >= 3 {
+                    layout.thread_bits + layout.core_bits
+                } else {
+                    layout.thread_bits
+                };
+                e.eax = (e.eax & 0x0000_3fff) | (((1 << sharing_bits) - 1) << 14);
+                if e.function == LEAF_CACHES {
+                    let cores = 1u32 << (layout.core_bits + layout.die_bits);
+                    e.eax = (e.eax & 0x03ff_ffff) | ((cores - 1).min(63) << 26);
+                }
+            }
+            LEAF_AMD_IDS => {
+                let threads = 1u32 << layout.thread_bits;
+                e.eax = apic_id;
+                e.ebx = (e.ebx & !0xffff)
+                    | ((threads - 1) << 8)
+                    | (apic_id >> layout.thread_bits & 0xff);
+                e.ecx = (e.ecx & !0xff) | (apic_id >> layout.package_shift() & 0xff);
+            }
+            _ => {}
+        }
+    }
+    let levels = [
+        (LEVEL_SMT, layout.thread_bits),
+        (LEVEL_CORE, layout.thread_bits + layout.core_bits),
+        (LEVEL_DIE, layout.package_shift()),
+    ];
+    for function in [LEAF_TOPOLOGY, LEAF_TOPOLOGY_V2] {
+        // 0xB knows no dies: its core level spans the whole package.
+        let levels: Vec<(u32, u32)> = if function == LEAF_TOPOLOGY {
+            vec![levels[0], (LEVEL_CORE, layout.package_shift())]
+        } else {
+            levels.to_vec()
+        };
+        for (index, &(kind, shift)) in levels.iter().enumerate() {
+            out.push(CpuidEntry {
+                function,
+                index: index as u32,
+                flags: SUBLEAF_FLAG,
+                eax: shift,
+                ebx: 1 << shift,
+                ecx: (kind << 8) | index as u32,
+                edx: apic_id,
+            });
+        }
+        // The terminating invalid level still reports the x2APIC ID.
+        out.push(CpuidEntry {
+            function,
+            index: levels.len() as u32,
+            flags: SUBLEAF_FLAG,
+            eax: 0,
+            ebx: 0,
+            ecx: levels.len() as u32,
+            edx: apic_id,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(entries: &[CpuidEntry], function: u32, index: u32) -> CpuidEntry {
+        *entries
+            .iter()
+            .find(|e| e.function == function && e.index == index)
+            .unwrap_or_else(|| panic!("no leaf {function:#x}.{index}"))
+    }
+
+    /// A host's leaves: vendor (max leaf 0xd), features, L1d and L3 caches, and a host
+    /// 0xB that must be replaced.
+    fn host() -> Vec<CpuidEntry> {
+        let e = |function, index, eax, ebx, edx| CpuidEntry {
+            function,
+            index,
+            flags: 0,
+            eax,
+            ebx,
+            ecx: 0,
+            edx,
+        };
+        vec![
+            e(0, 0, 0xd, 0x756e_6547, 0),
+            e(1, 0, 0x906ea, 0x0010_0800, 0),
+            e(4, 0, (1 << 5) | 1, 0, 0),
+            e(4, 1, (3 << 5) | 3, 0, 0),
+            e(0xb, 0, 1, 2, 7),
+        ]
+    }
+
+    #[test]
+    fn an_smt_two_llc_vcpu_sees_its_place() {
+        let layout = ApicIdLayout::new(&"1n2l2c2t".parse().unwrap());
+        // vCPU 5: LLC 1, core 0, thread 1.
+        let c = vcpu_cpuid(&host(), layout, 5);
+        assert_eq!(leaf(&c, 0, 0).eax, 0x1f);
+        let features = leaf(&c, 1, 0);
+        assert_eq!(features.ebx >> 24, 5, "initial APIC ID");
+        assert_eq!(
+            (features.ebx >> 16) & 0xff,
+            8,
+            "logical processors per package"
+        );
+        assert_ne!(features.edx & EDX_HTT, 0);
+        // L1 is shared by the two SMT siblings, L3 by the four CPUs of the LLC.
+        assert_eq!((leaf(&c, 4, 0).eax >> 14) & 0xfff, 1);
+        assert_eq!((leaf(&c, 4, 1).eax >> 14) & 0xfff, 3);
+        assert_eq!(leaf(&c, 4, 1).eax >> 26, 3, "four core IDs in the package");
+        // 0x1F: SMT shift 1, core shift 2, die shift 3; then the invalid level.
+        let shifts: Vec<(u32, u32, u32)> = (0..4)
+            .map(|i| {
+                let l = leaf(&c, 0x1f, i);
+                (l.eax, (l.ecx >> 8) & 0xff, l.edx)
+            })
+            .collect();
+        assert_eq!(shifts, [(1, 1, 5), (2, 2, 5), (3, 5, 5), (0, 0, 5)]);
+        // 0xB has no die level: its core level spans the package. The host's 0xB is gone.
+        assert_eq!(leaf(&c, 0xb, 1).eax, 3);
+        assert_eq!(c.iter().filter(|e| e.function == 0xb).count(), 3);
+    }
+}
