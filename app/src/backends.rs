@@ -7,9 +7,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ktstr_domain::waits::CpuMode;
 use ktstr_host::{KvmAccess, find_executable};
 use ktstr_ports::Hypervisor;
 use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
+use ktstr_vmm::backend::VmmBackend;
+use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
 use thiserror::Error;
 
 /// `--backend`: let ktstr pick, or name one.
@@ -18,6 +21,8 @@ pub enum BackendChoice {
     /// The first available backend in order of preference.
     #[default]
     Auto,
+    /// Our own VMM on hardware KVM.
+    Kvm,
     /// QEMU: hardware KVM when the host has it, TCG otherwise.
     Qemu,
 }
@@ -25,14 +30,17 @@ pub enum BackendChoice {
 /// The backends ktstr has, in order of preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
+    Kvm,
     Qemu,
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 1] = [BackendKind::Qemu];
+    /// In order of preference: our own VMM where it can run, QEMU everywhere else.
+    pub const ALL: [BackendKind; 2] = [BackendKind::Kvm, BackendKind::Qemu];
 
     pub fn name(self) -> &'static str {
         match self {
+            BackendKind::Kvm => "kvm",
             BackendKind::Qemu => "qemu",
         }
     }
@@ -108,10 +116,18 @@ pub fn probe_all(facts: &HostFacts) -> Vec<Probe> {
         .map(|&kind| Probe {
             kind,
             result: match kind {
+                BackendKind::Kvm => probe_kvm(facts),
                 BackendKind::Qemu => probe_qemu(facts),
             },
         })
         .collect()
+}
+
+fn probe_kvm(facts: &HostFacts) -> Result<String, String> {
+    match &facts.kvm {
+        KvmAccess::Hardware { .. } => Ok(format!("kvm (own VMM) — {}", facts.kvm.describe())),
+        other => Err(format!("needs hardware KVM: {}", other.describe())),
+    }
 }
 
 fn probe_qemu(facts: &HostFacts) -> Result<String, String> {
@@ -131,6 +147,7 @@ pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, Bac
     let probes = probe_all(facts);
     let wanted = match choice {
         BackendChoice::Auto => None,
+        BackendChoice::Kvm => Some(BackendKind::Kvm),
         BackendChoice::Qemu => Some(BackendKind::Qemu),
     };
     let chosen = probes
@@ -160,8 +177,18 @@ pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, Bac
 }
 
 /// The chosen backend, built.
-pub fn build(selection: &Selection, facts: &HostFacts) -> Arc<dyn Hypervisor> {
-    match selection.kind {
+pub fn build(
+    selection: &Selection,
+    facts: &HostFacts,
+) -> Result<Arc<dyn Hypervisor>, BackendError> {
+    Ok(match selection.kind {
+        BackendKind::Kvm => {
+            let kvm = KvmHypervisor::open().map_err(|e| BackendError::Unavailable {
+                kind: BackendKind::Kvm,
+                reason: e.to_string(),
+            })?;
+            Arc::new(VmmBackend::new(Arc::new(kvm), CpuMode::Hardware))
+        }
         BackendKind::Qemu => {
             let binary = facts.qemu.clone().unwrap_or_else(|| PathBuf::from(QEMU));
             let (accel, _) = accel_for(&facts.kvm);
@@ -172,7 +199,7 @@ pub fn build(selection: &Selection, facts: &HostFacts) -> Arc<dyn Hypervisor> {
                 PathBuf::from("/dev/shm"),
             ))
         }
-    }
+    })
 }
 
 /// `ktstr backends`: each backend, whether it can run here, and what `auto` picks.
@@ -210,21 +237,35 @@ mod tests {
         assert_eq!(
             selection.explain(),
             "backend: qemu (tcg) — /dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary \
-             kernel; /usr/bin/qemu-system-x86_64\n"
+             kernel; /usr/bin/qemu-system-x86_64\n  unavailable: kvm — needs hardware KVM: \
+             /dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary kernel\n"
         );
-        assert_eq!(build(&selection, &facts).name(), "qemu (tcg)");
+        assert_eq!(build(&selection, &facts).unwrap().name(), "qemu (tcg)");
+        let err = select(BackendChoice::Kvm, &facts).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("backend kvm is not available: needs hardware KVM"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn hardware_kvm_makes_qemu_use_it() {
+    fn hardware_kvm_makes_auto_pick_our_vmm_and_qemu_use_kvm() {
         let facts = facts(KvmAccess::Hardware { module: "kvm_amd" }, true);
+        let auto = select(BackendChoice::Auto, &facts).unwrap();
+        assert_eq!(auto.kind, BackendKind::Kvm);
+        assert_eq!(
+            auto.explain(),
+            "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n  not chosen: qemu — qemu (kvm) \
+             — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n"
+        );
         let selection = select(BackendChoice::Qemu, &facts).unwrap();
         assert!(
             selection
                 .explain()
                 .starts_with("backend: qemu (kvm) — hardware KVM (kvm_amd)")
         );
-        assert_eq!(build(&selection, &facts).name(), "qemu (kvm)");
+        assert_eq!(build(&selection, &facts).unwrap().name(), "qemu (kvm)");
     }
 
     #[test]
@@ -244,7 +285,7 @@ mod tests {
         );
         let text = report(&facts);
         assert!(
-            text.starts_with("qemu   unavailable  qemu-system-x86_64 not found"),
+            text.contains("\nqemu   unavailable  qemu-system-x86_64 not found"),
             "{text}"
         );
         assert!(text.ends_with("auto picks: nothing; install one of the above\n"));
@@ -255,7 +296,8 @@ mod tests {
         let text = report(&facts(KvmAccess::Absent, true));
         assert_eq!(
             text,
-            "qemu   available    qemu (tcg) — no hardware KVM on this host; \
+            "kvm    unavailable  needs hardware KVM: no hardware KVM on this host\n\
+             qemu   available    qemu (tcg) — no hardware KVM on this host; \
              /usr/bin/qemu-system-x86_64\nauto picks: qemu\n"
         );
     }

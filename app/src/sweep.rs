@@ -259,6 +259,7 @@ impl CellContext<'_> {
         ));
         let spec = VmSpec {
             kernel_image: kernel.image.clone(),
+            vmlinux: Some(kernel.vmlinux.clone()),
             initramfs: image.path.clone(),
             cmdline: cmdline.join(" "),
             topology,

@@ -197,7 +197,7 @@ pub fn prepare(
     let cargo = find_executable(&env.path, "cargo").unwrap_or_else(|| PathBuf::from("cargo"));
     let ports = SweepPorts {
         kernels: Arc::new(env.kernel_cache()),
-        hypervisor: backends::build(&selection, &facts),
+        hypervisor: backends::build(&selection, &facts)?,
         schedulers: Arc::new(CargoSchedulerSource::new(workspace, cargo)),
         images: Arc::new(InitramfsBuilder::new(
             init,

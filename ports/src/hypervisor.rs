@@ -25,6 +25,9 @@ use crate::memory::{GuestMemory, MemoryError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub kernel_image: PathBuf,
+    /// The same kernel as an uncompressed ELF, for a backend that loads the kernel itself
+    /// (no in-guest decompression); others boot `kernel_image`.
+    pub vmlinux: Option<PathBuf>,
     pub initramfs: PathBuf,
     /// The whole kernel command line, the console and frame channel included.
     pub cmdline: String,

@@ -147,6 +147,7 @@ fn run_cell(
     );
     let spec = VmSpec {
         kernel_image: kernel.image.clone(),
+        vmlinux: None,
         initramfs,
         cmdline: format!("panic=-1 nokaslr quiet loglevel=4 {waits}"),
         topology,

@@ -156,6 +156,7 @@ mod tests {
     fn spec(shape: &str, memory_mib: u32) -> VmSpec {
         VmSpec {
             kernel_image: "/k/bzImage".into(),
+            vmlinux: None,
             initramfs: "/i/initrd.gz".into(),
             cmdline: "console=ttyS0 panic=-1 nokaslr".into(),
             topology: shape.parse().unwrap(),

@@ -8,6 +8,7 @@
 //! - `vcpu_loop`: one vCPU's exits handed to the devices until the guest is done.
 
 pub mod acpi;
+pub mod backend;
 pub mod cpuid;
 pub mod devices;
 pub mod guest_ram;

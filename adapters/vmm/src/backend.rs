@@ -1,0 +1,217 @@
+//! The `Hypervisor` port on our own VMM: one cell's machine (RAM by the domain's `RamMap`,
+//! Linux loaded directly, ACPI and CPUID from the preset, one thread per vCPU) watched
+//! until the guest resets, a vCPU fails, or the guest goes silent past the watchdog.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ktstr_domain::apic::{ApicIdLayout, MAX_XAPIC_ID, apic_ids};
+use ktstr_domain::numa::NumaLayout;
+use ktstr_domain::ram_map::RamMap;
+use ktstr_domain::waits::CpuMode;
+use ktstr_ports::{
+    GuestDevices, GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec,
+};
+
+use crate::acpi::write_acpi_tables;
+use crate::cpuid::vcpu_cpuid;
+use crate::devices::{Captured, PortDevices};
+use crate::guest_ram::GuestRam;
+use crate::hypervisor::{HvError, Hypervisor, Vm};
+use crate::linux_boot::{LinuxImages, load_linux};
+use crate::vcpu_loop::VcpuStop;
+use crate::vcpu_thread::VcpuThread;
+
+/// How often the watchdog looks at the guest.
+const POLL: Duration = Duration::from_millis(50);
+/// However long a guest keeps talking, it is stopped at this many watchdog periods.
+const WATCHDOG_CAP: u32 = 4;
+
+/// Our VMM behind the hypervisor port, on any implementation of the trait family.
+pub struct VmmBackend {
+    hypervisor: Arc<dyn Hypervisor>,
+    cpu_mode: CpuMode,
+}
+
+impl std::fmt::Debug for VmmBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmmBackend")
+            .field("hypervisor", &self.hypervisor.name())
+            .field("cpu_mode", &self.cpu_mode)
+            .finish()
+    }
+}
+
+impl VmmBackend {
+    /// `cpu_mode`: hardware on a VMX/SVM host; emulated where the hypervisor emulates
+    /// (PVM), which only tiny guests survive.
+    pub fn new(hypervisor: Arc<dyn Hypervisor>, cpu_mode: CpuMode) -> Self {
+        VmmBackend {
+            hypervisor,
+            cpu_mode,
+        }
+    }
+}
+
+/// One booted cell: dropping it stops and joins every vCPU before the VM and its RAM go.
+struct Machine {
+    // Field order is drop order: threads, then the VM, then the RAM they used.
+    vcpus: Vec<VcpuThread>,
+    _vm: Box<dyn Vm>,
+    ram: GuestRam,
+    console: Captured,
+    frames: Captured,
+}
+
+fn hv(what: &str) -> impl Fn(HvError) -> HypervisorError + '_ {
+    move |e| HypervisorError::Io {
+        what: what.to_string(),
+        source: std::io::Error::other(e),
+    }
+}
+
+impl Machine {
+    fn boot(hypervisor: &dyn Hypervisor, spec: &VmSpec) -> Result<Self, HypervisorError> {
+        let topology = spec.topology;
+        let ram_map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
+        let vm = hypervisor.create_vm().map_err(hv("creating the VM"))?;
+        let ram = GuestRam::new(ram_map.clone()).map_err(hv("allocating guest RAM"))?;
+        ram.register(vm.as_ref())
+            .map_err(hv("registering guest RAM"))?;
+        vm.create_interrupt_controller()
+            .map_err(hv("creating the interrupt controller"))?;
+        let kernel: &Path = spec.vmlinux.as_deref().unwrap_or(&spec.kernel_image);
+        let entry = load_linux(
+            ram.mmap(),
+            &ram_map,
+            &LinuxImages {
+                kernel,
+                initramfs: Some(&spec.initramfs),
+                cmdline: &spec.cmdline,
+            },
+        )
+        .map_err(|e| HypervisorError::Refused(format!("loading {}: {e}", kernel.display())))?;
+        let ids = apic_ids(&topology);
+        let numa = NumaLayout::new(&topology, spec.memory_mib);
+        write_acpi_tables(ram.mmap(), &ids, &numa, &ram_map)
+            .map_err(|e| HypervisorError::Refused(format!("writing the ACPI tables: {e}")))?;
+        let supported = hypervisor
+            .supported_cpuid()
+            .map_err(hv("reading the supported CPUID"))?;
+        let layout = ApicIdLayout::new(&topology);
+        let x2apic = ids.iter().any(|&id| id > MAX_XAPIC_ID);
+        let console = Captured::default();
+        let frames = Captured::default();
+        let devices = Arc::new(Mutex::new(PortDevices::new(
+            console.clone(),
+            frames.clone(),
+        )));
+        let mut vcpus = Vec::with_capacity(ids.len());
+        for (index, &apic_id) in ids.iter().enumerate() {
+            let vcpu = vm
+                .create_vcpu(index as u32)
+                .map_err(hv("creating a vCPU"))?;
+            vcpu.set_cpuid(&vcpu_cpuid(&supported, layout, apic_id))
+                .map_err(hv("setting CPUID"))?;
+            if x2apic {
+                vcpu.enable_x2apic(index == 0)
+                    .map_err(hv("enabling x2APIC"))?;
+            }
+            // The boot CPU starts in the kernel; the others wait for its INIT/SIPI.
+            if index == 0 {
+                vcpu.enter_long_mode(&entry)
+                    .map_err(hv("entering 64-bit mode"))?;
+            }
+            let thread =
+                VcpuThread::spawn(index as u32, vcpu, Arc::clone(&devices)).map_err(|source| {
+                    HypervisorError::Spawn {
+                        what: format!("vCPU thread {index}"),
+                        source,
+                    }
+                })?;
+            vcpus.push(thread);
+        }
+        Ok(Machine {
+            vcpus,
+            _vm: vm,
+            ram,
+            console,
+            frames,
+        })
+    }
+
+    /// The first vCPU that stopped on its own, if any.
+    fn stopped(&self) -> bool {
+        self.vcpus.iter().any(VcpuThread::is_finished)
+    }
+
+    /// Stops every vCPU and says how the run ended: the guest's reset, or how it failed.
+    fn shut_down(mut self) -> (Option<String>, GuestRam, Vec<u8>, Vec<u8>) {
+        let stops: Vec<VcpuStop> = self.vcpus.drain(..).map(VcpuThread::stop).collect();
+        let died = stops.iter().find_map(|stop| match stop {
+            VcpuStop::Reset | VcpuStop::Stopped | VcpuStop::Halted => None,
+            VcpuStop::TripleFault => Some("the guest CPU triple-faulted".to_string()),
+            VcpuStop::Failed(why) => Some(format!("the hypervisor stopped the guest: {why}")),
+        });
+        let Machine {
+            ram,
+            console,
+            frames,
+            ..
+        } = self;
+        (died, ram, console.take(), frames.take())
+    }
+}
+
+#[async_trait]
+impl HypervisorPort for VmmBackend {
+    fn name(&self) -> String {
+        format!("{} (own VMM)", self.hypervisor.name())
+    }
+
+    fn cpu_mode(&self) -> CpuMode {
+        self.cpu_mode
+    }
+
+    fn guest_devices(&self) -> GuestDevices {
+        GuestDevices {
+            console: "ttyS0",
+            frame_channel: "/dev/ttyS1",
+        }
+    }
+
+    async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
+        // Dropping this future drops the machine, which stops and joins every vCPU.
+        let machine = Machine::boot(self.hypervisor.as_ref(), &spec)?;
+        let start = tokio::time::Instant::now();
+        let cap = start + spec.timeout * WATCHDOG_CAP;
+        let (mut heard, mut last_word) = (0usize, start);
+        let timed_out = loop {
+            if machine.stopped() {
+                break false;
+            }
+            let now = tokio::time::Instant::now();
+            let bytes = machine.frames.len();
+            if bytes > heard {
+                (heard, last_word) = (bytes, now);
+            }
+            if now >= last_word + spec.timeout || now >= cap {
+                break true;
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        let (vm_died, ram, console, frame_bytes) = machine.shut_down();
+        let memory: Box<dyn GuestMemory> = Box::new(ram);
+        Ok(VmRun {
+            backend: self.name(),
+            console: String::from_utf8_lossy(&console).into_owned(),
+            frame_bytes,
+            timed_out,
+            vm_died: if timed_out { None } else { vm_died },
+            memory: Some(memory),
+            peak_rss_kib: None,
+        })
+    }
+}

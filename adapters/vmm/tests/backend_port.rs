@@ -1,0 +1,217 @@
+//! The hypervisor port on our own VMM, driven by tiny hand-made guests packed as ELF
+//! "kernels": the same path a real kernel takes (loader, zero page, ACPI, CPUID, one
+//! thread per vCPU, the watchdog), under PVM's emulator here. Without `/dev/kvm` each test
+//! says it was skipped and why.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ktstr_domain::cell::CellId;
+use ktstr_domain::frame::Frame;
+use ktstr_domain::guest_memory::{GuestMemorySize, MemorySource};
+use ktstr_domain::judge::{CellEvidence, HostReading, JudgePolicy, RunEvidence, judge};
+use ktstr_domain::matrix::PlannedCell;
+use ktstr_domain::observed::ObservedTopology;
+use ktstr_domain::preset::find_preset;
+use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verdict::Verdict;
+use ktstr_domain::waits::{CellWaits, CpuMode, WaitOverrides};
+use ktstr_domain::wire::{decode_all, encode};
+use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
+use ktstr_vmm::backend::VmmBackend;
+use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Where the tiny guest is linked and entered (the kernel's usual 1 MiB and up).
+const LOAD: u64 = 0x10_0000;
+
+/// The tests count this process's vCPU threads, so they run one at a time.
+async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A minimal ELF64 executable whose one segment, `code`, loads and starts at `LOAD`.
+fn tiny_elf(code: &[u8]) -> Vec<u8> {
+    const HEADER: u64 = 64;
+    const PHDR: u64 = 56;
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    elf.resize(16, 0);
+    elf.extend(2u16.to_le_bytes()); // ET_EXEC
+    elf.extend(0x3eu16.to_le_bytes()); // x86-64
+    elf.extend(1u32.to_le_bytes());
+    elf.extend(LOAD.to_le_bytes()); // entry
+    elf.extend(HEADER.to_le_bytes()); // program headers right after this header
+    elf.extend(0u64.to_le_bytes()); // no sections
+    elf.extend(0u32.to_le_bytes());
+    elf.extend((HEADER as u16).to_le_bytes());
+    elf.extend((PHDR as u16).to_le_bytes());
+    elf.extend(1u16.to_le_bytes());
+    elf.extend([0u8; 6]);
+    elf.extend(1u32.to_le_bytes()); // PT_LOAD
+    elf.extend(5u32.to_le_bytes()); // read + execute
+    elf.extend((HEADER + PHDR).to_le_bytes());
+    elf.extend(LOAD.to_le_bytes());
+    elf.extend(LOAD.to_le_bytes());
+    elf.extend((code.len() as u64).to_le_bytes());
+    elf.extend((code.len() as u64).to_le_bytes());
+    elf.extend(0x1000u64.to_le_bytes());
+    elf.extend(code);
+    elf
+}
+
+/// Sends `data` to COM2 (the frame channel) and resets through the i8042.
+fn frames_then_reset(data: &[u8]) -> Vec<u8> {
+    let mut code = vec![0x48, 0x8d, 0x35, 20, 0, 0, 0]; // lea rsi, [rip + 20]: the data
+    code.extend([0x48, 0xc7, 0xc1]); // mov rcx, len
+    code.extend((data.len() as u32).to_le_bytes());
+    code.extend([0x66, 0xba, 0xf8, 0x02]); // mov dx, 0x2f8
+    code.extend([0xac, 0xee, 0xe2, 0xfc]); // 1: lodsb; out dx, al; loop 1b
+    code.extend([0xb0, 0xfe, 0xe6, 0x64, 0xf4]); // mov al, 0xfe; out 0x64, al; hlt
+    code.extend(data);
+    code
+}
+
+/// `jmp .`
+const SPIN: [u8; 2] = [0xeb, 0xfe];
+
+fn backend() -> Option<VmmBackend> {
+    match KvmHypervisor::open() {
+        Ok(kvm) => Some(VmmBackend::new(Arc::new(kvm), CpuMode::Emulated)),
+        Err(e) => {
+            eprintln!("skipped: {e} (the VMM backend needs /dev/kvm)");
+            None
+        }
+    }
+}
+
+fn spec(dir: &Path, code: &[u8], shape: &str, timeout: Duration) -> VmSpec {
+    let kernel = dir.join("tiny.elf");
+    std::fs::write(&kernel, tiny_elf(code)).unwrap();
+    let initramfs = dir.join("initrd");
+    std::fs::write(&initramfs, [0u8; 4096]).unwrap();
+    VmSpec {
+        kernel_image: kernel,
+        vmlinux: None,
+        initramfs,
+        cmdline: "console=ttyS0 ktstr.frames=/dev/ttyS1".into(),
+        topology: shape.parse().unwrap(),
+        memory_mib: 64,
+        timeout,
+    }
+}
+
+/// Threads of this process whose name starts with `vcpu`.
+fn vcpu_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.starts_with("vcpu"))
+        .count()
+}
+
+fn healthy(topology: &ktstr_domain::topology::Topology) -> Vec<Frame> {
+    vec![
+        Frame::Topology {
+            topology: ObservedTopology::ideal(topology),
+        },
+        Frame::SchedulerStarted { pid: 9 },
+        Frame::PayloadStarting,
+        Frame::WorkloadDispatched {
+            workers: topology.cpus(),
+            iterations: 1000,
+        },
+        Frame::ProgStats {
+            progs: vec![ProgStat {
+                id: 7,
+                prog_type: 27,
+                name: "ktstr_dispatch".into(),
+                verified_insns: 104,
+            }],
+        },
+    ]
+}
+
+#[tokio::test]
+async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let preset = find_preset("tiny-1llc").unwrap();
+    let sent = healthy(&preset.topology);
+    let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
+    let spec = spec(
+        dir.path(),
+        &frames_then_reset(&bytes),
+        "1n1l4c1t",
+        Duration::from_secs(30),
+    );
+    let run: VmRun = backend.run(spec).await.unwrap();
+    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+    assert_eq!(decode_all(&run.frame_bytes).frames, sent);
+    assert!(run.memory.is_some(), "guest RAM is handed back");
+    assert_eq!(vcpu_threads(), 0, "every vCPU thread was joined");
+
+    let cell = PlannedCell {
+        id: CellId::new("tiny", "kernel_tiny", preset.name).unwrap(),
+        scheduler: 0,
+        kernel: 0,
+        preset,
+    };
+    let record = judge(
+        &cell,
+        CellEvidence::Ran(Box::new(RunEvidence {
+            memory: GuestMemorySize {
+                mib: 64,
+                source: MemorySource::CommandLine,
+            },
+            waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
+            backend: run.backend,
+            console: run.console,
+            frame_bytes: run.frame_bytes,
+            timed_out: run.timed_out,
+            vm_died: run.vm_died,
+            peak_rss_kib: run.peak_rss_kib,
+            host: HostReading::NotRead,
+        })),
+        JudgePolicy { cross_check: true },
+    );
+    assert_eq!(record.verdict, Verdict::Pass);
+}
+
+#[tokio::test]
+async fn a_silent_guest_is_stopped_by_the_watchdog_and_nothing_is_left() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), &SPIN, "1n2l2c2t", Duration::from_millis(300));
+    let run = backend.run(spec).await.unwrap();
+    assert!(run.timed_out, "{run:?}");
+    assert!(run.frame_bytes.is_empty());
+    assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the run");
+}
+
+#[tokio::test]
+async fn dropping_a_running_vm_joins_every_vcpu() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(60));
+    let run = tokio::time::timeout(Duration::from_millis(300), backend.run(spec)).await;
+    assert!(run.is_err(), "a spinning guest finished");
+    assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the dropped run");
+}
+
+#[tokio::test]
+async fn a_file_that_is_no_kernel_is_refused_with_its_name() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(5));
+    std::fs::write(&spec.kernel_image, b"not a kernel").unwrap();
+    spec.vmlinux = None;
+    let err = backend.run(spec).await.unwrap_err();
+    assert!(err.to_string().contains("tiny.elf"), "{err}");
+    assert_eq!(vcpu_threads(), 0);
+}
