@@ -14,10 +14,11 @@ use ktstr_domain::waits::CpuMode;
 use ktstr_ports::{
     GuestDevices, GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec,
 };
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::acpi::write_acpi_tables;
 use crate::cpuid::vcpu_cpuid;
-use crate::devices::{Captured, PortDevices};
+use crate::devices::{COM1_IRQ, COM2_IRQ, Captured, IrqLine, PortDevices};
 use crate::guest_ram::GuestRam;
 use crate::hypervisor::{HvError, Hypervisor, Vm};
 use crate::linux_boot::{LinuxImages, load_linux};
@@ -104,9 +105,21 @@ impl Machine {
         let x2apic = ids.iter().any(|&id| id > MAX_XAPIC_ID);
         let console = Captured::default();
         let frames = Captured::default();
-        let devices = Arc::new(Mutex::new(PortDevices::new(
+        // The UARTs interrupt like a PC's: COM1 on IRQ 4, COM2 on IRQ 3.
+        let irq = |gsi: u32| -> Result<IrqLine, HypervisorError> {
+            let event = EventFd::new(libc::EFD_NONBLOCK).map_err(|source| HypervisorError::Io {
+                what: "creating a UART interrupt line".into(),
+                source,
+            })?;
+            vm.register_irqfd(&event, gsi)
+                .map_err(hv("wiring a UART interrupt"))?;
+            Ok(IrqLine::Event(event))
+        };
+        let devices = Arc::new(Mutex::new(PortDevices::with_irqs(
             console.clone(),
             frames.clone(),
+            irq(COM1_IRQ)?,
+            irq(COM2_IRQ)?,
         )));
         let mut vcpus = Vec::with_capacity(ids.len());
         for (index, &apic_id) in ids.iter().enumerate() {

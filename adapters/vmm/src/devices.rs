@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use vm_superio::{I8042Device, Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
 
 /// COM1 and COM2, eight registers each.
 pub const COM1: u16 = 0x3f8;
@@ -68,19 +69,30 @@ impl Trigger for Latch {
     }
 }
 
-/// The UARTs' interrupt line, not wired yet: the guest polls the line status.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoIrq;
+/// The legacy interrupt lines of COM1 and COM2.
+pub const COM1_IRQ: u32 = 4;
+pub const COM2_IRQ: u32 = 3;
 
-impl Trigger for NoIrq {
-    type E = std::convert::Infallible;
+/// A UART's interrupt line: an eventfd the hypervisor turns into the guest's interrupt, or
+/// none (a guest without an interrupt controller polls the line status).
+#[derive(Debug)]
+pub enum IrqLine {
+    None,
+    Event(EventFd),
+}
+
+impl Trigger for IrqLine {
+    type E = std::io::Error;
 
     fn trigger(&self) -> Result<(), Self::E> {
-        Ok(())
+        match self {
+            IrqLine::None => Ok(()),
+            IrqLine::Event(event) => event.write(1),
+        }
     }
 }
 
-type Uart = Serial<NoIrq, vm_superio::serial::NoEvents, Captured>;
+type Uart = Serial<IrqLine, vm_superio::serial::NoEvents, Captured>;
 
 /// Every port-I/O device of one guest.
 pub struct PortDevices {
@@ -99,12 +111,22 @@ impl std::fmt::Debug for PortDevices {
 }
 
 impl PortDevices {
-    /// Devices whose output lands in `console` and `frames`.
+    /// Devices whose output lands in `console` and `frames`, with no interrupt lines.
     pub fn new(console: Captured, frames: Captured) -> Self {
+        Self::with_irqs(console, frames, IrqLine::None, IrqLine::None)
+    }
+
+    /// Devices whose UARTs raise `console_irq` and `frames_irq`.
+    pub fn with_irqs(
+        console: Captured,
+        frames: Captured,
+        console_irq: IrqLine,
+        frames_irq: IrqLine,
+    ) -> Self {
         let reset = Latch::default();
         PortDevices {
-            console: Serial::new(NoIrq, console),
-            frames: Serial::new(NoIrq, frames),
+            console: Serial::new(console_irq, console),
+            frames: Serial::new(frames_irq, frames),
             i8042: I8042Device::new(reset.clone()),
             reset,
         }
@@ -170,5 +192,20 @@ mod tests {
         assert!(!devices.reset_requested());
         devices.write(I8042_COMMAND, &[0xfe]);
         assert!(devices.reset_requested());
+    }
+
+    #[test]
+    fn a_uart_with_an_interrupt_line_signals_it_when_the_guest_asks() {
+        let event = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let line = IrqLine::Event(event.try_clone().unwrap());
+        let mut devices = PortDevices::with_irqs(
+            Captured::default(),
+            Captured::default(),
+            IrqLine::None,
+            line,
+        );
+        // Enable the transmitter-empty interrupt (IER bit 1): the UART raises it at once.
+        devices.write(COM2 + 1, &[0x02]);
+        assert_eq!(event.read().unwrap(), 1);
     }
 }

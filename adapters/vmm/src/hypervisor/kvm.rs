@@ -5,6 +5,7 @@ use kvm_bindings::{
     kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
 
 use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
 use crate::x86::LongModeEntry;
@@ -109,6 +110,12 @@ impl Vm for KvmVm {
         self.fd
             .create_pit2(pit)
             .map_err(|e| HvError::os("creating the in-kernel PIT", e))
+    }
+
+    fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), HvError> {
+        self.fd
+            .register_irqfd(event, gsi)
+            .map_err(|e| HvError::os(format!("wiring interrupt {gsi}"), e))
     }
 
     fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError> {

@@ -5,6 +5,7 @@
 pub mod kvm;
 
 use thiserror::Error;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::x86::LongModeEntry;
 
@@ -42,6 +43,8 @@ pub trait Vm: Send + Sync {
     /// The in-kernel local APICs, I/O APIC and PIC, and the PIT.
     fn create_interrupt_controller(&self) -> Result<(), HvError>;
     fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError>;
+    /// Raises interrupt `gsi` whenever `event` is written (needs the interrupt controller).
+    fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), HvError>;
 }
 
 /// One virtual CPU, run by one thread.
