@@ -6,6 +6,8 @@ KERNEL_BUILD_PACKAGES="make gcc flex bison bc libelf-dev libssl-dev dwarves cpio
 
 # What the guest side builds and boots with: BPF via clang, libbpf's C deps, QEMU.
 GUEST_PACKAGES="clang-19 llvm-19 libelf-dev zlib1g-dev pkg-config qemu-system-x86"
+# The own VMM's ACPI tables are checked by disassembling them.
+VMM_TEST_PACKAGES="acpica-tools"
 
 # The Rust toolchain cannot be fetched by a script here; say what is missing instead.
 ensure_toolchain() {

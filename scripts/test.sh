@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_toolchain
-ensure_apt $KERNEL_BUILD_PACKAGES $GUEST_PACKAGES linux-source-6.12 linux-source-6.1
+ensure_apt $KERNEL_BUILD_PACKAGES $GUEST_PACKAGES $VMM_TEST_PACKAGES linux-source-6.12 linux-source-6.1
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

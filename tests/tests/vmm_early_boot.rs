@@ -126,8 +126,15 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
         assert!(log.contains(range), "no `{range}`:\n{log}");
     }
     // Our ACPI tables, found where Linux scans for them, and the CPUs the MADT lists.
-    assert!(log.contains("ACPI: RSDP 0x00000000000E0000"), "{log}");
-    assert!(log.contains("ACPI: APIC 0x00000000000E0200"), "{log}");
+    for table in [
+        "ACPI: RSDP 0x00000000000E0000",
+        "ACPI: XSDT 0x00000000000E0100",
+        "ACPI: FACP 0x00000000000E0",
+        "ACPI: DSDT 0x00000000000E0200",
+        "ACPI: APIC 0x00000000000E0",
+    ] {
+        assert!(log.contains(table), "no `{table}`:\n{log}");
+    }
     assert!(
         log.contains("Allowing 4 present CPUs plus 0 hotplug CPUs"),
         "{log}"

@@ -3,10 +3,13 @@
 //! fits in eight bits, local x2APIC past that) and the I/O APIC, and for NUMA guests an
 //! SRAT (each vCPU's and each RAM range's node) and a SLIT (distances).
 
+use acpi_tables::aml::{Device, EISAName, IO, Interrupt, Name, Path, ResourceTemplate, Scope};
+use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic,
 };
 use acpi_tables::rsdp::Rsdp;
+use acpi_tables::sdt::Sdt;
 use acpi_tables::slit::SLIT;
 use acpi_tables::srat::{MemoryAffinity, SRAT};
 use acpi_tables::xsdt::XSDT;
@@ -190,21 +193,75 @@ pub fn slit(nodes: u32) -> Vec<u8> {
     bytes(&slit)
 }
 
-/// Writes the RSDP, the XSDT and the tables it lists from `RSDP_ADDR` up: the MADT, and
-/// with more than one node the SRAT and the SLIT.
+/// A DSDT describing the two UARTs (PNP0501) with their ports and interrupts.
+pub fn dsdt() -> Vec<u8> {
+    let com = |name: &str, uid: u32, base: u16, irq: u32| {
+        let (ports, line) = (
+            IO::new(base, base, 1, 8),
+            Interrupt::new(true, true, false, false, irq),
+        );
+        let crs = ResourceTemplate::new(vec![&ports, &line]);
+        let mut body = Vec::new();
+        Device::new(
+            Path::new(name),
+            vec![
+                &Name::new("_HID".into(), &EISAName::new("PNP0501")),
+                &Name::new("_UID".into(), &uid),
+                &Name::new("_CRS".into(), &crs),
+            ],
+        )
+        .to_aml_bytes(&mut body);
+        body
+    };
+    let com1 = com("COM1", 0, 0x3f8, 4);
+    let com2 = com("COM2", 1, 0x2f8, 3);
+    let mut sb = Vec::new();
+    Scope::new("\\_SB_".into(), vec![&RawAml(&com1), &RawAml(&com2)]).to_aml_bytes(&mut sb);
+    let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    dsdt.append_slice(&sb);
+    dsdt.as_slice().to_vec()
+}
+
+/// AML already serialised, placed inside another object.
+struct RawAml<'a>(&'a [u8]);
+
+impl Aml for RawAml<'_> {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.0);
+    }
+}
+
+/// A hardware-reduced FADT (no legacy PM blocks: the guest resets through the i8042 and
+/// finds its devices in the DSDT) pointing at the DSDT.
+pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
+    let fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .dsdt_64(dsdt_addr)
+        .flag(Flags::HwReducedAcpi)
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton)
+        .finalize();
+    bytes(&fadt)
+}
+
+/// Writes the RSDP, the XSDT and the tables it lists from `RSDP_ADDR` up: the FADT (and
+/// its DSDT), the MADT, and with more than one node the SRAT and the SLIT.
 pub fn write_acpi_tables(
     mem: &GuestMemoryMmap,
     apic_ids: &[u32],
     numa: &NumaLayout,
     ram: &RamMap,
 ) -> Result<(), vm_memory::GuestMemoryError> {
-    let mut tables = vec![madt(apic_ids)];
+    let xsdt_addr = RSDP_ADDR + 0x100;
+    // The DSDT is reached through the FADT, not the XSDT.
+    let dsdt_addr = xsdt_addr + 0x100;
+    let dsdt = dsdt();
+    mem.write_slice(&dsdt, GuestAddress(dsdt_addr))?;
+    let mut next = (dsdt_addr + dsdt.len() as u64).next_multiple_of(16);
+    let mut tables = vec![fadt(dsdt_addr), madt(apic_ids)];
     if numa.nodes().len() > 1 {
         tables.push(srat(apic_ids, numa, ram));
         tables.push(slit(numa.nodes().len() as u32));
     }
-    let xsdt_addr = RSDP_ADDR + 0x100;
-    let mut next = xsdt_addr + 0x100;
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     for table in &tables {
         xsdt.add_entry(next);
