@@ -362,3 +362,37 @@ fn numa_guests_hold_the_vcpus_the_layout_gives_each_node() {
     );
     assert_passed_host_read(&block);
 }
+
+/// Our own VMM runs real cells where the host has hardware KVM. Here `/dev/kvm` is PVM,
+/// which boots no ordinary kernel: the test says so and checks that the backend is
+/// refused with that reason instead.
+#[test]
+fn the_own_vmm_passes_a_real_cell_on_hardware_kvm() {
+    ensure_kernels();
+    let dir = tempfile_dir("own-vmm");
+    let kvm = ktstr_host::KvmAccess::probe_host();
+    let out = ktstr_in(
+        &dir,
+        &["verifier", "--backend", "kvm", "tiny-1llc", "smt-2llc"],
+    );
+    if !matches!(kvm, ktstr_host::KvmAccess::Hardware { .. }) {
+        eprintln!(
+            "skipped on this host: {} (the own VMM's real cells need hardware KVM)",
+            kvm.describe()
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("backend kvm is not available: needs hardware KVM"),
+            "{}",
+            stderr(&out)
+        );
+        return;
+    }
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for preset in ["tiny-1llc", "smt-2llc"] {
+        let block = cell_block(&text, "scx-ktstr", preset);
+        assert!(verdict(&block).contains("kvm (own VMM)"), "{block:#?}");
+        assert_passed_host_read(&block);
+    }
+}

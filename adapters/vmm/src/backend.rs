@@ -216,6 +216,7 @@ impl HypervisorPort for VmmBackend {
             tokio::time::sleep(POLL).await;
         };
         let (vm_died, ram, console, frame_bytes) = machine.shut_down();
+        let peak_rss_kib = Some(ram.resident_kib());
         let memory: Box<dyn GuestMemory> = Box::new(ram);
         Ok(VmRun {
             backend: self.name(),
@@ -224,7 +225,7 @@ impl HypervisorPort for VmmBackend {
             timed_out,
             vm_died: if timed_out { None } else { vm_died },
             memory: Some(memory),
-            peak_rss_kib: None,
+            peak_rss_kib,
         })
     }
 }

@@ -36,6 +36,26 @@ impl GuestRam {
         &self.mem
     }
 
+    /// KiB of guest RAM the host holds in memory: the pages the guest (or the loader)
+    /// touched. This is the VM's memory cost when it runs inside ktstr's own process.
+    pub fn resident_kib(&self) -> u64 {
+        const PAGE: usize = 4096;
+        let mut pages = 0u64;
+        for region in self.mem.iter() {
+            let len = region.len() as usize;
+            let mut present = vec![0u8; len.div_ceil(PAGE)];
+            #[allow(unsafe_code)]
+            // SAFETY: the range is this region's own page-aligned mapping, and `present`
+            // has one byte per page of it, as mincore(2) writes.
+            let ok =
+                unsafe { libc::mincore(region.as_ptr().cast(), len, present.as_mut_ptr()) == 0 };
+            if ok {
+                pages += present.iter().filter(|&&p| p & 1 == 1).count() as u64;
+            }
+        }
+        pages * (PAGE as u64 / 1024)
+    }
+
     /// Gives every range to `vm` as a memory slot.
     pub fn register(&self, vm: &dyn Vm) -> Result<(), HvError> {
         for (slot, region) in self.mem.iter().enumerate() {
@@ -95,5 +115,15 @@ mod tests {
         assert_eq!(&buf, b"high");
         assert!(ram.read(GuestPhysAddr(LOW_RAM_TOP), &mut buf).is_err());
         assert!(ram.read(GuestPhysAddr(LOW_RAM_TOP - 2), &mut buf).is_err());
+    }
+
+    #[test]
+    fn resident_memory_counts_the_pages_written_not_the_size() {
+        let ram = GuestRam::new(RamMap::for_size(64 << 20)).unwrap();
+        assert_eq!(ram.resident_kib(), 0, "a fresh mapping costs nothing");
+        ram.mmap()
+            .write_slice(&[1u8; 3 * 4096], GuestAddress(1 << 20))
+            .unwrap();
+        assert_eq!(ram.resident_kib(), 12);
     }
 }

@@ -151,6 +151,12 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
     assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
     assert_eq!(decode_all(&run.frame_bytes).frames, sent);
     assert!(run.memory.is_some(), "guest RAM is handed back");
+    // The loader wrote the kernel, the initramfs and the tables: that much is resident.
+    assert!(
+        run.peak_rss_kib.is_some_and(|kib| kib >= 8),
+        "{:?}",
+        run.peak_rss_kib
+    );
     assert_eq!(vcpu_threads(), 0, "every vCPU thread was joined");
 
     let cell = PlannedCell {
