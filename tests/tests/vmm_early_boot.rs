@@ -1,31 +1,24 @@
-//! The real kernel's early boot on our own VMM. On hosts without hardware KVM (PVM here)
-//! an instruction emulator runs it until it meets an instruction it cannot emulate, which
-//! is far enough to check, from the kernel's own log, that it accepted our boot protocol,
-//! e820 map and command line.
+//! The real kernel's early boot on our own VMM, through the machine the backend builds
+//! for each cell. On hosts without hardware KVM (PVM here) an instruction emulator runs it
+//! until it meets an instruction it cannot emulate, which is far enough to check, from the
+//! kernel's own log, that it accepted our boot protocol, e820 map, command line, ACPI
+//! tables and CPUID.
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::default_kernel_dir;
-use ktstr_domain::apic::{ApicIdLayout, MAX_XAPIC_ID, apic_ids};
-use ktstr_domain::numa::NumaLayout;
-use ktstr_domain::ram_map::RamMap;
-use ktstr_vmm::acpi::write_acpi_tables;
-use ktstr_vmm::cpuid::vcpu_cpuid;
-use ktstr_vmm::devices::{Captured, PortDevices};
-use ktstr_vmm::guest_ram::GuestRam;
-use ktstr_vmm::hypervisor::Hypervisor;
+use common::{default_kernel_dir, tempfile_dir};
+use ktstr_ports::VmSpec;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
-use ktstr_vmm::linux_boot::{LinuxImages, load_linux};
-use ktstr_vmm::vcpu_thread::VcpuThread;
+use ktstr_vmm::machine::Machine;
 
 /// The most the early boot may take under PVM's emulator (measured: 4 to 8 s to the
 /// CPU count with 128 MiB).
 const EARLY_BOOT_LIMIT: Duration = Duration::from_secs(90);
 
-/// The console of an early boot with `cmdline`, 128 MiB and a MADT for `topology`; `None`
+/// The console of an early boot of the cached kernel with `cmdline`, 128 MiB and the
+/// machine the own VMM builds for `topology` (its ACPI tables, CPUID and vCPUs); `None`
 /// without `/dev/kvm`.
 fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
     let hypervisor = match KvmHypervisor::open() {
@@ -35,52 +28,28 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
             return None;
         }
     };
-    let vmlinux = default_kernel_dir().join("vmlinux");
-    let ram_map = RamMap::for_size(128 << 20);
-    let vm = hypervisor.create_vm().unwrap();
-    let ram = GuestRam::new(ram_map.clone()).unwrap();
-    ram.register(vm.as_ref()).unwrap();
-    vm.create_interrupt_controller().unwrap();
-    let entry = load_linux(
-        ram.mmap(),
-        &ram_map,
-        &LinuxImages {
-            kernel: &vmlinux,
-            initramfs: None,
-            cmdline,
-        },
-    )
-    .unwrap();
-    let shape = topology.parse().unwrap();
-    let ids = apic_ids(&shape);
-    let numa = NumaLayout::new(&shape, (ram_map.size() >> 20) as u32);
-    write_acpi_tables(ram.mmap(), &ids, &numa, &ram_map).unwrap();
-    // Only the boot CPU runs this far; the others exist in the tables.
-    let vcpu = vm.create_vcpu(0).unwrap();
-    let cpuid = vcpu_cpuid(
-        &hypervisor.supported_cpuid().unwrap(),
-        ApicIdLayout::new(&shape),
-        ids[0],
-    );
-    vcpu.set_cpuid(&cpuid).unwrap();
-    if ids.iter().any(|&id| id > MAX_XAPIC_ID) {
-        vcpu.enable_x2apic(true).unwrap();
-    }
-    vcpu.enter_long_mode(&entry).unwrap();
-
-    let console = Captured::default();
-    let devices = Arc::new(Mutex::new(PortDevices::new(
-        console.clone(),
-        Captured::default(),
-    )));
+    let kernel_dir = default_kernel_dir();
+    let dir = tempfile_dir(&format!("early-boot-{topology}"));
+    // Never unpacked this early; the kernel only reserves it.
+    let initramfs = dir.join("initrd");
+    std::fs::write(&initramfs, [0u8; 4096]).unwrap();
+    let spec = VmSpec {
+        kernel_image: kernel_dir.join("bzImage"),
+        vmlinux: Some(kernel_dir.join("vmlinux")),
+        initramfs,
+        cmdline: cmdline.to_string(),
+        topology: topology.parse().unwrap(),
+        memory_mib: 128,
+        timeout: EARLY_BOOT_LIMIT,
+    };
     let started = Instant::now();
-    let thread = VcpuThread::spawn(0, vcpu, devices).unwrap();
+    let machine = Machine::boot(&hypervisor, &spec).unwrap();
     // `Allowing N present CPUs plus M hotplug CPUs` (in setup_arch) comes after
     // everything checked; the boot is not worth emulating further.
     let mut log = String::new();
-    while !thread.is_finished() && started.elapsed() < EARLY_BOOT_LIMIT {
+    while !machine.stopped() && started.elapsed() < EARLY_BOOT_LIMIT {
         std::thread::sleep(Duration::from_millis(100));
-        log.push_str(&String::from_utf8_lossy(&console.take()));
+        log.push_str(&String::from_utf8_lossy(&machine.take_console()));
         if log
             .find("hotplug CPUs")
             .is_some_and(|at| log[at..].contains('\n'))
@@ -88,10 +57,10 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
             break;
         }
     }
-    let stop = thread.stop();
-    log.push_str(&String::from_utf8_lossy(&console.take()));
+    let (failed, _ram, console, _frames) = machine.shut_down();
+    log.push_str(&String::from_utf8_lossy(&console));
     eprintln!(
-        "{topology}: early boot ran {:?} and stopped as {stop:?}; its log:\n{log}",
+        "{topology}: early boot ran {:?} and ended {failed:?}; its log:\n{log}",
         started.elapsed()
     );
     Some(log)

@@ -49,6 +49,25 @@ impl Aml for LocalX2Apic {
     }
 }
 
+/// MADT entry type 2: an ISA interrupt that reaches the I/O APIC on another pin. The PIT
+/// (IRQ 0) is wired to pin 2 on PCs, and in KVM's in-kernel I/O APIC.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
+struct InterruptSourceOverride {
+    kind: u8,
+    length: u8,
+    bus: u8,
+    source: u8,
+    gsi: u32,
+    flags: u16,
+}
+
+impl Aml for InterruptSourceOverride {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
 /// SRAT entry type 0: an xAPIC processor's node.
 #[repr(C, packed)]
 #[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
@@ -115,6 +134,14 @@ pub fn madt(apic_ids: &[u32]) -> Vec<u8> {
         }
     }
     madt.add_structure(IoApic::new(IO_APIC_ID, IO_APIC_ADDR, 0));
+    madt.add_structure(InterruptSourceOverride {
+        kind: 2,
+        length: 10,
+        bus: 0,
+        source: 0,
+        gsi: 2,
+        flags: 0, // the bus's own polarity and trigger
+    });
     bytes(&madt)
 }
 
@@ -342,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             structures(&table),
-            [(0, 8), (0, 8), (0, 8), (9, 16), (1, 12)]
+            [(0, 8), (0, 8), (0, 8), (9, 16), (1, 12), (2, 10)]
         );
         // The x2APIC entry carries the whole ID.
         let x2 = 44 + 3 * 8;

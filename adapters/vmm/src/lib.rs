@@ -14,6 +14,7 @@ pub mod devices;
 pub mod guest_ram;
 pub mod hypervisor;
 pub mod linux_boot;
+pub mod machine;
 pub mod vcpu_loop;
 pub mod vcpu_thread;
 pub mod x86;

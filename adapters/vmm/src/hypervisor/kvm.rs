@@ -23,6 +23,14 @@ const APICBASE_EXTD: u64 = 1 << 10;
 const APICBASE_ENABLE: u64 = 1 << 11;
 const APIC_DEFAULT_BASE: u64 = 0xfee0_0000;
 
+/// Local APIC registers: the LINT0 and LINT1 local vector table entries, and their
+/// delivery-mode field (bits 8-10) with its ExtINT and NMI values.
+const APIC_LVT_LINT0: usize = 0x350;
+const APIC_LVT_LINT1: usize = 0x360;
+const APIC_DELIVERY_MASK: u32 = 0x700;
+const APIC_MODE_EXTINT: u32 = 0x700;
+const APIC_MODE_NMI: u32 = 0x400;
+
 const CR0_PE: u64 = 1;
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
@@ -172,6 +180,26 @@ impl Vcpu for KvmVcpu {
             )),
             Err(e) => Err(HvError::os("setting IA32_APIC_BASE", e)),
         }
+    }
+
+    fn wire_legacy_interrupts(&self) -> Result<(), HvError> {
+        let mut lapic = self
+            .fd
+            .get_lapic()
+            .map_err(|e| HvError::os("reading the local APIC", e))?;
+        for (register, mode) in [
+            (APIC_LVT_LINT0, APIC_MODE_EXTINT),
+            (APIC_LVT_LINT1, APIC_MODE_NMI),
+        ] {
+            let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[register + i] as u8);
+            let value = (u32::from_le_bytes(bytes) & !APIC_DELIVERY_MASK) | mode;
+            for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+                lapic.regs[register + i] = b as _;
+            }
+        }
+        self.fd
+            .set_lapic(&lapic)
+            .map_err(|e| HvError::os("setting the local APIC", e))
     }
 
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError> {

@@ -10,7 +10,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::x86::LongModeEntry;
 
 /// One hypervisor on this host (an open `/dev/kvm`).
-pub trait Hypervisor: Send + Sync {
+pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     /// `kvm`, `mshv`.
     fn name(&self) -> &'static str;
     fn create_vm(&self) -> Result<Box<dyn Vm>, HvError>;
@@ -32,7 +32,7 @@ pub struct CpuidEntry {
 }
 
 /// One guest: its memory slots, its vCPUs, its in-kernel interrupt controller and timer.
-pub trait Vm: Send + Sync {
+pub trait Vm: Send + Sync + std::fmt::Debug {
     /// Maps `len` bytes of host memory at `host_addr` as guest RAM at `gpa` in `slot`.
     ///
     /// # Safety
@@ -48,12 +48,15 @@ pub trait Vm: Send + Sync {
 }
 
 /// One virtual CPU, run by one thread.
-pub trait Vcpu: Send {
+pub trait Vcpu: Send + std::fmt::Debug {
     /// What CPUID reports to the guest on this vCPU.
     fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError>;
     /// Turns the local APIC on in x2APIC mode, as firmware does when some APIC ID needs
     /// more than eight bits; the guest kernel then takes the MADT's x2APIC entries.
     fn enable_x2apic(&self, bsp: bool) -> Result<(), HvError>;
+    /// Wires the local APIC's legacy inputs as a PC's firmware leaves them: LINT0 takes the
+    /// PIC's interrupts (ExtINT), LINT1 is the NMI line.
+    fn wire_legacy_interrupts(&self) -> Result<(), HvError>;
     /// Puts the vCPU straight into 64-bit mode at `entry`.
     fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError>;
     /// Runs until the guest needs the VMM.
