@@ -3,8 +3,11 @@
 //! fits in eight bits, local x2APIC past that) and the I/O APIC, and for NUMA guests an
 //! SRAT (each vCPU's and each RAM range's node) and a SLIT (distances).
 
-use acpi_tables::aml::{Device, EISAName, IO, Interrupt, Name, Path, ResourceTemplate, Scope};
+use acpi_tables::aml::{
+    Device, EISAName, IO, Interrupt, Name, Package, Path, ResourceTemplate, Scope,
+};
 use acpi_tables::fadt::{FADTBuilder, Flags};
+use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, MADT, ProcessorLocalApic,
 };
@@ -19,6 +22,10 @@ use ktstr_domain::numa::NumaLayout;
 use ktstr_domain::ram_map::RamMap;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes};
+
+use crate::devices::{
+    I8042_COMMAND, I8042_RESET, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT, SLP_TYP_S5,
+};
 
 /// Where the RSDP goes: the start of the BIOS read-only area Linux scans.
 pub const RSDP_ADDR: u64 = 0xe_0000;
@@ -244,8 +251,12 @@ pub fn dsdt() -> Vec<u8> {
     let com2 = com("COM2", 1, 0x2f8, 3);
     let mut sb = Vec::new();
     Scope::new("\\_SB_".into(), vec![&RawAml(&com1), &RawAml(&com2)]).to_aml_bytes(&mut sb);
+    // The S5 (soft-off) sleep type the guest writes to the sleep control register.
+    let mut s5 = Vec::new();
+    Name::new("_S5_".into(), &Package::new(vec![&SLP_TYP_S5, &0u8])).to_aml_bytes(&mut s5);
     let mut dsdt = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     dsdt.append_slice(&sb);
+    dsdt.append_slice(&s5);
     dsdt.as_slice().to_vec()
 }
 
@@ -258,16 +269,30 @@ impl Aml for RawAml<'_> {
     }
 }
 
-/// A hardware-reduced FADT (no legacy PM blocks: the guest resets through the i8042 and
-/// finds its devices in the DSDT) pointing at the DSDT.
+/// A hardware-reduced FADT pointing at the DSDT: no legacy PM blocks; the reset register
+/// is the i8042's CPU reset and the sleep control register our power-off port, so a
+/// guest's reboot and power-off both end the run.
 pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
-    let fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+    let port = |address: u16| {
+        GAS::new(
+            AddressSpace::SystemIo,
+            8,
+            0,
+            AccessSize::ByteAccess,
+            u64::from(address),
+        )
+    };
+    let mut fadt = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
         .dsdt_64(dsdt_addr)
         .flag(Flags::HwReducedAcpi)
+        .flag(Flags::ResetRegSup)
         .flag(Flags::PwrButton)
-        .flag(Flags::SlpButton)
-        .finalize();
-    bytes(&fadt)
+        .flag(Flags::SlpButton);
+    fadt.reset_reg = port(I8042_COMMAND);
+    fadt.reset_value = I8042_RESET;
+    fadt.sleep_control_reg = port(SLEEP_CONTROL_PORT);
+    fadt.sleep_status_reg = port(SLEEP_STATUS_PORT);
+    bytes(&fadt.finalize())
 }
 
 /// Writes the RSDP, the XSDT and the tables it lists from `RSDP_ADDR` up: the FADT (and

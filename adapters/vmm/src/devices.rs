@@ -13,9 +13,16 @@ use vmm_sys_util::eventfd::EventFd;
 pub const COM1: u16 = 0x3f8;
 pub const COM2: u16 = 0x2f8;
 const UART_PORTS: u16 = 8;
-/// The i8042 data and command ports.
+/// The i8042 data and command ports, and the command that resets the CPU.
 const I8042_DATA: u16 = 0x60;
-const I8042_COMMAND: u16 = 0x64;
+pub const I8042_COMMAND: u16 = 0x64;
+pub const I8042_RESET: u8 = 0xfe;
+/// The hardware-reduced ACPI sleep control and status registers (named in the FADT), and
+/// what a power-off writes: sleep type S5 (from the DSDT's `_S5`) with SLP_EN.
+pub const SLEEP_CONTROL_PORT: u16 = 0x600;
+pub const SLEEP_STATUS_PORT: u16 = 0x601;
+pub const SLP_TYP_S5: u8 = 5;
+const SLP_EN: u8 = 1 << 5;
 
 /// Bytes a UART has sent, shared between the vCPU thread and whoever watches the guest.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +107,7 @@ pub struct PortDevices {
     frames: Uart,
     i8042: I8042Device<Latch>,
     reset: Latch,
+    power_off: bool,
 }
 
 impl std::fmt::Debug for PortDevices {
@@ -129,12 +137,18 @@ impl PortDevices {
             frames: Serial::new(frames_irq, frames),
             i8042: I8042Device::new(reset.clone()),
             reset,
+            power_off: false,
         }
     }
 
-    /// The guest asked for a CPU reset: it is done.
+    /// The guest asked for a CPU reset (a reboot): it is done.
     pub fn reset_requested(&self) -> bool {
         self.reset.is_set()
+    }
+
+    /// The guest powered off through ACPI: it is done too.
+    pub fn power_off_requested(&self) -> bool {
+        self.power_off
     }
 
     pub fn write(&mut self, port: u16, data: &[u8]) {
@@ -150,6 +164,9 @@ impl PortDevices {
             I8042_DATA | I8042_COMMAND => {
                 let _ = self.i8042.write((port - I8042_DATA) as u8, value);
             }
+            SLEEP_CONTROL_PORT if value & SLP_EN != 0 && (value >> 2) & 0x7 == SLP_TYP_S5 => {
+                self.power_off = true;
+            }
             // POST codes, the PIC's and the PIT's ports (in-kernel), probes of absent
             // hardware: nothing to do.
             _ => {}
@@ -161,6 +178,8 @@ impl PortDevices {
             p if (COM1..COM1 + UART_PORTS).contains(&p) => self.console.read((p - COM1) as u8),
             p if (COM2..COM2 + UART_PORTS).contains(&p) => self.frames.read((p - COM2) as u8),
             I8042_DATA | I8042_COMMAND => self.i8042.read((port - I8042_DATA) as u8),
+            // Never asleep, never waking.
+            SLEEP_STATUS_PORT => 0,
             // Absent hardware reads as a floating bus.
             _ => 0xff,
         };
@@ -192,6 +211,20 @@ mod tests {
         assert!(!devices.reset_requested());
         devices.write(I8042_COMMAND, &[0xfe]);
         assert!(devices.reset_requested());
+    }
+
+    #[test]
+    fn an_acpi_s5_write_with_slp_en_is_a_power_off() {
+        let mut devices = PortDevices::new(Captured::default(), Captured::default());
+        // The sleep type alone, or another sleep state, does not power off.
+        devices.write(SLEEP_CONTROL_PORT, &[SLP_TYP_S5 << 2]);
+        devices.write(SLEEP_CONTROL_PORT, &[(3 << 2) | SLP_EN]);
+        assert!(!devices.power_off_requested());
+        devices.write(SLEEP_CONTROL_PORT, &[(SLP_TYP_S5 << 2) | SLP_EN]);
+        assert!(devices.power_off_requested());
+        let mut status = [0xffu8];
+        devices.read(SLEEP_STATUS_PORT, &mut status);
+        assert_eq!(status, [0]);
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Machine {
     pub fn shut_down(mut self) -> (Option<String>, GuestRam, Vec<u8>, Vec<u8>) {
         let stops: Vec<VcpuStop> = self.vcpus.drain(..).map(VcpuThread::stop).collect();
         let died = stops.iter().find_map(|stop| match stop {
-            VcpuStop::Reset | VcpuStop::Stopped | VcpuStop::Halted => None,
+            VcpuStop::Reset | VcpuStop::PowerOff | VcpuStop::Stopped | VcpuStop::Halted => None,
             VcpuStop::TripleFault => Some("the guest CPU triple-faulted".to_string()),
             VcpuStop::Failed(why) => Some(format!("the hypervisor stopped the guest: {why}")),
         });

@@ -10,8 +10,11 @@ use crate::hypervisor::{Vcpu, VcpuExit};
 /// Why a vCPU stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VcpuStop {
-    /// The guest asked for a CPU reset (i8042): its way of saying it is done.
+    /// The guest asked for a CPU reset (i8042 or the FADT's reset register): its way of
+    /// saying it is done.
     Reset,
+    /// The guest powered off through ACPI (S5): done as well.
+    PowerOff,
     /// The CPU shut down: a triple fault.
     TripleFault,
     /// `hlt` with nothing that could ever wake it (no interrupt controller).
@@ -40,8 +43,12 @@ pub fn run_vcpu(vcpu: &mut dyn Vcpu, devices: &Mutex<PortDevices>, stop: &Atomic
             Ok(VcpuExit::Failed(why)) => return VcpuStop::Failed(why),
             Err(e) => return VcpuStop::Failed(e.to_string()),
         }
-        if lock().reset_requested() {
+        let devices = lock();
+        if devices.reset_requested() {
             return VcpuStop::Reset;
+        }
+        if devices.power_off_requested() {
+            return VcpuStop::PowerOff;
         }
     }
 }

@@ -47,8 +47,17 @@ fn iasl_reads_every_table_without_errors() {
     }
     let fadt = disassemble("facp", &fadt(0xe_0200));
     assert!(fadt.contains("Hardware Reduced (V5) : 1"), "{fadt}");
+    for needle in [
+        "Reset Register Supported (V2) : 1",
+        "Address : 0000000000000064",
+        "Value to cause reset : FE",
+        "Address : 0000000000000600",
+        "Address : 0000000000000601",
+    ] {
+        assert!(fadt.contains(needle), "no {needle}:\n{fadt}");
+    }
     let dsdt = disassemble("dsdt", &dsdt());
-    for needle in ["PNP0501", "0x03F8", "0x02F8"] {
+    for needle in ["PNP0501", "0x03F8", "0x02F8", "_S5"] {
         assert!(dsdt.contains(needle), "no {needle}:\n{dsdt}");
     }
 }

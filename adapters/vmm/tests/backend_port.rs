@@ -221,3 +221,25 @@ async fn a_file_that_is_no_kernel_is_refused_with_its_name() {
     assert!(err.to_string().contains("tiny.elf"), "{err}");
     assert_eq!(vcpu_threads(), 0);
 }
+
+#[tokio::test]
+async fn an_acpi_power_off_ends_the_run_cleanly() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // mov al, S5 << 2 | SLP_EN; mov dx, 0x600 (the FADT's sleep control); out dx, al; hlt
+    let code = [
+        0xb0,
+        (5 << 2) | (1 << 5),
+        0x66,
+        0xba,
+        0x00,
+        0x06,
+        0xee,
+        0xf4,
+    ];
+    let spec = spec(dir.path(), &code, "1n1l4c1t", Duration::from_secs(30));
+    let run = backend.run(spec).await.unwrap();
+    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+    assert_eq!(vcpu_threads(), 0);
+}
