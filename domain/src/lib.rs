@@ -27,4 +27,5 @@ pub mod topology;
 pub mod verdict;
 pub mod vstats;
 pub mod waits;
+pub mod watchdog;
 pub mod wire;

@@ -11,6 +11,7 @@ use std::process::Stdio;
 use async_trait::async_trait;
 use ktstr_domain::ram_map::RamMap;
 use ktstr_domain::waits::CpuMode;
+use ktstr_domain::watchdog::FrameWatchdog;
 use ktstr_host::{KvmAccess, vm_hwm_kib};
 use ktstr_ports::{GuestDevices, GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 use tokio::io::AsyncReadExt;
@@ -133,7 +134,8 @@ impl Hypervisor for QemuBackend {
         // counts from the guest's last word there, so a slow guest that keeps making
         // progress is never cut short, and a silent one is.
         let pid = child.id();
-        let mut watchdog = Watchdog::new(spec.timeout, tokio::time::Instant::now());
+        let started = tokio::time::Instant::now();
+        let mut watchdog = FrameWatchdog::new(spec.timeout);
         let mut sample = tokio::time::interval(std::time::Duration::from_millis(100));
         let mut peak_rss_kib = None;
         let status = loop {
@@ -144,7 +146,7 @@ impl Hypervisor for QemuBackend {
                         peak_rss_kib = Some(kib);
                     }
                     let heard = std::fs::metadata(&files.frames).map_or(0, |m| m.len());
-                    if watchdog.expired(heard, tokio::time::Instant::now()) {
+                    if watchdog.expired(heard, started.elapsed()) {
                         break None;
                     }
                 }
@@ -208,39 +210,6 @@ impl Hypervisor for QemuBackend {
     }
 }
 
-/// However long a guest keeps talking, it is stopped at this many watchdog periods.
-const WATCHDOG_CAP: u32 = 4;
-
-/// Fires when the guest has said nothing new on its frame channel for a whole period, or
-/// when [`WATCHDOG_CAP`] periods have passed since the start.
-#[derive(Debug)]
-struct Watchdog {
-    period: std::time::Duration,
-    cap: tokio::time::Instant,
-    heard_bytes: u64,
-    last_word: tokio::time::Instant,
-}
-
-impl Watchdog {
-    fn new(period: std::time::Duration, start: tokio::time::Instant) -> Self {
-        Watchdog {
-            period,
-            cap: start + period * WATCHDOG_CAP,
-            heard_bytes: 0,
-            last_word: start,
-        }
-    }
-
-    /// `heard_bytes`: how much the frame channel holds now.
-    fn expired(&mut self, heard_bytes: u64, now: tokio::time::Instant) -> bool {
-        if heard_bytes > self.heard_bytes {
-            self.heard_bytes = heard_bytes;
-            self.last_word = now;
-        }
-        now >= self.last_word + self.period || now >= self.cap
-    }
-}
-
 /// `QEMU killed by signal 9`, with the last line QEMU printed when it said anything.
 fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -258,26 +227,6 @@ fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_watchdog_counts_from_the_guests_last_word_up_to_a_cap() {
-        let start = tokio::time::Instant::now();
-        let s = std::time::Duration::from_secs;
-        let mut dog = Watchdog::new(s(10), start);
-        assert!(!dog.expired(0, start + s(9)));
-        assert!(dog.expired(0, start + s(10)), "silent for a whole period");
-
-        let mut dog = Watchdog::new(s(10), start);
-        assert!(!dog.expired(100, start + s(9)));
-        assert!(!dog.expired(100, start + s(18)), "heard at 9 s");
-        assert!(dog.expired(100, start + s(19)));
-
-        let mut dog = Watchdog::new(s(10), start);
-        for t in 1..40 {
-            assert!(!dog.expired(t * 10, start + s(t)), "talking at {t} s");
-        }
-        assert!(dog.expired(400, start + s(40)), "the cap");
-    }
 
     #[test]
     fn a_dead_vm_is_described_by_signal_or_status_and_qemus_last_words() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ktstr_domain::waits::CpuMode;
+use ktstr_domain::watchdog::FrameWatchdog;
 use ktstr_ports::{
     GuestDevices, GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec,
 };
@@ -16,8 +17,6 @@ use crate::machine::Machine;
 
 /// How often the watchdog looks at the guest.
 const POLL: Duration = Duration::from_millis(50);
-/// However long a guest keeps talking, it is stopped at this many watchdog periods.
-const WATCHDOG_CAP: u32 = 4;
 
 /// Our VMM behind the hypervisor port, on any implementation of the trait family.
 #[derive(Debug)]
@@ -57,19 +56,13 @@ impl HypervisorPort for VmmBackend {
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         // Dropping this future drops the machine, which stops and joins every vCPU.
         let machine = Machine::boot(self.hypervisor.as_ref(), &spec)?;
-        let start = tokio::time::Instant::now();
-        let cap = start + spec.timeout * WATCHDOG_CAP;
-        let (mut heard, mut last_word) = (0usize, start);
+        let started = tokio::time::Instant::now();
+        let mut watchdog = FrameWatchdog::new(spec.timeout);
         let timed_out = loop {
             if machine.stopped() {
                 break false;
             }
-            let now = tokio::time::Instant::now();
-            let bytes = machine.frame_bytes_heard();
-            if bytes > heard {
-                (heard, last_word) = (bytes, now);
-            }
-            if now >= last_word + spec.timeout || now >= cap {
+            if watchdog.expired(machine.frame_bytes_heard() as u64, started.elapsed()) {
                 break true;
             }
             tokio::time::sleep(POLL).await;

@@ -31,7 +31,7 @@ pub struct Machine {
     frames: Captured,
 }
 
-pub(crate) fn hv(what: &str) -> impl Fn(HvError) -> HypervisorError + '_ {
+fn hv(what: &str) -> impl Fn(HvError) -> HypervisorError + '_ {
     move |e| HypervisorError::Io {
         what: what.to_string(),
         source: std::io::Error::other(e),
