@@ -70,6 +70,16 @@ pub fn median(values: &mut [u64]) -> u64 {
     }
 }
 
+/// `123 ms`, the median of `values`, or `-` when there are none.
+fn median_ms(values: impl Iterator<Item = u64>) -> String {
+    let mut values: Vec<u64> = values.collect();
+    if values.is_empty() {
+        "-".to_string()
+    } else {
+        format!("{} ms", median(&mut values))
+    }
+}
+
 /// The table: per cell, medians of wall time and of each segment, and the peak RSS.
 pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
     let mut by_cell: BTreeMap<String, Vec<&CellRecord>> = BTreeMap::new();
@@ -84,7 +94,7 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
         "report",
         "vm overhead",
     ];
-    let mut header = vec!["cell", "runs", "failed", "wall"];
+    let mut header = vec!["cell", "runs", "failed", "wall", "start→init"];
     header.extend(segments);
     header.push("peak RSS");
     let mut t = Table::new();
@@ -97,9 +107,10 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
             runs.len().to_string(),
             failed.to_string(),
             format!("{} ms", median(&mut walls)),
+            median_ms(runs.iter().filter_map(|r| r.run.as_ref()?.init_after_ms)),
         ];
         for segment in segments {
-            let mut values: Vec<u64> = runs
+            let values: Vec<u64> = runs
                 .iter()
                 .filter_map(|r| {
                     let run = r.run.as_ref()?;
@@ -109,11 +120,7 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
                         .map(|(_, ms)| ms)
                 })
                 .collect();
-            row.push(if values.is_empty() {
-                "-".to_string()
-            } else {
-                format!("{} ms", median(&mut values))
-            });
+            row.push(median_ms(values.into_iter()));
         }
         let rss = runs
             .iter()
@@ -124,7 +131,7 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
     }
     let lines: Vec<String> = t.lines().map(|l| l.trim_end().to_string()).collect();
     format!(
-        "{}\nsweep wall: median {} ms over {} run(s) (medians per cell; segments from the guest's uptime)\n",
+        "{}\nsweep wall: median {} ms over {} run(s) (medians per cell; start→init on the host's clock from the VM's start to the init's first frame; segments from the guest's uptime)\n",
         lines.join("\n"),
         median(sweep_walls),
         sweep_walls.len()

@@ -286,6 +286,7 @@ impl CellContext<'_> {
                     timed_out = vm.timed_out,
                     vm_died = vm.vm_died.as_deref().unwrap_or("no"),
                     peak_rss_kib = vm.peak_rss_kib,
+                    init_after_ms = vm.init_after.map(|d| d.as_millis() as u64),
                     "VM stopped"
                 );
                 debug!(console_tail = %judge::tail_lines(&vm.console, CONSOLE_TAIL_LINES), "guest console");
@@ -299,6 +300,7 @@ impl CellContext<'_> {
                     timed_out: vm.timed_out,
                     vm_died: vm.vm_died,
                     peak_rss_kib: vm.peak_rss_kib,
+                    init_after_ms: vm.init_after.map(|d| d.as_millis() as u64),
                     host,
                 }))
             }

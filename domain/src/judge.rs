@@ -49,6 +49,8 @@ pub struct RunEvidence {
     /// How the VM died under the guest, when it did.
     pub vm_died: Option<String>,
     pub peak_rss_kib: Option<u64>,
+    /// VM start to the init's first frame, as the host measured it.
+    pub init_after_ms: Option<u64>,
     pub host: HostReading,
 }
 
@@ -182,6 +184,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         frame_stats: decoded.stats,
         phases: guest.phases,
         peak_rss_kib: vm.peak_rss_kib,
+        init_after_ms: vm.init_after_ms,
         console_tail: tail_lines(&vm.console, CONSOLE_TAIL_LINES),
     };
     (verdict, run)
@@ -254,6 +257,7 @@ mod tests {
             timed_out: false,
             vm_died: None,
             peak_rss_kib: Some(1),
+            init_after_ms: Some(80),
             host,
         }))
     }

@@ -54,6 +54,9 @@ pub struct RunRecord {
     pub phases: Vec<(String, u64)>,
     /// Peak resident memory of the VM process on the host, when the backend measures it.
     pub peak_rss_kib: Option<u64>,
+    /// Host time from the backend starting the VM to the guest init's first frame.
+    #[serde(default)]
+    pub init_after_ms: Option<u64>,
     /// The end of the kernel console: what a panic or a hang left behind.
     pub console_tail: String,
 }
@@ -369,6 +372,7 @@ pub(crate) mod tests {
                 frame_stats: DecodeStats::default(),
                 phases: vec![],
                 peak_rss_kib: None,
+                init_after_ms: None,
                 console_tail: String::new(),
             }),
             verdict,

@@ -13,6 +13,7 @@ pub struct FrameWatchdog {
     period: Duration,
     heard_bytes: u64,
     last_word: Duration,
+    first_word: Option<Duration>,
 }
 
 impl FrameWatchdog {
@@ -21,6 +22,7 @@ impl FrameWatchdog {
             period,
             heard_bytes: 0,
             last_word: Duration::ZERO,
+            first_word: None,
         }
     }
 
@@ -29,8 +31,15 @@ impl FrameWatchdog {
         if heard_bytes > self.heard_bytes {
             self.heard_bytes = heard_bytes;
             self.last_word = elapsed;
+            self.first_word.get_or_insert(elapsed);
         }
         elapsed >= self.last_word + self.period || elapsed >= self.period * WATCHDOG_CAP
+    }
+
+    /// When the guest first said anything (its init's first frame), as `expired` was told:
+    /// the VM's start-to-init time, to the backend's sampling period.
+    pub fn first_word(&self) -> Option<Duration> {
+        self.first_word
     }
 }
 
@@ -44,11 +53,15 @@ mod tests {
         let mut dog = FrameWatchdog::new(s(10));
         assert!(!dog.expired(0, s(9)));
         assert!(dog.expired(0, s(10)), "silent for a whole period");
+        assert_eq!(dog.first_word(), None);
 
         let mut dog = FrameWatchdog::new(s(10));
+        assert!(!dog.expired(0, s(2)));
         assert!(!dog.expired(100, s(9)));
-        assert!(!dog.expired(100, s(18)), "heard at 9 s");
-        assert!(dog.expired(100, s(19)));
+        assert!(!dog.expired(150, s(12)));
+        assert_eq!(dog.first_word(), Some(s(9)), "the first word, not the last");
+        assert!(!dog.expired(150, s(21)), "heard at 12 s");
+        assert!(dog.expired(150, s(22)));
 
         let mut dog = FrameWatchdog::new(s(10));
         for t in 1..40 {

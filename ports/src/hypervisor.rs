@@ -66,6 +66,10 @@ pub struct VmRun {
     /// process's high-water resident set for a backend that runs one (QEMU), the guest
     /// RAM it touched for one that runs inside ktstr's own process.
     pub peak_rss_kib: Option<u64>,
+    /// How long after the backend started the VM the guest's first frame arrived (its
+    /// init's hello): VM start to init as the host saw it, to the backend's sampling
+    /// period. `None` when the guest never spoke.
+    pub init_after: Option<Duration>,
 }
 
 impl fmt::Debug for VmRun {
@@ -78,6 +82,7 @@ impl fmt::Debug for VmRun {
             .field("vm_died", &self.vm_died)
             .field("memory", &self.memory.as_ref().map(|m| m.ram_map().size()))
             .field("peak_rss_kib", &self.peak_rss_kib)
+            .field("init_after", &self.init_after)
             .finish()
     }
 }

@@ -395,4 +395,57 @@ fn the_own_vmm_passes_a_real_cell_on_hardware_kvm() {
         assert!(verdict(&block).contains("kvm (own VMM)"), "{block:#?}");
         assert_passed_host_read(&block);
     }
+    // The figures the backend is for: VM start to init and the whole cell.
+    let row = bench_row(&dir, &["--backend", "kvm"], "tiny-1llc");
+    eprintln!("own VMM on hardware KVM, tiny-1llc: {row:?}");
+}
+
+/// `ktstr bench --repeat 2 <preset>` with `extra` options: the preset's row, by column.
+fn bench_row(dir: &Path, extra: &[&str], preset: &str) -> Vec<(String, String)> {
+    let mut args = vec!["bench", "--repeat", "2", preset];
+    args.extend(extra);
+    let out = ktstr_in(dir, &args);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    let mut lines = text.lines();
+    let header = lines.next().expect("a header");
+    let row = lines
+        .find(|l| l.contains(preset))
+        .unwrap_or_else(|| panic!("no {preset} row:\n{text}"));
+    // Columns are separated by runs of spaces; values such as `1234 ms` hold one.
+    let columns = |line: &str| -> Vec<String> {
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    columns(header).into_iter().zip(columns(row)).collect()
+}
+
+/// The bench table gives each cell its host-measured VM start to init next to the
+/// guest's own segments, so a backend's start-up cost is a figure, not a guess.
+#[test]
+fn bench_reports_vm_start_to_init_and_each_phase() {
+    ensure_kernels();
+    let dir = tempfile_dir("bench");
+    let row = bench_row(&dir, &[], "tiny-1llc");
+    let value = |column: &str| -> u64 {
+        let (_, v) = row
+            .iter()
+            .find(|(c, _)| c == column)
+            .unwrap_or_else(|| panic!("no {column} column: {row:?}"));
+        v.trim_end_matches(" ms")
+            .parse()
+            .unwrap_or_else(|_| panic!("{column} is {v}: {row:?}"))
+    };
+    assert_eq!(value("runs"), 2, "{row:?}");
+    assert_eq!(value("failed"), 0, "{row:?}");
+    let (start_to_init, boot, wall) = (value("start→init"), value("boot"), value("wall"));
+    // The host's clock runs before the guest's starts: the VM start to init covers the
+    // guest's boot segment and is part of the cell's wall time.
+    assert!(boot <= start_to_init && start_to_init < wall, "{row:?}");
+    for segment in ["load+verify+attach", "probe", "vm overhead"] {
+        assert!(value(segment) > 0, "{segment}: {row:?}");
+    }
 }

@@ -17,10 +17,23 @@ use ktstr_vmm::machine::Machine;
 /// CPU count with 128 MiB).
 const EARLY_BOOT_LIMIT: Duration = Duration::from_secs(90);
 
+/// Which of the cached kernel's images the VMM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Image {
+    /// The ELF `vmlinux`, entered through its PVH note (what cells boot).
+    Vmlinux,
+    /// The bzImage, through the 64-bit boot protocol and a zero page.
+    BzImage,
+}
+
 /// The console of an early boot of the cached kernel with `cmdline`, 128 MiB and the
 /// machine the own VMM builds for `topology` (its ACPI tables, CPUID and vCPUs); `None`
 /// without `/dev/kvm`.
 fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
+    early_boot_of(Image::Vmlinux, cmdline, topology)
+}
+
+fn early_boot_of(image: Image, cmdline: &str, topology: &str) -> Option<String> {
     let hypervisor = match KvmHypervisor::open() {
         Ok(h) => h,
         Err(e) => {
@@ -35,7 +48,7 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
     std::fs::write(&initramfs, [0u8; 4096]).unwrap();
     let spec = VmSpec {
         kernel_image: kernel_dir.join("bzImage"),
-        vmlinux: Some(kernel_dir.join("vmlinux")),
+        vmlinux: (image == Image::Vmlinux).then(|| kernel_dir.join("vmlinux")),
         initramfs,
         cmdline: cmdline.to_string(),
         topology: topology.parse().unwrap(),
@@ -75,14 +88,43 @@ fn topo_value(log: &str, key: &str) -> Option<u32> {
 
 const EARLY_CMDLINE: &str = "earlyprintk=serial,ttyS0,115200 console=ttyS0 noxsave nokaslr";
 
+/// The kernel converts a PVH start info's memory map to e820 and adds the legacy ISA hole
+/// as reserved itself; a zero page's map goes in as we wrote it. This line tells the two
+/// ways in apart in the kernel's own log.
+const PVH_ISA_HOLE: &str = "BIOS-e820: [mem 0x00000000000a0000-0x00000000000fffff] reserved";
+
+/// The ELF `vmlinux` is entered through PVH: the kernel took our command line, memory map
+/// and RSDP from the start info.
 #[test]
-fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
-    let cmdline = format!("{EARLY_CMDLINE} ktstr.marker=early-boot-7f3a");
-    let Some(log) = early_boot(&cmdline, "1n1l4c1t") else {
+fn the_kernel_enters_through_pvh_and_reads_our_start_info() {
+    let cmdline = format!("{EARLY_CMDLINE} ktstr.marker=pvh-5c1d");
+    let Some(log) = early_boot_of(Image::Vmlinux, &cmdline, "1n1l4c1t") else {
         return;
     };
+    assert!(
+        log.contains(PVH_ISA_HOLE),
+        "not entered through PVH:\n{log}"
+    );
+    assert_accepted(&log, &cmdline);
+}
+
+/// A bzImage goes through the 64-bit boot protocol: the kernel took our zero page.
+#[test]
+fn a_bzimage_enters_through_the_64_bit_boot_protocol() {
+    let cmdline = format!("{EARLY_CMDLINE} ktstr.marker=early-boot-7f3a");
+    let Some(log) = early_boot_of(Image::BzImage, &cmdline, "1n1l4c1t") else {
+        return;
+    };
+    assert!(!log.contains(PVH_ISA_HOLE), "entered through PVH:\n{log}");
+    assert_accepted(&log, &cmdline);
+}
+
+/// What both ways in must leave the kernel with: our command line, e820 map, ACPI tables
+/// and tiny-1llc's four CPUs.
+fn assert_accepted(log: &str, cmdline: &str) {
     assert!(log.contains("Linux version 6.12"), "no banner:\n{log}");
-    // Our command line, byte for byte, as the kernel read it from the zero page.
+    // Our command line, byte for byte, as the kernel read it from the start info or zero
+    // page.
     assert!(
         log.contains(&format!("Command line: {cmdline}")),
         "command line not accepted:\n{log}"
@@ -94,7 +136,7 @@ fn the_kernel_accepts_our_boot_protocol_e820_map_and_command_line() {
     ] {
         assert!(log.contains(range), "no `{range}`:\n{log}");
     }
-    // Our ACPI tables, found where Linux scans for them, and the CPUs the MADT lists.
+    // Our ACPI tables, where the start info points or Linux scans, and the MADT's CPUs.
     for table in [
         "ACPI: RSDP 0x00000000000E0000",
         "ACPI: XSDT 0x00000000000E0100",

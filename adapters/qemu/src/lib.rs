@@ -136,7 +136,8 @@ impl Hypervisor for QemuBackend {
         let pid = child.id();
         let started = tokio::time::Instant::now();
         let mut watchdog = FrameWatchdog::new(spec.timeout);
-        let mut sample = tokio::time::interval(std::time::Duration::from_millis(100));
+        // Sampled often enough to time the guest's first frame (VM start to init) usefully.
+        let mut sample = tokio::time::interval(std::time::Duration::from_millis(20));
         let mut peak_rss_kib = None;
         let status = loop {
             tokio::select! {
@@ -206,6 +207,7 @@ impl Hypervisor for QemuBackend {
             vm_died,
             memory,
             peak_rss_kib,
+            init_after: watchdog.first_word(),
         })
     }
 }

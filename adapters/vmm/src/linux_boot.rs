@@ -1,17 +1,26 @@
-//! Loading Linux the way its 64-bit boot protocol wants it: the kernel (the uncompressed
-//! ELF `vmlinux`, or a `bzImage`) through `linux-loader`, the command line, the initramfs
-//! near the top of low RAM, and a zero page whose e820 map is the domain's `RamMap`.
+//! Loading Linux: the kernel through `linux-loader`, the command line, the initramfs near
+//! the top of low RAM, and the memory map from the domain's `RamMap`. An ELF `vmlinux`
+//! with a PVH note is entered through the PVH direct boot ABI (a start info, no
+//! decompression, no zero page); a `bzImage`, or a `vmlinux` built without `CONFIG_PVH`,
+//! through the 64-bit boot protocol and a zero page.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use ktstr_domain::ram_map::RamMap;
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use linux_loader::loader::elf::PvhBootCapability;
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use linux_loader::loader::{BzImage, Cmdline, Elf, KernelLoader, load_cmdline};
 use thiserror::Error;
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::x86::{LongModeEntry, write_boot_tables};
+use crate::acpi::RSDP_ADDR;
+use crate::x86::{BootEntry, write_boot_tables, write_pvh_tables};
 
 /// The zero page (`struct boot_params`).
 pub const ZERO_PAGE: u64 = 0x7000;
@@ -20,6 +29,17 @@ pub const BOOT_STACK: u64 = 0x6ff0;
 /// The command line, and the most of it the kernel reads.
 pub const CMDLINE_ADDR: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 4096;
+/// The PVH start info, its module list (the initramfs) and its memory map, below the
+/// zero page (only one of the two protocols is used per boot).
+pub const START_INFO: u64 = 0x6000;
+const PVH_MODLIST: u64 = 0x6040;
+const PVH_MEMMAP: u64 = 0x6080;
+// One module entry (32 bytes) fits between the list and the map.
+const _: () = assert!(PVH_MODLIST + 32 <= PVH_MEMMAP);
+/// `hvm_start_info.magic` (the ABI's "xEn3" with the top bit set).
+const PVH_MAGIC: u32 = 0x336e_c578;
+/// The start info version with the memory map fields.
+const PVH_VERSION: u32 = 1;
 /// The kernel is loaded at or above 1 MiB; below that is the real-mode world.
 const HIMEM_START: u64 = 0x10_0000;
 /// Where the legacy BIOS data and option ROMs start: not RAM for the guest.
@@ -52,6 +72,8 @@ pub enum BootError {
     InitramfsTooLarge { bytes: u64 },
     #[error("writing boot data into guest memory: {0}")]
     Memory(#[from] vm_memory::GuestMemoryError),
+    #[error("writing the PVH start info: {0}")]
+    StartInfo(String),
 }
 
 /// What to boot.
@@ -73,28 +95,57 @@ struct ZeroPage(boot_params);
 // bit pattern.
 unsafe impl ByteValued for ZeroPage {}
 
-/// Loads everything into `mem` and returns the vCPU's entry state.
+/// How the kernel will be entered.
+enum Protocol {
+    /// The PVH ABI at this 32-bit entry.
+    Pvh(u32),
+    /// The 64-bit boot protocol at this entry, with the bzImage's setup header if any.
+    Zero64 {
+        entry: u64,
+        header: Option<linux_loader::loader::bootparam::setup_header>,
+    },
+}
+
+/// Loads everything into `mem` and returns the boot vCPU's entry state.
 pub fn load_linux(
     mem: &GuestMemoryMmap,
     ram: &RamMap,
     images: &LinuxImages<'_>,
-) -> Result<LongModeEntry, BootError> {
+) -> Result<BootEntry, BootError> {
     let read_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BootError::Read { path, source }
     };
     let mut kernel = File::open(images.kernel).map_err(read_err(images.kernel))?;
     let high = Some(GuestAddress(HIMEM_START));
-    let (entry, kernel_end, header) = match Elf::load(mem, None, &mut kernel, high) {
-        Ok(loaded) => (loaded.kernel_load.0, loaded.kernel_end, None),
+    let (protocol, kernel_end) = match Elf::load(mem, None, &mut kernel, high) {
+        Ok(loaded) => match loaded.pvh_boot_cap {
+            PvhBootCapability::PvhEntryPresent(at) => {
+                let eip = u32::try_from(at.0).map_err(|_| BootError::Kernel {
+                    path: images.kernel.to_path_buf(),
+                    reason: format!("its PVH entry {:#x} is above 4 GiB", at.0),
+                })?;
+                (Protocol::Pvh(eip), loaded.kernel_end)
+            }
+            _ => (
+                Protocol::Zero64 {
+                    entry: loaded.kernel_load.0,
+                    header: None,
+                },
+                loaded.kernel_end,
+            ),
+        },
         Err(elf) => {
             let loaded =
                 BzImage::load(mem, None, &mut kernel, high).map_err(|bz| BootError::Kernel {
                     path: images.kernel.to_path_buf(),
                     reason: format!("as ELF: {elf}; as bzImage: {bz}"),
                 })?;
-            let entry = loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY;
-            (entry, loaded.kernel_end, loaded.setup_header)
+            let protocol = Protocol::Zero64 {
+                entry: loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY,
+                header: loaded.setup_header,
+            };
+            (protocol, loaded.kernel_end)
         }
     };
 
@@ -104,7 +155,35 @@ pub fn load_linux(
         .map_err(|e| BootError::Cmdline(e.to_string()))?;
     load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cmdline)
         .map_err(|e| BootError::Cmdline(e.to_string()))?;
+    let initramfs = match images.initramfs {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(read_err(path))?;
+            let at = initramfs_address(ram, kernel_end, bytes.len() as u64)?;
+            mem.write_slice(&bytes, GuestAddress(at))?;
+            Some((at, bytes.len() as u64))
+        }
+        None => None,
+    };
+    match protocol {
+        Protocol::Pvh(eip) => {
+            write_start_info(mem, ram, images.cmdline, initramfs)?;
+            Ok(write_pvh_tables(mem, eip, START_INFO as u32)?)
+        }
+        Protocol::Zero64 { entry, header } => {
+            write_zero_page(mem, ram, images.cmdline, initramfs, header)?;
+            Ok(write_boot_tables(mem, entry, BOOT_STACK, ZERO_PAGE)?)
+        }
+    }
+}
 
+/// The zero page of the 64-bit boot protocol.
+fn write_zero_page(
+    mem: &GuestMemoryMmap,
+    ram: &RamMap,
+    cmdline: &str,
+    initramfs: Option<(u64, u64)>,
+    header: Option<linux_loader::loader::bootparam::setup_header>,
+) -> Result<(), BootError> {
     let mut params = boot_params::default();
     if let Some(header) = header {
         params.hdr = header;
@@ -115,20 +194,61 @@ pub fn load_linux(
     params.hdr.kernel_alignment = KERNEL_ALIGNMENT;
     params.hdr.loadflags |= LOADED_HIGH;
     params.hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
-    params.hdr.cmdline_size = images.cmdline.len() as u32 + 1;
-    if let Some(path) = images.initramfs {
-        let bytes = std::fs::read(path).map_err(read_err(path))?;
-        let at = initramfs_address(ram, kernel_end, bytes.len() as u64)?;
-        mem.write_slice(&bytes, GuestAddress(at))?;
+    params.hdr.cmdline_size = cmdline.len() as u32 + 1;
+    if let Some((at, len)) = initramfs {
         params.hdr.ramdisk_image = at as u32;
-        params.hdr.ramdisk_size = bytes.len() as u32;
+        params.hdr.ramdisk_size = len as u32;
     }
     let e820 = e820_map(ram);
     params.e820_entries = e820.len() as u8;
     params.e820_table[..e820.len()].copy_from_slice(&e820);
     mem.write_obj(ZeroPage(params), GuestAddress(ZERO_PAGE))?;
+    Ok(())
+}
 
-    Ok(write_boot_tables(mem, entry, BOOT_STACK, ZERO_PAGE)?)
+/// The PVH start info: command line, initramfs as the first module, the memory map and
+/// the RSDP's address.
+fn write_start_info(
+    mem: &GuestMemoryMmap,
+    ram: &RamMap,
+    cmdline: &str,
+    initramfs: Option<(u64, u64)>,
+) -> Result<(), BootError> {
+    let memmap: Vec<hvm_memmap_table_entry> = e820_map(ram)
+        .iter()
+        .map(|e| hvm_memmap_table_entry {
+            addr: e.addr,
+            size: e.size,
+            type_: e.type_,
+            reserved: 0,
+        })
+        .collect();
+    let modules: Vec<hvm_modlist_entry> = initramfs
+        .iter()
+        .map(|&(paddr, size)| hvm_modlist_entry {
+            paddr,
+            size,
+            ..Default::default()
+        })
+        .collect();
+    let start_info = hvm_start_info {
+        magic: PVH_MAGIC,
+        version: PVH_VERSION,
+        nr_modules: modules.len() as u32,
+        modlist_paddr: if modules.is_empty() { 0 } else { PVH_MODLIST },
+        cmdline_paddr: if cmdline.is_empty() { 0 } else { CMDLINE_ADDR },
+        rsdp_paddr: RSDP_ADDR,
+        memmap_paddr: PVH_MEMMAP,
+        memmap_entries: memmap.len() as u32,
+        ..Default::default()
+    };
+    let mut params = BootParams::new(&start_info, GuestAddress(START_INFO));
+    params.set_sections(&memmap, GuestAddress(PVH_MEMMAP));
+    if !modules.is_empty() {
+        params.set_modules(&modules, GuestAddress(PVH_MODLIST));
+    }
+    PvhBootConfigurator::write_bootparams(&params, mem)
+        .map_err(|e| BootError::StartInfo(e.to_string()))
 }
 
 /// The guest's RAM as e820 entries: low RAM minus the BIOS area, then every range the
@@ -193,5 +313,28 @@ mod tests {
             initramfs_address(&ram, 0x3f0_1000, 1 << 20),
             Err(BootError::InitramfsTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn the_pvh_start_info_names_the_command_line_initramfs_memory_map_and_rsdp() {
+        let ram = RamMap::for_size(64 << 20);
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        write_start_info(&mem, &ram, "console=ttyS0", Some((0x3f0_0000, 0x2000))).unwrap();
+        let info: hvm_start_info = mem.read_obj(GuestAddress(START_INFO)).unwrap();
+        assert_eq!((info.magic, info.version), (PVH_MAGIC, 1));
+        assert_eq!(info.cmdline_paddr, CMDLINE_ADDR);
+        assert_eq!(info.rsdp_paddr, RSDP_ADDR);
+        assert_eq!(info.nr_modules, 1);
+        let module: hvm_modlist_entry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
+        assert_eq!((module.paddr, module.size), (0x3f0_0000, 0x2000));
+        assert_eq!(info.memmap_entries, 2);
+        let high: hvm_memmap_table_entry =
+            mem.read_obj(GuestAddress(info.memmap_paddr + 24)).unwrap();
+        assert_eq!(
+            (high.addr, high.size, high.type_),
+            (0x10_0000, (64 << 20) - 0x10_0000, 1)
+        );
+        // The structures stay clear of the zero page and of each other.
+        assert!(PVH_MEMMAP + 24 * u64::from(info.memmap_entries) <= ZERO_PAGE);
     }
 }

@@ -102,8 +102,8 @@ impl Machine {
             }
             // The boot CPU starts in the kernel; the others wait for its INIT/SIPI.
             if index == 0 {
-                vcpu.enter_long_mode(&entry)
-                    .map_err(hv("entering 64-bit mode"))?;
+                vcpu.set_boot_state(&entry)
+                    .map_err(hv("setting the boot CPU's entry state"))?;
             }
             let thread =
                 VcpuThread::spawn(index as u32, vcpu, Arc::clone(&devices)).map_err(|source| {

@@ -32,10 +32,14 @@ async fn one_at_a_time() -> MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// A minimal ELF64 executable whose one segment, `code`, loads and starts at `LOAD`.
-fn tiny_elf(code: &[u8]) -> Vec<u8> {
+/// A minimal ELF64 executable whose one segment, `code`, loads and starts at `LOAD`; with
+/// `pvh_entry`, a Xen `PHYS32_ENTRY` note names that 32-bit entry too, as a kernel built
+/// with `CONFIG_PVH` does.
+fn tiny_elf(code: &[u8], pvh_entry: Option<u32>) -> Vec<u8> {
     const HEADER: u64 = 64;
     const PHDR: u64 = 56;
+    let phdrs: u16 = if pvh_entry.is_some() { 2 } else { 1 };
+    let code_at = HEADER + PHDR * u64::from(phdrs);
     let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
     elf.resize(16, 0);
     elf.extend(2u16.to_le_bytes()); // ET_EXEC
@@ -47,17 +51,38 @@ fn tiny_elf(code: &[u8]) -> Vec<u8> {
     elf.extend(0u32.to_le_bytes());
     elf.extend((HEADER as u16).to_le_bytes());
     elf.extend((PHDR as u16).to_le_bytes());
-    elf.extend(1u16.to_le_bytes());
+    elf.extend(phdrs.to_le_bytes());
     elf.extend([0u8; 6]);
     elf.extend(1u32.to_le_bytes()); // PT_LOAD
     elf.extend(5u32.to_le_bytes()); // read + execute
-    elf.extend((HEADER + PHDR).to_le_bytes());
+    elf.extend(code_at.to_le_bytes());
     elf.extend(LOAD.to_le_bytes());
     elf.extend(LOAD.to_le_bytes());
     elf.extend((code.len() as u64).to_le_bytes());
     elf.extend((code.len() as u64).to_le_bytes());
     elf.extend(0x1000u64.to_le_bytes());
+    // The note: namesz, descsz, type 18 (PHYS32_ENTRY), "Xen\0", the entry.
+    let note: Vec<u8> = pvh_entry
+        .map(|entry| {
+            [4u32, 4, 18]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .chain(*b"Xen\0")
+                .chain(entry.to_le_bytes())
+                .collect()
+        })
+        .unwrap_or_default();
+    if pvh_entry.is_some() {
+        elf.extend(4u32.to_le_bytes()); // PT_NOTE
+        elf.extend(4u32.to_le_bytes()); // read
+        elf.extend((code_at + code.len() as u64).to_le_bytes());
+        elf.extend([0u8; 16]); // no addresses
+        elf.extend((note.len() as u64).to_le_bytes());
+        elf.extend((note.len() as u64).to_le_bytes());
+        elf.extend(4u64.to_le_bytes());
+    }
     elf.extend(code);
+    elf.extend(note);
     elf
 }
 
@@ -71,6 +96,35 @@ fn frames_then_reset(data: &[u8]) -> Vec<u8> {
     code.extend([0xb0, 0xfe, 0xe6, 0x64, 0xf4]); // mov al, 0xfe; out 0x64, al; hlt
     code.extend(data);
     code
+}
+
+/// 32-bit code for the PVH entry: checks the start info's magic at `[ebx]`, prints the
+/// command line it points to on COM1, then `1` (`mov al, '0'; inc eax`: a `0` in 64-bit
+/// mode, where 0x40 is a prefix), sends `data` to COM2 and resets. A wrong magic resets
+/// at once.
+fn pvh_frames_then_reset(data: &[u8]) -> Vec<u8> {
+    let mut c = vec![0x81, 0x3b]; // cmp dword [ebx], magic
+    c.extend(0x336e_c578u32.to_le_bytes());
+    let jne = c.len();
+    c.extend([0x75, 0]); // jne reset
+    c.extend([0x8b, 0x73, 24]); // mov esi, [ebx + 24]: cmdline_paddr
+    c.extend([0x66, 0xba, 0xf8, 0x03]); // mov dx, 0x3f8
+    let print = c.len();
+    c.extend([0xac, 0x84, 0xc0, 0x74, 0x03, 0xee]); // lodsb; test al, al; jz +3; out dx, al
+    c.extend([0xeb, (print as i64 - (c.len() as i64 + 2)) as u8]); // jmp print
+    c.extend([0xb0, b'0', 0x40, 0xee]); // mov al, '0'; inc eax; out dx, al
+    let data_imm = c.len() + 1;
+    c.extend([0xbe, 0, 0, 0, 0]); // mov esi, data
+    c.push(0xb9); // mov ecx, len
+    c.extend((data.len() as u32).to_le_bytes());
+    c.extend([0x66, 0xba, 0xf8, 0x02]); // mov dx, 0x2f8
+    c.extend([0xac, 0xee, 0xe2, 0xfc]); // 1: lodsb; out dx, al; loop 1b
+    c[jne + 1] = (c.len() - (jne + 2)) as u8;
+    c.extend([0xb0, 0xfe, 0xe6, 0x64, 0xf4]); // reset: mov al, 0xfe; out 0x64, al; hlt
+    let data_at = (LOAD + c.len() as u64) as u32;
+    c[data_imm..data_imm + 4].copy_from_slice(&data_at.to_le_bytes());
+    c.extend(data);
+    c
 }
 
 /// `jmp .`
@@ -88,7 +142,7 @@ fn backend() -> Option<VmmBackend> {
 
 fn spec(dir: &Path, code: &[u8], shape: &str, timeout: Duration) -> VmSpec {
     let kernel = dir.join("tiny.elf");
-    std::fs::write(&kernel, tiny_elf(code)).unwrap();
+    std::fs::write(&kernel, tiny_elf(code, None)).unwrap();
     let initramfs = dir.join("initrd");
     std::fs::write(&initramfs, [0u8; 4096]).unwrap();
     VmSpec {
@@ -179,6 +233,7 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
             timed_out: run.timed_out,
             vm_died: run.vm_died,
             peak_rss_kib: run.peak_rss_kib,
+            init_after_ms: None,
             host: HostReading::NotRead,
         })),
         JudgePolicy { cross_check: true },
@@ -241,5 +296,26 @@ async fn an_acpi_power_off_ends_the_run_cleanly() {
     let spec = spec(dir.path(), &code, "1n1l4c1t", Duration::from_secs(30));
     let run = backend.run(spec).await.unwrap();
     assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+    assert_eq!(vcpu_threads(), 0);
+}
+
+/// A kernel with a PVH note is entered in 32-bit mode at the note's entry with the start
+/// info in `ebx`: magic, command line and all, through the real loader and port.
+#[tokio::test]
+async fn a_pvh_kernel_is_entered_in_32_bit_mode_with_its_start_info() {
+    let _serial = one_at_a_time().await;
+    let Some(backend) = backend() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let sent = [Frame::SchedulerStarted { pid: 3 }];
+    let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
+    let mut spec = spec(dir.path(), &SPIN, "1n1l2c1t", Duration::from_secs(30));
+    // Entered in 64-bit mode instead, the same code would find no magic at `[rbx]`.
+    let code = pvh_frames_then_reset(&bytes);
+    std::fs::write(&spec.kernel_image, tiny_elf(&code, Some(LOAD as u32))).unwrap();
+    spec.cmdline = "console=ttyS0 ktstr.marker=pvh".into();
+    let run = backend.run(spec).await.unwrap();
+    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+    assert_eq!(run.console, "console=ttyS0 ktstr.marker=pvh1");
+    assert_eq!(decode_all(&run.frame_bytes).frames, sent);
     assert_eq!(vcpu_threads(), 0);
 }

@@ -131,6 +131,7 @@ pub fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
         vm_died: None,
         memory: None,
         peak_rss_kib: None,
+        init_after: None,
     }
 }
 

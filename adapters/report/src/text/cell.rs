@@ -160,10 +160,14 @@ fn write_run(
 
     let segments = breakdown(&run.phases, record.wall_ms);
     if !segments.is_empty() {
-        let parts: Vec<String> = segments
+        let mut parts: Vec<String> = segments
             .iter()
             .map(|(label, ms)| format!("{label} {ms} ms"))
             .collect();
+        // The guest's clock starts with its kernel; the host's with the VM.
+        if let Some(ms) = run.init_after_ms {
+            parts.push(format!("VM start to init {ms} ms (host)"));
+        }
         writeln!(out, "  time: {}", parts.join(" · "))?;
     }
     // What the guest had and what its VM cost the host: the first thing to look at when

@@ -2,13 +2,13 @@
 
 use kvm_bindings::{
     CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, Msrs, kvm_cpuid_entry2, kvm_msr_entry,
-    kvm_pit_config, kvm_segment, kvm_userspace_memory_region,
+    kvm_pit_config, kvm_regs, kvm_segment, kvm_sregs, kvm_userspace_memory_region,
 };
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
-use crate::x86::LongModeEntry;
+use crate::x86::{BootEntry, LongModeEntry, PvhEntry, TSS_LIMIT};
 
 /// Where KVM keeps the three pages of its real-mode TSS on Intel: just below the
 /// BIOS area, out of every guest's RAM.
@@ -33,6 +33,8 @@ const APIC_MODE_NMI: u32 = 0x400;
 
 const CR0_PE: u64 = 1;
 const CR0_PG: u64 = 1 << 31;
+/// Extension type: always set on anything past a 386.
+const CR0_ET: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
@@ -202,57 +204,23 @@ impl Vcpu for KvmVcpu {
             .map_err(|e| HvError::os("setting the local APIC", e))
     }
 
-    fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError> {
+    fn set_boot_state(&self, entry: &BootEntry) -> Result<(), HvError> {
         let mut sregs = self
             .fd
             .get_sregs()
             .map_err(|e| HvError::os("reading special registers", e))?;
-        let code = kvm_segment {
-            base: 0,
-            limit: 0xffff_ffff,
-            selector: entry.code_selector,
-            type_: 0xb, // execute/read, accessed
-            present: 1,
-            dpl: 0,
-            db: 0,
-            s: 1,
-            l: 1,
-            g: 1,
-            avl: 0,
-            unusable: 0,
-            padding: 0,
-        };
-        let data = kvm_segment {
-            selector: entry.data_selector,
-            type_: 0x3, // read/write, accessed
-            db: 1,
-            l: 0,
-            ..code
-        };
-        sregs.cs = code;
-        sregs.ds = data;
-        sregs.es = data;
-        sregs.fs = data;
-        sregs.gs = data;
-        sregs.ss = data;
-        sregs.gdt.base = entry.gdt_base;
-        sregs.gdt.limit = entry.gdt_limit;
-        sregs.cr3 = entry.cr3;
-        sregs.cr4 |= CR4_PAE;
-        sregs.cr0 |= CR0_PE | CR0_PG;
-        sregs.efer |= EFER_LME | EFER_LMA;
-        self.fd
-            .set_sregs(&sregs)
-            .map_err(|e| HvError::os("setting special registers", e))?;
         let mut regs = self
             .fd
             .get_regs()
             .map_err(|e| HvError::os("reading registers", e))?;
         regs.rflags = 2; // bit 1 is reserved and always set
-        regs.rip = entry.rip;
-        regs.rsp = entry.rsp;
-        regs.rbp = entry.rsp;
-        regs.rsi = entry.rsi;
+        match entry {
+            BootEntry::LongMode(entry) => long_mode_state(entry, &mut sregs, &mut regs),
+            BootEntry::Pvh(entry) => pvh_state(entry, &mut sregs, &mut regs),
+        }
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(|e| HvError::os("setting special registers", e))?;
         self.fd
             .set_regs(&regs)
             .map_err(|e| HvError::os("setting registers", e))
@@ -283,4 +251,73 @@ impl Vcpu for KvmVcpu {
             other => VcpuExit::Failed(format!("unexpected KVM exit {other:?}")),
         })
     }
+}
+
+/// A flat segment: base 0, 4 GiB limit, ring 0, present.
+fn flat_segment(selector: u16, type_: u8, long: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Execute/read and read/write segment types, accessed.
+const CODE_TYPE: u8 = 0xb;
+const DATA_TYPE: u8 = 0x3;
+/// A busy 32-bit TSS.
+const TSS_BUSY_TYPE: u8 = 0xb;
+
+fn set_data_segments(sregs: &mut kvm_sregs, data: kvm_segment) {
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+}
+
+fn long_mode_state(entry: &LongModeEntry, sregs: &mut kvm_sregs, regs: &mut kvm_regs) {
+    sregs.cs = flat_segment(entry.code_selector, CODE_TYPE, true);
+    set_data_segments(sregs, flat_segment(entry.data_selector, DATA_TYPE, false));
+    sregs.gdt.base = entry.gdt_base;
+    sregs.gdt.limit = entry.gdt_limit;
+    sregs.cr3 = entry.cr3;
+    sregs.cr4 |= CR4_PAE;
+    sregs.cr0 |= CR0_PE | CR0_PG;
+    sregs.efer |= EFER_LME | EFER_LMA;
+    regs.rip = entry.rip;
+    regs.rsp = entry.rsp;
+    regs.rbp = entry.rsp;
+    regs.rsi = entry.rsi;
+}
+
+/// The PVH ABI's state: protected mode with paging off, flat 32-bit segments, a busy TSS.
+fn pvh_state(entry: &PvhEntry, sregs: &mut kvm_sregs, regs: &mut kvm_regs) {
+    sregs.cs = flat_segment(entry.code_selector, CODE_TYPE, false);
+    set_data_segments(sregs, flat_segment(entry.data_selector, DATA_TYPE, false));
+    sregs.tr = kvm_segment {
+        limit: TSS_LIMIT,
+        s: 0,
+        db: 0,
+        g: 0,
+        ..flat_segment(entry.tss_selector, TSS_BUSY_TYPE, false)
+    };
+    sregs.gdt.base = entry.gdt_base;
+    sregs.gdt.limit = entry.gdt_limit;
+    sregs.cr0 = CR0_PE | CR0_ET;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    regs.rip = u64::from(entry.eip);
+    regs.rbx = u64::from(entry.ebx);
 }

@@ -7,7 +7,7 @@ pub mod kvm;
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::x86::LongModeEntry;
+use crate::x86::BootEntry;
 
 /// One hypervisor on this host (an open `/dev/kvm`).
 pub trait Hypervisor: Send + Sync + std::fmt::Debug {
@@ -57,8 +57,8 @@ pub trait Vcpu: Send + std::fmt::Debug {
     /// Wires the local APIC's legacy inputs as a PC's firmware leaves them: LINT0 takes the
     /// PIC's interrupts (ExtINT), LINT1 is the NMI line.
     fn wire_legacy_interrupts(&self) -> Result<(), HvError>;
-    /// Puts the vCPU straight into 64-bit mode at `entry`.
-    fn enter_long_mode(&self, entry: &LongModeEntry) -> Result<(), HvError>;
+    /// Puts the vCPU in the state `entry` describes (64-bit mode, or PVH's 32-bit one).
+    fn set_boot_state(&self, entry: &BootEntry) -> Result<(), HvError>;
     /// Runs until the guest needs the VMM.
     fn run(&mut self) -> Result<VcpuExit<'_>, HvError>;
 }
