@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::prog::ProgStat;
+use crate::prog::{ProgStat, prog_type_name};
 
 /// The disagreements between the host's and the guest's view; empty when they agree.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -53,7 +53,9 @@ pub fn cross_check(host: &[ProgStat], guest: &[ProgStat]) -> CrossCheck {
                 if h.prog_type != g.prog_type {
                     mismatches.push(format!(
                         "program {id} `{}`: type host {} != guest {}",
-                        h.name, h.prog_type, g.prog_type
+                        h.name,
+                        prog_type_name(h.prog_type),
+                        prog_type_name(g.prog_type)
                     ));
                 }
             }

@@ -5,6 +5,7 @@ use std::fmt::{self, Write as _};
 
 use ktstr_domain::attach::AttachOutcome;
 use ktstr_domain::collapse::collapse;
+use ktstr_domain::prog::prog_type_name;
 use ktstr_domain::report::{CellRecord, RunRecord, StatsSource};
 use ktstr_domain::timing::breakdown;
 use ktstr_domain::verdict::Verdict;
@@ -226,16 +227,22 @@ fn write_progs(out: &mut String, run: &RunRecord) -> fmt::Result {
     writeln!(out, "  verified_insns ({source}):")?;
     let names: Vec<Cow<'_, str>> = run.progs.iter().map(|p| sanitize(&p.name)).collect();
     let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let types: Vec<Cow<'_, str>> = run
+        .progs
+        .iter()
+        .map(|p| prog_type_name(p.prog_type))
+        .collect();
+    let type_w = types.iter().map(|t| t.len()).max().unwrap_or(0);
     let insns_w = run
         .progs
         .iter()
         .map(|p| p.verified_insns.to_string().len())
         .max()
         .unwrap_or(0);
-    for (name, prog) in names.iter().zip(&run.progs) {
+    for ((name, prog_type), prog) in names.iter().zip(&types).zip(&run.progs) {
         writeln!(
             out,
-            "    {name:<name_w$}  {:>insns_w$}",
+            "    {name:<name_w$}  {prog_type:<type_w$}  {:>insns_w$}",
             prog.verified_insns
         )?;
     }
