@@ -12,6 +12,7 @@ use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_domain::timing::breakdown;
 use ktstr_ports::{ReportError, Reporter};
 
+use crate::cli::at_least_one;
 use crate::host_env::HostEnv;
 use crate::sweep::run_sweep;
 use crate::verifier::{VerifierArgs, ctrl_c, prepare};
@@ -21,7 +22,7 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub sweep: VerifierArgs,
     /// How many times to run the sweep.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = at_least_one::<usize>)]
     pub repeat: usize,
 }
 
@@ -143,7 +144,7 @@ pub async fn run(env: &HostEnv, args: BenchArgs) -> Result<ExitCode> {
     let p = prepare(env, &args.sweep, collector.clone())?;
     let mut sweep_walls = Vec::new();
     let mut all_passed = true;
-    for _ in 0..args.repeat.max(1) {
+    for _ in 0..args.repeat {
         let started = Instant::now();
         let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
         if !report.complete {

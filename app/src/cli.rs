@@ -1,6 +1,8 @@
 //! The command line.
 
+use std::fmt::Display;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +30,7 @@ pub enum Command {
     /// List the topology presets and which the host budget admits.
     Presets {
         /// Largest vCPU count one VM may have (default: 8 per host CPU).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one::<u32>)]
         max_vcpus: Option<u32>,
     },
     /// Validate the scheduler manifest and show the presets each scheduler is swept across.
@@ -37,7 +39,7 @@ pub enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
         /// Largest vCPU count one VM may have (default: 8 per host CPU).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one::<u32>)]
         max_vcpus: Option<u32>,
     },
     /// Build, list, locate and remove cached kernels.
@@ -63,7 +65,7 @@ pub enum KernelCommand {
         #[arg(long)]
         label: Option<String>,
         /// Parallel compile jobs (default: host CPUs).
-        #[arg(long)]
+        #[arg(long, value_parser = at_least_one::<usize>)]
         jobs: Option<usize>,
         /// Keep the kernel even when fragment options did not survive, e.g. a kernel
         /// older than sched_ext kept for comparison.
@@ -85,4 +87,55 @@ pub enum KernelCommand {
         /// A version, range, cache key or label.
         spec: String,
     },
+}
+
+/// A count or duration that means nothing at zero (`--jobs 0` would boot nothing,
+/// `--max-vcpus 0` admit nothing): refused with the reason instead of taken silently.
+pub fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + From<u8>,
+    T::Err: Display,
+{
+    let value: T = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{text}` is not a whole number: {e}"))?;
+    if value < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn refusal(args: &[&str]) -> String {
+        Cli::try_parse_from(args).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn zero_counts_and_durations_are_refused_by_name() {
+        for (args, option) in [
+            (&["ktstr", "presets", "--max-vcpus", "0"][..], "--max-vcpus"),
+            (&["ktstr", "verifier", "--jobs", "0"], "--jobs"),
+            (&["ktstr", "verifier", "--max-vcpus", "0"], "--max-vcpus"),
+            (&["ktstr", "verifier", "--timeout", "0"], "--timeout"),
+            (&["ktstr", "verifier", "--attach-timeout", "0"], "--attach-timeout"),
+            (&["ktstr", "verifier", "--probe-ms", "0"], "--probe-ms"),
+            (&["ktstr", "bench", "--repeat", "0"], "--repeat"),
+            (&["ktstr", "kernel", "build", "--jobs", "0"], "--jobs"),
+        ] {
+            let err = refusal(args);
+            assert!(
+                err.contains(option) && err.contains("must be at least 1"),
+                "{args:?}: {err}"
+            );
+        }
+        let err = refusal(&["ktstr", "verifier", "--jobs", "two"]);
+        assert!(err.contains("`two` is not a whole number"), "{err}");
+        assert!(Cli::try_parse_from(["ktstr", "verifier", "--jobs", "1"]).is_ok());
+    }
 }

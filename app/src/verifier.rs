@@ -19,6 +19,7 @@ use ktstr_report::{JsonReporter, MultiReporter, TextOptions, TextReporter};
 use ktstr_scheduler_source::CargoSchedulerSource;
 
 use crate::backends::{self, BackendChoice, HostFacts};
+use crate::cli::at_least_one;
 use crate::host;
 use crate::host_env::HostEnv;
 use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
@@ -57,7 +58,7 @@ pub struct VerifierArgs {
     #[arg(long)]
     pub raw: bool,
     /// Cells booted at once (default: host CPUs).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<usize>)]
     pub jobs: Option<usize>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -65,19 +66,19 @@ pub struct VerifierArgs {
     #[arg(long, default_value = "ktstr-report")]
     pub output: PathBuf,
     /// Largest vCPU count one VM may have (default: 8 per host CPU).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u32>)]
     pub max_vcpus: Option<u32>,
     /// Host watchdog per VM: seconds the guest may go without a word on its frame channel
     /// (default: scaled with the cell's vCPUs and the accelerator: 124 s for 4 vCPUs under
     /// TCG, 248 s for 128). A VM is stopped at four times this in any case.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     pub timeout: Option<u64>,
     /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 61 s for
     /// 4 vCPUs under TCG, 92 s for 128).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     pub attach_timeout: Option<u64>,
     /// Milliseconds the dispatch probe runs after attach (default: scaled, about 500).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one::<u64>)]
     pub probe_ms: Option<u64>,
     /// Guest RAM of every cell, in MiB (default: sized from the scheduler's image and the
     /// cell's vCPUs; a scheduler's `memory_mib` in the manifest overrides that).
