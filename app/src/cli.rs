@@ -123,7 +123,10 @@ mod tests {
             (&["ktstr", "verifier", "--jobs", "0"], "--jobs"),
             (&["ktstr", "verifier", "--max-vcpus", "0"], "--max-vcpus"),
             (&["ktstr", "verifier", "--timeout", "0"], "--timeout"),
-            (&["ktstr", "verifier", "--attach-timeout", "0"], "--attach-timeout"),
+            (
+                &["ktstr", "verifier", "--attach-timeout", "0"],
+                "--attach-timeout",
+            ),
             (&["ktstr", "verifier", "--probe-ms", "0"], "--probe-ms"),
             (&["ktstr", "bench", "--repeat", "0"], "--repeat"),
             (&["ktstr", "kernel", "build", "--jobs", "0"], "--jobs"),

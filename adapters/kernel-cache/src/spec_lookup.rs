@@ -147,10 +147,29 @@ impl FsKernelCache {
             .map(from_entry)
             .ok_or_else(|| KernelCacheError::NoDefault {
                 hint: format!(
-                    "pass --kernel, or {BUILD_HINT}; cache: {}",
+                    "{}pass --kernel, or {BUILD_HINT}; cache: {}",
+                    self.corrupt_summary(),
                     self.cache.root().display()
                 ),
             })
+    }
+
+    /// The corrupt entries, each with its fix, when a usable kernel was looked for in
+    /// vain: a damaged cache must not read like an empty one.
+    fn corrupt_summary(&self) -> String {
+        let scanned = self.cache.scan().unwrap_or_default();
+        scanned
+            .iter()
+            .filter_map(|e| e.as_ref().err())
+            .map(|c| {
+                format!(
+                    "cache entry {} is corrupt ({}): rebuild it with `ktstr kernel build` \
+                     (with --source for a source other than Debian's linux-source-6.12) or \
+                     remove it with `ktstr kernel rm {}`; ",
+                    c.key, c.reason, c.key
+                )
+            })
+            .collect()
     }
 
     fn complete_entries(&self) -> Result<Vec<Entry>, KernelCacheError> {

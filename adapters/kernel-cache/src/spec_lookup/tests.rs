@@ -165,6 +165,28 @@ fn corrupt_entries_are_never_used() {
     );
 }
 
+/// With the only cached kernel damaged, the error names it and both fixes, instead of
+/// calling the cache empty.
+#[test]
+fn a_corrupt_only_entry_is_named_with_its_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = cache_in(tmp.path());
+    let bad = cached(&kc, "6.12.118", 'c');
+    fs::remove_file(bad.vmlinux()).unwrap();
+    let err = kc.resolve_specs(&[]).unwrap_err().to_string();
+    assert!(
+        err.starts_with("no kernel given and none cached: "),
+        "{err}"
+    );
+    for part in [
+        "cache entry 6.12.118-x86_64-cccccccccccc is corrupt (vmlinux missing",
+        "rebuild it with `ktstr kernel build`",
+        "`ktstr kernel rm 6.12.118-x86_64-cccccccccccc`",
+    ] {
+        assert!(err.contains(part), "no `{part}` in: {err}");
+    }
+}
+
 #[test]
 fn build_trees_and_image_files_resolve_by_path() {
     let tmp = tempfile::tempdir().unwrap();
