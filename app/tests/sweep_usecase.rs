@@ -49,7 +49,8 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     h.hypervisor.expect_run().returning(|spec| {
         let frames = match spec.topology.to_string().as_str() {
-            // tiny-1llc: the verifier rejected the program and the loader exited.
+            // tiny-1llc: the loader exited during load; its log has verifier statistics but
+            // no libbpf rejection naming a program, so the attach gate is the one failed.
             "1n1l4c1t" => vec![
                 Frame::SchedulerStarted { pid: 1 },
                 Frame::SchedulerLog {

@@ -9,6 +9,7 @@ use crate::environment::{EnvEvidence, diagnose};
 use crate::guest_memory::GuestMemorySize;
 use crate::matrix::PlannedCell;
 use crate::prog::ProgStat;
+use crate::rejection::find_rejection;
 use crate::report::{CellRecord, RunRecord, StatsSource};
 use crate::verdict::{EnvCause, Gate, RunFacts, Verdict, cell_verdict};
 use crate::vstats::parse_verifier_stats;
@@ -137,6 +138,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
             (guest.progs.clone(), StatsSource::Guest, failed, Some(e))
         }
     };
+    let rejection = find_rejection(&guest.scheduler_log);
     let verdict = cell_verdict(RunFacts {
         timed_out: vm.timed_out,
         watchdog: vm.waits.watchdog,
@@ -148,6 +150,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         payload_started: guest.payload_started,
         topology: topology_check.as_ref(),
         cross_check: cross.as_ref(),
+        rejection: rejection.as_ref(),
     });
     // A failure the environment caused is reported as such, never as the scheduler's.
     let verdict = match &verdict {
@@ -168,6 +171,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
     let run = RunRecord {
         backend: vm.backend,
         verifier_stats: parse_verifier_stats(&guest.scheduler_log),
+        rejection,
         attach,
         dispatched: guest.dispatched,
         dispatch_note: guest.dispatch_note,

@@ -11,6 +11,7 @@ use crate::crosscheck::CrossCheck;
 use crate::observed::ObservedTopology;
 use crate::preset::PRESETS;
 use crate::prog::ProgStat;
+use crate::rejection::VerifierRejection;
 use crate::topology::Topology;
 use crate::verdict::Verdict;
 use crate::vstats::VerifierStats;
@@ -45,6 +46,9 @@ pub struct RunRecord {
     pub host_read_error: Option<String>,
     pub cross_check: Option<CrossCheck>,
     pub verifier_stats: Vec<VerifierStats>,
+    /// The program the verifier rejected, when the scheduler's log names one.
+    #[serde(default)]
+    pub rejection: Option<VerifierRejection>,
     pub scheduler_log: String,
     pub observed_topology: Option<ObservedTopology>,
     pub guest_errors: Vec<String>,
@@ -366,6 +370,7 @@ pub(crate) mod tests {
                 host_read_error: None,
                 cross_check: None,
                 verifier_stats: vec![],
+                rejection: None,
                 scheduler_log: String::new(),
                 observed_topology: None,
                 guest_errors: vec![],

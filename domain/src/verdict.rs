@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::attach::AttachOutcome;
 use crate::crosscheck::CrossCheck;
 use crate::observed::TopologyMismatch;
+use crate::rejection::VerifierRejection;
 
 /// The gates a cell passes through, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +16,8 @@ pub enum Gate {
     /// The cell could not be booted at all (bad kernel, missing binary, VM failed to start).
     Setup,
     TimedOut,
+    /// The kernel's verifier rejected one of the scheduler's programs.
+    Verify,
     Attach,
     Dispatch,
     Topology,
@@ -26,6 +29,7 @@ impl fmt::Display for Gate {
         f.write_str(match self {
             Gate::Setup => "setup",
             Gate::TimedOut => "timed_out",
+            Gate::Verify => "verify",
             Gate::Attach => "attach",
             Gate::Dispatch => "dispatch",
             Gate::Topology => "topology",
@@ -141,10 +145,12 @@ pub struct RunFacts<'a> {
     pub topology: Option<&'a Result<(), TopologyMismatch>>,
     /// `None` when the cross-check was not run.
     pub cross_check: Option<&'a CrossCheck>,
+    /// The program the verifier rejected, when the scheduler's log names one.
+    pub rejection: Option<&'a VerifierRejection>,
 }
 
-/// Gates in order: watchdog, attach, dispatch, then the guest's topology and the
-/// host/guest cross-check.
+/// Gates in order: watchdog, verify (an attach failure the verifier's rejection explains),
+/// attach, dispatch, then the guest's topology and the host/guest cross-check.
 pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
     if facts.timed_out {
         return Verdict::fail(
@@ -157,6 +163,12 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
         );
     }
     if let Some(reason) = facts.attach.failure_reason() {
+        // A scheduler that failed to attach because a program was refused failed here,
+        // and "where" is the answer the user needs first. One that attached anyway
+        // (a fallback program) is judged by the gates after.
+        if let Some(rejection) = facts.rejection {
+            return Verdict::fail(Gate::Verify, rejection.to_string());
+        }
         let reason = match (facts.attach, facts.died_status) {
             // Dying after the dispatch phase began is not a load failure: say which.
             (AttachOutcome::Died, Some(status)) if facts.payload_started => {
@@ -212,7 +224,54 @@ mod tests {
             payload_started: true,
             topology: Some(topo),
             cross_check: None,
+            rejection: None,
         }
+    }
+
+    #[test]
+    fn a_rejection_that_kept_the_scheduler_from_attaching_fails_the_verify_gate() {
+        let ok = Ok(());
+        let rejection = VerifierRejection {
+            program: "ktstr_dispatch".into(),
+            error: "R7 invalid mem access 'scalar'".into(),
+            processed_insns: Some(11),
+        };
+        let died = AttachOutcome::Died;
+        let rejected = RunFacts {
+            dispatched: false,
+            payload_started: false,
+            died_status: Some("exit code 1"),
+            rejection: Some(&rejection),
+            ..facts(&died, &ok)
+        };
+        assert_eq!(
+            cell_verdict(rejected),
+            Verdict::fail(
+                Gate::Verify,
+                "the verifier rejected ktstr_dispatch: R7 invalid mem access 'scalar' \
+                 (processed 11 insns)"
+            )
+        );
+        // Attached anyway (a fallback program loaded): the rejection decides nothing.
+        let attached = AttachOutcome::Attached;
+        let fallback = RunFacts {
+            rejection: Some(&rejection),
+            ..facts(&attached, &ok)
+        };
+        assert_eq!(cell_verdict(fallback), Verdict::Pass);
+        // The watchdog comes first: a verifier that never finished is a timeout.
+        let slow = RunFacts {
+            timed_out: true,
+            rejection: Some(&rejection),
+            ..facts(&died, &ok)
+        };
+        assert!(matches!(
+            cell_verdict(slow),
+            Verdict::Fail {
+                gate: Gate::TimedOut,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -96,11 +96,19 @@ fn each_knob_fails_the_gate_it_targets() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
 
+    // Where it failed comes first: the verify gate, the program and the verifier's words.
+    let block = cell_block(&text, "fail-verify", "tiny-1llc");
+    assert_eq!(
+        verdict(&block),
+        "verdict: FAIL [verify] the verifier rejected ktstr_dispatch: R7 invalid mem access \
+         'scalar' (processed 11 insns)",
+        "{block:#?}"
+    );
     for name in ["fail-verify", "verify-loop"] {
         let block = cell_block(&text, name, "tiny-1llc");
-        assert_eq!(
-            verdict(&block),
-            "verdict: FAIL [attach] scheduler process exited during BPF load/startup (exit code 1)",
+        assert!(
+            verdict(&block)
+                .starts_with("verdict: FAIL [verify] the verifier rejected ktstr_dispatch: "),
             "{block:#?}"
         );
         assert!(

@@ -12,7 +12,7 @@ use ktstr_domain::verdict::Verdict;
 use ktstr_domain::wire::DecodeStats;
 
 use super::TextOptions;
-use super::style::{bad, good, sanitize, strip_escapes, warn};
+use super::style::{bad, good, guest_line, sanitize, strip_escapes, warn};
 
 /// The whole block for one cell, ending with a newline.
 pub fn render_cell(record: &CellRecord, opts: &TextOptions) -> String {
@@ -208,8 +208,9 @@ fn write_run(
             if line.trim().is_empty() {
                 writeln!(out)?;
             } else {
-                // Loaders colour their own log lines; the escapes would only show as noise.
-                writeln!(out, "  {}", sanitize(&strip_escapes(line)))?;
+                // Loaders colour their own log lines: colours on a colour terminal, plain
+                // text anywhere else.
+                writeln!(out, "  {}", guest_line(line, opts))?;
             }
         }
     }

@@ -3,6 +3,9 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use ktstr_domain::escapes::clean_escapes;
+pub(crate) use ktstr_domain::escapes::strip_escapes;
+
 use owo_colors::OwoColorize;
 
 use super::TextOptions;
@@ -31,43 +34,6 @@ pub(crate) fn warn(word: &str, opts: &TextOptions) -> String {
     }
 }
 
-/// Removes terminal escape sequences (colours, cursor moves) that a scheduler wrote for its
-/// own terminal: CSI (`ESC [ ... final`), OSC (`ESC ] ... BEL` or `ESC \\`) and two-byte
-/// escapes. What remains is then [`sanitize`]d like any guest text.
-pub(crate) fn strip_escapes(text: &str) -> Cow<'_, str> {
-    if !text.contains('\x1b') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            // CSI: parameters and intermediates up to a final byte in @..~.
-            Some('[') => {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // OSC: up to BEL or ST.
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// Escapes control characters (tabs excepted) so guest output cannot inject terminal
 /// escapes or break the block layout.
 pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
@@ -86,6 +52,23 @@ pub(crate) fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// One line a scheduler wrote, for people: its colours kept on a colour terminal and
+/// every other escape removed; all remaining controls [`sanitize`]d.
+pub(crate) fn guest_line(line: &str, opts: &TextOptions) -> String {
+    let cleaned = clean_escapes(line, opts.color);
+    let mut out = String::with_capacity(cleaned.len());
+    // Only colour sequences survive cleaning: copy them whole, sanitize the text between.
+    let mut rest: &str = &cleaned;
+    while let Some(at) = rest.find("\x1b[") {
+        out.push_str(&sanitize(&rest[..at]));
+        let end = rest[at..].find('m').map_or(rest.len(), |m| at + m + 1);
+        out.push_str(&rest[at..end]);
+        rest = &rest[end..];
+    }
+    out.push_str(&sanitize(rest));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,16 +80,25 @@ mod tests {
     }
 
     #[test]
-    fn colour_escapes_of_a_scheduler_log_are_removed() {
-        assert!(matches!(strip_escapes("plain"), Cow::Borrowed(_)));
-        assert_eq!(
-            strip_escapes("\x1b[32mINFO\x1b[0m \x1b[1;38;5;208mwarn\x1b[m done"),
-            "INFO warn done"
-        );
-        assert_eq!(strip_escapes("a\x1b]0;title\x07b\x1b]8;;x\x1b\\c"), "abc");
-        assert_eq!(strip_escapes("cut\x1b[3"), "cut");
-        // A two-byte escape goes too; other controls are left for sanitize to escape.
+    fn escapes_a_scheduler_left_are_gone_before_controls_are_escaped() {
         assert_eq!(sanitize(&strip_escapes("a\x1bZb\rc")), "ab\\u{d}c");
+    }
+
+    #[test]
+    fn a_schedulers_colours_show_only_on_a_colour_terminal() {
+        let line = "\x1b[33m[WARN]\x1b[0m loaded\x1b[2K\r";
+        assert_eq!(
+            guest_line(line, &TextOptions::default()),
+            "[WARN] loaded\\u{d}"
+        );
+        let on = TextOptions {
+            color: true,
+            ..TextOptions::default()
+        };
+        assert_eq!(
+            guest_line(line, &on),
+            "\x1b[33m[WARN]\x1b[0m loaded\\u{d}\x1b[0m"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use ktstr_domain::crosscheck::CrossCheck;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::preset::find_preset;
 use ktstr_domain::prog::ProgStat;
+use ktstr_domain::rejection::find_rejection;
 use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
 use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
 use ktstr_domain::vstats::{VerifierStats, parse_verifier_stats};
@@ -51,6 +52,7 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         host_read_error: None,
         cross_check: Some(CrossCheck::default()),
         verifier_stats: vec![],
+        rejection: None,
         scheduler_log: String::new(),
         observed_topology: Some(ObservedTopology::ideal(&topology)),
         guest_errors: vec![],
@@ -151,17 +153,18 @@ pub fn rejected() -> CellRecord {
         progs_source: StatsSource::Guest,
         cross_check: None,
         verifier_stats: parse_verifier_stats(&log),
+        rejection: find_rejection(&log),
         scheduler_log: log,
         guest_errors: vec!["scheduler exited with status 1".into()],
         ..healthy_run("tiny-1llc", vec![])
     };
-    let reason = run.attach.failure_reason().expect("a failure");
+    let reason = run.rejection.as_ref().expect("a rejection").to_string();
     record(
         "scx-ktstr",
         K16,
         "tiny-1llc",
         Some(run),
-        Verdict::fail(Gate::Attach, reason),
+        Verdict::fail(Gate::Verify, reason),
     )
 }
 
