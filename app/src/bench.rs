@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use comfy_table::{Table, presets::NOTHING};
+use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_domain::timing::breakdown;
 use ktstr_ports::{ReportError, Reporter};
@@ -40,6 +41,8 @@ impl Reporter for Collector {
         eprintln!("bench: {planned} cell(s)");
         Ok(())
     }
+    fn cell_started(&self, _cell: &CellId) {}
+
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
         let verdict = if record.verdict.passed() {
             "pass"

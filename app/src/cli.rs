@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Boot every declared scheduler per (kernel × topology) cell and check that its BPF
     /// verifies, it attaches, and it dispatches.
-    Verifier(crate::verifier::VerifierArgs),
+    Verifier(crate::verifier::VerifierCommand),
     /// Run a sweep several times and report per-cell wall time, its phases and host memory.
     Bench(crate::bench::BenchArgs),
     /// Show each hypervisor backend, whether it can run on this host and why, and which

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use ktstr_domain::determinism::Boot;
 use ktstr_domain::guest_memory::GuestMemorySize;
 use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
 use ktstr_domain::judge::{
@@ -63,6 +64,8 @@ pub struct SweepSettings {
     pub kernel_args: Vec<String>,
     /// Fail cells whose host-read and guest-reported programs disagree.
     pub cross_check: bool,
+    /// Boots of each cell (`--repeat`); more than one compares their `verified_insns`.
+    pub boots_per_cell: u32,
 }
 
 #[derive(Debug, Error)]
@@ -90,9 +93,8 @@ pub async fn run_sweep(
     }
     let labels: Vec<_> = kernels.iter().map(|k| k.label.clone()).collect();
     let matrix = expand(decls, &labels, &settings.request)?;
-    ports
-        .reporter
-        .sweep_started(matrix.cells.len(), &matrix.warnings)?;
+    let planned = matrix.cells.len() * settings.boots_per_cell.max(1) as usize;
+    ports.reporter.sweep_started(planned, &matrix.warnings)?;
 
     let images = prepare_images(decls, &matrix.cells, ports).await;
     let jobs = Semaphore::new(settings.jobs.max(1));
@@ -106,17 +108,27 @@ pub async fn run_sweep(
         memory_budget: budget,
     };
 
+    let boots = settings.boots_per_cell.max(1);
     let mut running: FuturesUnordered<_> = matrix
         .cells
         .iter()
+        .flat_map(|cell| (1..=boots).map(move |index| (cell, index)))
         .enumerate()
-        .map(|(index, cell)| {
+        .map(|(order, (cell, index))| {
             let kernel = &kernels[cell.kernel];
             let image = &images[&cell.scheduler];
             let decl = &decls[cell.scheduler];
             let ctx = &ctx;
-            let span = info_span!("cell", id = %cell.id);
-            async move { (index, ctx.run(cell, decl, kernel, image).await) }.instrument(span)
+            let boot = (boots > 1).then_some(Boot { index, of: boots });
+            let span = info_span!("cell", id = %cell.id, boot = index);
+            async move {
+                let record = ctx.run(cell, decl, kernel, image).await.map(|mut record| {
+                    record.boot = boot;
+                    record
+                });
+                (order, record)
+            }
+            .instrument(span)
         })
         .collect();
 
@@ -142,9 +154,9 @@ pub async fn run_sweep(
     drop(running);
     finished.sort_by_key(|(index, _)| *index);
     let report = SweepReport {
-        complete: finished.len() == matrix.cells.len(),
+        complete: finished.len() == planned,
         records: finished.into_iter().map(|(_, r)| r).collect(),
-        planned: matrix.cells.len(),
+        planned,
     };
     ports.reporter.sweep_finished(&report)?;
     Ok(report)
@@ -246,6 +258,7 @@ impl CellContext<'_> {
             .acquire_many(memory.mib.min(self.memory_budget))
             .await
             .ok()?;
+        self.ports.reporter.cell_started(&cell.id);
         let started = Instant::now();
         let devices = hypervisor.guest_devices();
         let mut cmdline = self.settings.kernel_args.clone();

@@ -15,7 +15,7 @@ use ktstr_host::find_executable;
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::GuestIntrospector;
 use ktstr_ports::Reporter;
-use ktstr_report::{JsonReporter, MultiReporter, TextOptions, TextReporter};
+use ktstr_report::{JsonReporter, MultiReporter, Show, TextOptions, TextReporter};
 use ktstr_scheduler_source::CargoSchedulerSource;
 
 use crate::backends::{self, BackendChoice, HostFacts};
@@ -41,6 +41,26 @@ pub enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShowCells {
+    /// Every cell.
+    All,
+    /// Failed cells and environment errors.
+    Failures,
+    /// No blocks: one line per cell.
+    None,
+}
+
+impl From<ShowCells> for Show {
+    fn from(show: ShowCells) -> Show {
+        match show {
+            ShowCells::All => Show::All,
+            ShowCells::Failures => Show::Failures,
+            ShowCells::None => Show::None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifierArgs {
     /// Keep cells whose name contains any of these (e.g. `tiny-1llc`).
@@ -57,6 +77,10 @@ pub struct VerifierArgs {
     /// Print verifier logs untouched (no cycle collapse).
     #[arg(long)]
     pub raw: bool,
+    /// Which finished cells get their whole block (programs, stats, log) under their
+    /// one-line verdict.
+    #[arg(long, value_enum, default_value_t = ShowCells::Failures)]
+    pub show: ShowCells,
     /// Cells booted at once (default: host CPUs).
     #[arg(long, value_parser = at_least_one::<usize>)]
     pub jobs: Option<usize>,
@@ -160,6 +184,8 @@ pub fn reporter_for(env: &HostEnv, args: &VerifierArgs) -> Arc<dyn Reporter> {
     let text: Arc<dyn Reporter> = Arc::new(TextReporter::stdout(TextOptions {
         raw: args.raw,
         color: env.color,
+        show: args.show.into(),
+        progress: env.stderr_tty,
     }));
     match args.format {
         Format::Text => text,
@@ -227,6 +253,7 @@ pub fn prepare(
             .map(|s| s.to_string())
             .collect(),
         cross_check: !args.no_cross_check,
+        boots_per_cell: 1,
     };
     Ok(Prepared {
         decls,
@@ -244,8 +271,21 @@ pub async fn ctrl_c() {
     }
 }
 
-pub async fn run(env: &HostEnv, args: VerifierArgs) -> Result<ExitCode> {
-    let p = prepare(env, &args, reporter_for(env, &args))?;
+/// `ktstr verifier`: the sweep's options, and how often to boot each cell.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifierCommand {
+    #[command(flatten)]
+    pub sweep: VerifierArgs,
+    /// Boot each cell N times and report every program whose verified_insns differ
+    /// between the boots (counts that depend on the guest, not on the topology).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one::<u32>)]
+    pub repeat: u32,
+}
+
+pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
+    let args = command.sweep;
+    let mut p = prepare(env, &args, reporter_for(env, &args))?;
+    p.settings.boots_per_cell = command.repeat;
     let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
     Ok(ExitCode::from(report.outcome().exit_code()))
 }

@@ -38,6 +38,12 @@ async fn a_healthy_sweep_passes_every_cell_and_reports_them() {
     assert_eq!(run.scheduler_log, "scheduler up\n");
     assert_eq!(recorder.started.lock().unwrap().as_ref().unwrap().0, 2);
     assert_eq!(recorder.cells.lock().unwrap().len(), 2);
+    // Each cell was announced before it finished, for progress displays.
+    let mut booting = recorder.booting.lock().unwrap().clone();
+    booting.sort();
+    let mut cells = recorder.cells.lock().unwrap().clone();
+    cells.sort();
+    assert_eq!(booting, cells);
     assert_eq!(recorder.finished.lock().unwrap().as_ref(), Some(&report));
     let table = &report.insns_tables()[0];
     assert_eq!(table.programs, ["ktstr_dispatch", "ktstr_init"]);
@@ -430,4 +436,55 @@ async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     assert_eq!(stats.frames, 7, "the healthy frames, each intact");
     assert_eq!(stats.corrupt, 1);
     assert!(stats.garbage_bytes > 0);
+}
+
+/// `--repeat 3`: every cell boots three times, each record says which boot it was, and a
+/// count that changed between boots is found.
+#[tokio::test]
+async fn each_cell_boots_as_often_as_asked_and_unstable_counts_are_found() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    let boots = std::sync::atomic::AtomicU32::new(0);
+    h.hypervisor.expect_run().times(6).returning(move |spec| {
+        let mut frames = healthy(&spec);
+        // One boot of tiny-2llc counts one program differently.
+        let two_llc = spec.topology.to_string() == "1n2l2c1t";
+        if two_llc && boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            frames.push(Frame::ProgStats {
+                progs: vec![prog(7, "ktstr_dispatch", 999), prog(8, "ktstr_init", 2296)],
+            });
+        }
+        Ok(vm(&frames, false))
+    });
+    let mut settings = settings(&["tiny-1llc", "tiny-2llc"]);
+    settings.boots_per_cell = 3;
+    settings.jobs = 1;
+    let (report, recorder) = sweep(&one_scheduler(), h, &settings).await;
+    let report = report.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!((report.planned, report.records.len()), (6, 6));
+    assert_eq!(recorder.started.lock().unwrap().as_ref().unwrap().0, 6);
+    let boots: Vec<(String, u32)> = report
+        .records
+        .iter()
+        .map(|r| (r.cell.preset.clone(), r.boot.unwrap().index))
+        .collect();
+    assert_eq!(
+        boots,
+        [
+            ("tiny-1llc".to_string(), 1),
+            ("tiny-1llc".into(), 2),
+            ("tiny-1llc".into(), 3),
+            ("tiny-2llc".into(), 1),
+            ("tiny-2llc".into(), 2),
+            ("tiny-2llc".into(), 3),
+        ]
+    );
+    assert_eq!(report.boots_per_cell(), 3);
+    let unstable = report.unstable_programs();
+    assert_eq!(unstable.len(), 1, "{unstable:?}");
+    assert_eq!(unstable[0].cell.preset, "tiny-2llc");
+    assert_eq!(unstable[0].program, "ktstr_dispatch");
+    let mut counts = unstable[0].counts.clone();
+    counts.sort();
+    assert_eq!(counts, [104, 104, 999]);
 }

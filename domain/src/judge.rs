@@ -75,7 +75,8 @@ pub enum CellEvidence {
     Ran(Box<RunEvidence>),
 }
 
-/// The record of one cell; `wall_ms` is left for the caller, who timed it.
+/// The record of one cell; `wall_ms` and `boot` are left for the caller, who timed the
+/// cell and knows which boot of it this was.
 pub fn judge(cell: &PlannedCell, evidence: CellEvidence, policy: JudgePolicy) -> CellRecord {
     let record = |verdict, run| CellRecord {
         cell: cell.id.clone(),
@@ -83,6 +84,7 @@ pub fn judge(cell: &PlannedCell, evidence: CellEvidence, policy: JudgePolicy) ->
         verdict,
         run,
         wall_ms: 0,
+        boot: None,
     };
     match evidence {
         CellEvidence::KernelLacks { kernel, missing } => record(

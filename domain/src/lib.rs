@@ -7,6 +7,7 @@ pub mod cell;
 pub mod collapse;
 pub mod constraints;
 pub mod crosscheck;
+pub mod determinism;
 pub mod environment;
 pub mod escapes;
 pub mod frame;

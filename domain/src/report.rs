@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::attach::AttachOutcome;
 use crate::cell::CellId;
 use crate::crosscheck::CrossCheck;
+use crate::determinism::{Boot, UnstableProgram, boots_per_cell, unstable_programs};
 use crate::observed::ObservedTopology;
 use crate::preset::PRESETS;
 use crate::prog::ProgStat;
@@ -73,6 +74,9 @@ pub struct CellRecord {
     pub verdict: Verdict,
     pub run: Option<RunRecord>,
     pub wall_ms: u64,
+    /// Which boot of the cell this was, when the sweep booted each cell more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<Boot>,
 }
 
 /// All records of a sweep. `complete` is false when the sweep was interrupted: then
@@ -84,20 +88,31 @@ pub struct SweepReport {
     pub complete: bool,
 }
 
+/// Marks a count that differed between boots of one cell.
+pub const BOOT_VARIANCE_MARK: &str = "~";
+
 /// `verified_insns` of one program across topologies: one number when flat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InsnsRange {
     pub lo: u32,
     pub hi: u32,
+    /// Some cell's boots disagreed on this count: the range is not the topology's alone.
+    #[serde(default)]
+    pub varies_between_boots: bool,
 }
 
 impl InsnsRange {
     fn widen(range: Option<InsnsRange>, n: u32) -> InsnsRange {
         match range {
-            None => InsnsRange { lo: n, hi: n },
+            None => InsnsRange {
+                lo: n,
+                hi: n,
+                varies_between_boots: false,
+            },
             Some(r) => InsnsRange {
                 lo: r.lo.min(n),
                 hi: r.hi.max(n),
+                ..r
             },
         }
     }
@@ -106,10 +121,15 @@ impl InsnsRange {
 impl fmt::Display for InsnsRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.lo == self.hi {
-            write!(f, "{}", self.lo)
+            write!(f, "{}", self.lo)?;
         } else {
-            write!(f, "{}..{}", self.lo, self.hi)
+            write!(f, "{}..{}", self.lo, self.hi)?;
         }
+        // The summary explains the mark under the table.
+        if self.varies_between_boots {
+            write!(f, "{BOOT_VARIANCE_MARK}")?;
+        }
+        Ok(())
     }
 }
 
@@ -179,6 +199,7 @@ fn preset_rank(name: &str) -> usize {
 impl SweepReport {
     /// One table per scheduler, in the order schedulers first appear.
     pub fn insns_tables(&self) -> Vec<InsnsTable> {
+        let unstable = self.unstable_programs();
         let schedulers = ordered_unique(self.records.iter().map(|r| r.cell.scheduler.as_str()));
         schedulers
             .into_iter()
@@ -194,8 +215,11 @@ impl SweepReport {
                     let Some(run) = &record.run else { continue };
                     for prog in &run.progs {
                         let key = (record.cell.kernel.clone(), prog.name.clone());
-                        let widened =
+                        let mut widened =
                             InsnsRange::widen(ranges.get(&key).copied(), prog.verified_insns);
+                        widened.varies_between_boots |= unstable
+                            .iter()
+                            .any(|u| u.cell == record.cell && u.program == prog.name);
                         ranges.insert(key, widened);
                     }
                 }
@@ -277,6 +301,16 @@ impl SweepReport {
             mixed,
             errors,
         }
+    }
+
+    /// Programs whose `verified_insns` differed between boots of one cell.
+    pub fn unstable_programs(&self) -> Vec<UnstableProgram> {
+        unstable_programs(&self.records)
+    }
+
+    /// How many boots each cell had (`--repeat`).
+    pub fn boots_per_cell(&self) -> u32 {
+        boots_per_cell(&self.records)
     }
 
     /// The authoritative list of cells the scheduler failed, in record order.
@@ -382,6 +416,7 @@ pub(crate) mod tests {
             }),
             verdict,
             wall_ms: 1,
+            boot: None,
         }
     }
 

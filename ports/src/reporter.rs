@@ -1,5 +1,6 @@
 //! Presenting a sweep as it runs and when it ends.
 
+use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use thiserror::Error;
 
@@ -33,6 +34,8 @@ impl ReportError {
 pub trait Reporter: Send + Sync {
     /// Before any cell runs: how many cells, and what was left out and why.
     fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError>;
+    /// A cell's VM is about to boot (for progress displays; nothing is recorded).
+    fn cell_started(&self, cell: &CellId);
     /// One cell's full outcome, as soon as it is known.
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError>;
     /// The summaries, after the last cell (or after an interruption).

@@ -34,7 +34,7 @@ fn sweep_fixture(
         ),
     )
     .unwrap();
-    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12];
+    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12, "--show", "all"];
     cmd.extend(extra);
     cmd.push("tiny-1llc");
     let out = ktstr_in(&dir, &cmd);

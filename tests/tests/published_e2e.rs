@@ -30,7 +30,7 @@ fn scx_bpfland_and_scx_layered_verify_attach_and_dispatch() {
         ));
     }
     fs::write(dir.join("ktstr.toml"), manifest).unwrap();
-    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12];
+    let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12, "--show", "all"];
     cmd.extend(PRESETS);
     let out = ktstr_in(&dir, &cmd);
     let text = stdout(&out);

@@ -21,7 +21,7 @@ fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape(
     ensure_kernels();
     let dir = tempfile_dir("default");
     // No --kernel: the newest cached kernel with sched_ext, even with 6.1 cached too.
-    let out = ktstr_in(&dir, &["verifier", "--max-vcpus", "16"]);
+    let out = ktstr_in(&dir, &["verifier", "--max-vcpus", "16", "--show", "all"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
     for preset in [
@@ -33,6 +33,12 @@ fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape(
         "smt-2llc",
         "smt-3llc",
     ] {
+        let line = " PASS [";
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(line) && l.ends_with(&format!(" / {preset}"))),
+            "no PASS line for {preset}:\n{text}"
+        );
         let block = cell_block(&text, "scx-ktstr", preset);
         assert!(block[0].contains("| kernel kernel_6_12_"), "{block:#?}");
         let shape = find_preset(preset).unwrap().topology.to_string();
@@ -243,7 +249,8 @@ fn ctrl_c_prints_an_incomplete_summary_and_leaves_no_vm_behind() {
     let mut line = String::new();
     while stdout.read_line(&mut line).unwrap() > 0 {
         seen.push_str(&line);
-        let done = line.trim_start().starts_with("verdict:");
+        // A finished cell's line: ` PASS [  5.1s] …` (or a failure's).
+        let done = line.starts_with(" PASS [") || line.starts_with(" FAIL [");
         line.clear();
         if done {
             break;
@@ -342,6 +349,17 @@ fn verbose_output_traces_each_phase_and_the_qemu_command_on_stderr_only() {
     let text = stdout(&out);
     assert!(!text.contains("INFO"), "log lines in the report:\n{text}");
     assert!(text.contains("verifier summary: 1 ✅"), "{text}");
+    // The default output: one line for the passing cell, no block, no progress line in
+    // a pipe.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "running 1 cell(s)", "{text}");
+    assert!(
+        lines[1].starts_with(" PASS [")
+            && lines[1].ends_with("s] scx-ktstr / kernel_6_12_118 / tiny-1llc"),
+        "{text}"
+    );
+    assert!(!text.contains("==="), "{text}");
+    assert!(!stderr(&out).contains("cells ["), "{}", stderr(&out));
 
     let out = ktstr_in(&dir, &["-vv", "verifier", "tiny-1llc"]);
     assert!(stderr(&out).contains("guest console"), "{}", stderr(&out));
@@ -360,7 +378,17 @@ fn numa_guests_hold_the_vcpus_the_layout_gives_each_node() {
         ),
     )
     .unwrap();
-    let out = ktstr_in(&dir, &["verifier", "numa2-4llc", "--max-vcpus", "16"]);
+    let out = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "numa2-4llc",
+            "--max-vcpus",
+            "16",
+            "--show",
+            "all",
+        ],
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
     let block = cell_block(&text, "scx-ktstr", "numa2-4llc");
@@ -381,7 +409,15 @@ fn the_own_vmm_passes_a_real_cell_on_hardware_kvm() {
     let kvm = ktstr_host::KvmAccess::probe_host();
     let out = ktstr_in(
         &dir,
-        &["verifier", "--backend", "kvm", "tiny-1llc", "smt-2llc"],
+        &[
+            "verifier",
+            "--backend",
+            "kvm",
+            "--show",
+            "all",
+            "tiny-1llc",
+            "smt-2llc",
+        ],
     );
     if !matches!(kvm, ktstr_host::KvmAccess::Hardware { .. }) {
         eprintln!(
@@ -456,4 +492,40 @@ fn bench_reports_vm_start_to_init_and_each_phase() {
     for segment in ["load+verify+attach", "probe", "vm overhead"] {
         assert!(value(segment) > 0, "{segment}: {row:?}");
     }
+}
+
+/// `--repeat 3` boots the fixture's cell three times; its counts depend on the topology
+/// only, so the summary says they were the same in every boot.
+#[test]
+fn repeated_boots_of_the_fixture_count_the_same() {
+    ensure_kernels();
+    let dir = tempfile_dir("repeat");
+    let out = ktstr_in(
+        &dir,
+        &[
+            "verifier",
+            "--kernel",
+            KERNEL_6_12,
+            "--repeat",
+            "3",
+            "tiny-1llc",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for boot in 1..=3 {
+        let suffix = format!("/ tiny-1llc (boot {boot}/3)");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(" PASS [") && l.ends_with(&suffix)),
+            "no PASS line ending `{suffix}`:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(
+            "stable: every program's verified_insns was the same in all 3 boots of its cell"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("differ between boots"), "{text}");
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ktstr_domain::cell::CellId;
+use ktstr_domain::determinism::UnstableProgram;
 use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepOutcome, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 use serde::Serialize;
@@ -41,6 +42,10 @@ struct Summary {
     failing: Vec<String>,
     /// The cells of `env_errors`, by name.
     environment_errors: Vec<String>,
+    /// Boots of each cell (`--repeat`).
+    boots_per_cell: u32,
+    /// Programs whose `verified_insns` differed between boots of one cell.
+    unstable_programs: Vec<UnstableProgram>,
 }
 
 impl JsonReporter {
@@ -67,6 +72,16 @@ impl JsonReporter {
         }
         path.push(format!("{}.json", safe_component(&cell.preset, cell)?));
         Ok(path)
+    }
+
+    /// Where a record goes: its cell's path, or `{preset}.boot{N}.json` for one boot of a
+    /// cell booted several times (`--repeat`), so no boot overwrites another.
+    pub fn record_path(&self, record: &CellRecord) -> Result<PathBuf, ReportError> {
+        let path = self.cell_path(&record.cell)?;
+        Ok(match record.boot {
+            Some(boot) => path.with_extension(format!("boot{}.json", boot.index)),
+            None => path,
+        })
     }
 
     fn write_json(&self, path: &Path, value: &impl Serialize) -> Result<(), ReportError> {
@@ -127,8 +142,11 @@ impl Reporter for JsonReporter {
         }
     }
 
+    /// Records are written when cells finish; a start has nothing to record.
+    fn cell_started(&self, _cell: &CellId) {}
+
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
-        let path = self.cell_path(&record.cell)?;
+        let path = self.record_path(record)?;
         self.write_json(&path, record)
     }
 
@@ -155,6 +173,8 @@ impl Reporter for JsonReporter {
                 .iter()
                 .map(|r| r.cell.to_string())
                 .collect(),
+            boots_per_cell: report.boots_per_cell(),
+            unstable_programs: report.unstable_programs(),
         };
         self.write_json(&self.summary_path(), &summary)
     }

@@ -7,4 +7,6 @@ pub mod text;
 
 pub use json::JsonReporter;
 pub use multi::MultiReporter;
-pub use text::{TextOptions, TextReporter, render_cell, render_summary};
+pub use text::{
+    Show, TextOptions, TextReporter, render_cell, render_finished, render_line, render_summary,
+};

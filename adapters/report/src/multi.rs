@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 
@@ -44,6 +45,12 @@ impl Reporter for MultiReporter {
         self.each(|r| r.sweep_started(planned, warnings))
     }
 
+    fn cell_started(&self, cell: &CellId) {
+        for reporter in &self.0 {
+            reporter.cell_started(cell);
+        }
+    }
+
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
         self.each(|r| r.cell_finished(record))
     }
@@ -78,6 +85,10 @@ mod tests {
             self.result(format!("start {planned}"))
         }
 
+        fn cell_started(&self, cell: &CellId) {
+            let _ = self.result(format!("started {cell}"));
+        }
+
         fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
             self.result(format!("cell {}", record.cell))
         }
@@ -106,9 +117,14 @@ mod tests {
         };
         let err = multi.sweep_started(3, &[]).unwrap_err();
         assert_eq!(err.what, "disk full");
+        let cell = CellId::new("s", "k", "tiny-1llc").unwrap();
+        multi.cell_started(&cell);
         assert!(multi.sweep_finished(&report).is_err());
         for probe in [&first, &second, &third] {
-            assert_eq!(*probe.seen.lock().unwrap(), ["start 3", "end 0"]);
+            assert_eq!(
+                *probe.seen.lock().unwrap(),
+                ["start 3", format!("started {cell}").as_str(), "end 0"]
+            );
         }
     }
 

@@ -1,6 +1,9 @@
-//! The terminal reporter: one block per finished cell, then the sweep summaries.
+//! The terminal reporter: one line per finished cell (and its whole block when asked),
+//! a live progress line on a terminal, then the sweep summaries.
 
 mod cell;
+mod line;
+mod progress;
 mod style;
 mod summary;
 
@@ -8,11 +11,26 @@ use std::fmt;
 use std::io::{self, Write};
 use std::sync::{Mutex, PoisonError};
 
+use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 
 pub use cell::render_cell;
+pub use line::render_line;
+use progress::Progress;
 pub use summary::render_summary;
+
+/// Which finished cells get their whole block under their line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Show {
+    /// Every cell.
+    All,
+    /// Cells that failed or hit an environment error.
+    #[default]
+    Failures,
+    /// None: one line per cell only.
+    None,
+}
 
 /// How text is rendered. The app decides `color` (a TTY and no `NO_COLOR`); this crate
 /// never looks at the environment.
@@ -22,6 +40,9 @@ pub struct TextOptions {
     pub raw: bool,
     /// Colour status words with ANSI escapes.
     pub color: bool,
+    pub show: Show,
+    /// Draw a live progress line on standard error (a terminal).
+    pub progress: bool,
 }
 
 /// Writes rendered text to a sink, one whole block per event.
@@ -29,6 +50,7 @@ pub struct TextReporter {
     // Cells finish concurrently: the lock keeps each block contiguous.
     out: Mutex<Box<dyn Write + Send>>,
     opts: TextOptions,
+    progress: Mutex<Option<Progress>>,
 }
 
 impl TextReporter {
@@ -36,6 +58,7 @@ impl TextReporter {
         TextReporter {
             out: Mutex::new(out),
             opts,
+            progress: Mutex::new(None),
         }
     }
 
@@ -73,16 +96,57 @@ pub fn render_start(planned: usize, warnings: &[String], opts: &TextOptions) -> 
     out
 }
 
+/// What a finished cell prints: its line, and its block when `opts.show` asks for it.
+pub fn render_finished(record: &CellRecord, opts: &TextOptions) -> String {
+    let mut text = render_line(record, opts);
+    let block = match opts.show {
+        Show::All => true,
+        Show::Failures => !record.verdict.passed(),
+        Show::None => false,
+    };
+    if block {
+        text.push_str(&render_cell(record, opts));
+    }
+    text
+}
+
+impl TextReporter {
+    fn progress(&self) -> std::sync::MutexGuard<'_, Option<Progress>> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Reporter for TextReporter {
     fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError> {
-        self.emit(&render_start(planned, warnings, &self.opts))
+        self.emit(&render_start(planned, warnings, &self.opts))?;
+        if self.opts.progress {
+            *self.progress() = Some(Progress::new(planned));
+        }
+        Ok(())
+    }
+
+    fn cell_started(&self, cell: &CellId) {
+        if let Some(progress) = self.progress().as_ref() {
+            progress.started(cell);
+        }
     }
 
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
-        self.emit(&render_cell(record, &self.opts))
+        let text = render_finished(record, &self.opts);
+        match self.progress().as_ref() {
+            Some(progress) => {
+                let mut result = Ok(());
+                progress.finished(&record.cell, || result = self.emit(&text));
+                result
+            }
+            None => self.emit(&text),
+        }
     }
 
     fn sweep_finished(&self, report: &SweepReport) -> Result<(), ReportError> {
+        if let Some(progress) = self.progress().take() {
+            progress.clear();
+        }
         self.emit(&render_summary(report, &self.opts))
     }
 }

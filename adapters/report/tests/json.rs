@@ -26,6 +26,32 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Each boot of a repeated cell has its own record; the summary lists what differed.
+#[test]
+fn every_boot_has_its_own_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reporter = JsonReporter::new(tmp.path());
+    let report = repeated_report();
+    reporter.sweep_started(report.planned, &[]).unwrap();
+    for record in &report.records {
+        reporter.cell_finished(record).unwrap();
+    }
+    reporter.sweep_finished(&report).unwrap();
+    let cell_dir = tmp.path().join("scx-ktstr").join(K12);
+    for index in 1..=3 {
+        let path = cell_dir.join(format!("tiny-2llc.boot{index}.json"));
+        let back: CellRecord = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back.boot.unwrap().index, index);
+    }
+    assert!(!cell_dir.join("tiny-2llc.json").exists());
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(reporter.summary_path()).unwrap()).unwrap();
+    assert_eq!(summary["boots_per_cell"], 3);
+    let unstable = &summary["unstable_programs"][0];
+    assert_eq!(unstable["program"], "ktstr_enqueue");
+    assert_eq!(unstable["counts"], serde_json::json!([412, 418, 412]));
+}
+
 #[test]
 fn writes_one_record_per_cell_and_a_summary() {
     let tmp = tempfile::tempdir().unwrap();

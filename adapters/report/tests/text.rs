@@ -7,20 +7,104 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use ktstr_ports::reporter::Reporter;
-use ktstr_report::{TextOptions, TextReporter, render_cell, render_summary};
+use ktstr_report::{
+    Show, TextOptions, TextReporter, render_cell, render_finished, render_line, render_summary,
+};
 
+/// Every cell's block: what the per-cell tests render.
 const PLAIN: TextOptions = TextOptions {
     raw: false,
     color: false,
+    show: Show::All,
+    progress: false,
 };
-const RAW: TextOptions = TextOptions {
-    raw: true,
-    color: false,
-};
+const RAW: TextOptions = TextOptions { raw: true, ..PLAIN };
 const COLOR: TextOptions = TextOptions {
-    raw: false,
     color: true,
+    ..PLAIN
 };
+/// The default: a line per cell, blocks for failures only; without and with a terminal.
+const COMPACT: TextOptions = TextOptions {
+    show: Show::Failures,
+    ..PLAIN
+};
+const COMPACT_TTY: TextOptions = TextOptions {
+    color: true,
+    show: Show::Failures,
+    ..PLAIN
+};
+
+/// What a sweep of every kind of cell prints with `opts`, summary included.
+fn sweep_output(opts: TextOptions) -> String {
+    let buf = SharedBuf::default();
+    let reporter = TextReporter::new(Box::new(buf.clone()), opts);
+    let cells = every_cell();
+    reporter.sweep_started(cells.len(), &[]).unwrap();
+    for record in &cells {
+        reporter.cell_finished(record).unwrap();
+    }
+    buf.text()
+}
+
+/// By default, like nextest: one line per cell, the whole block only under failures.
+#[test]
+fn compact_output_without_a_terminal() {
+    let out = sweep_output(COMPACT);
+    assert!(!out.contains('\x1b'));
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn compact_output_on_a_terminal() {
+    let out = sweep_output(COMPACT_TTY);
+    assert!(out.contains("\x1b["), "a terminal gets colour");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn show_none_prints_one_line_per_cell_and_all_every_block() {
+    let none = sweep_output(TextOptions {
+        show: Show::None,
+        ..PLAIN
+    });
+    assert_eq!(none.lines().count(), 1 + every_cell().len(), "{none}");
+    assert!(!none.contains("==="), "{none}");
+    let all = sweep_output(PLAIN);
+    assert_eq!(all.matches("=== ").count(), every_cell().len(), "{all}");
+}
+
+#[test]
+fn the_line_names_the_gate_and_the_first_line_of_the_reason() {
+    let line = render_line(&rejected(), &COMPACT);
+    assert_eq!(
+        line,
+        " FAIL [   8.421s] scx-ktstr / kernel_6_16_4 / tiny-1llc: [verify] the verifier \
+         rejected ktstr_enqueue: R6 invalid mem access 'scalar' (processed 48 insns)\n"
+    );
+}
+
+/// `--repeat 3`: each boot has its line, and the summary marks and lists the count that
+/// differed between boots.
+#[test]
+fn repeated_boots_mark_counts_that_differ() {
+    let report = repeated_report();
+    let line = render_line(&report.records[1], &COMPACT);
+    assert!(
+        line.ends_with("scx-ktstr / kernel_6_12_117 / tiny-2llc (boot 2/3)\n"),
+        "{line}"
+    );
+    insta::assert_snapshot!(render_summary(&report, &PLAIN));
+    let mut stable = report.clone();
+    stable.records.retain(|r| r.cell.preset == "smt-2llc");
+    let summary = render_summary(&stable, &PLAIN);
+    assert!(
+        summary.contains(
+            "stable: every program's verified_insns was the same in all 3 boots of its cell"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains('~'), "{summary}");
+}
 
 #[test]
 fn passing_cell() {
@@ -201,10 +285,10 @@ fn concurrent_cells_print_whole_blocks() {
     });
     let out = buf.text();
     for record in &cells {
-        let block = render_cell(record, &PLAIN);
+        let block = render_finished(record, &PLAIN);
         assert!(out.contains(&block), "block interleaved:\n{out}");
     }
-    let total: usize = cells.iter().map(|r| render_cell(r, &PLAIN).len()).sum();
+    let total: usize = cells.iter().map(|r| render_finished(r, &PLAIN).len()).sum();
     assert_eq!(out.len(), total);
 }
 
@@ -225,7 +309,8 @@ fn reporter_prints_warnings_then_cells_then_summary() {
     reporter.sweep_finished(&report).unwrap();
     let out = buf.text();
     assert!(out.starts_with(
-        "warning: scx-rusty skipped: no kernel has CONFIG_SCHED_CLASS_EXT\nrunning 2 cell(s)\n=== "
+        "warning: scx-rusty skipped: no kernel has CONFIG_SCHED_CLASS_EXT\nrunning 2 cell(s)\n \
+         PASS ["
     ));
     assert!(out.ends_with(&render_summary(&report, &PLAIN)));
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
+use ktstr_domain::cell::CellId;
 use ktstr_domain::constraints::HostBudget;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::guest_memory::ImageFootprint;
@@ -28,6 +29,8 @@ use ktstr_ports::{
 #[derive(Default)]
 pub struct Recorder {
     pub started: Mutex<Option<(usize, Vec<String>)>>,
+    /// Cells whose VM was about to boot.
+    pub booting: Mutex<Vec<String>>,
     pub cells: Mutex<Vec<String>>,
     pub finished: Mutex<Option<SweepReport>>,
 }
@@ -36,6 +39,9 @@ impl Reporter for Recorder {
     fn sweep_started(&self, planned: usize, warnings: &[String]) -> Result<(), ReportError> {
         *self.started.lock().unwrap() = Some((planned, warnings.to_vec()));
         Ok(())
+    }
+    fn cell_started(&self, cell: &CellId) {
+        self.booting.lock().unwrap().push(cell.to_string());
     }
     fn cell_finished(&self, record: &CellRecord) -> Result<(), ReportError> {
         self.cells.lock().unwrap().push(record.cell.to_string());
@@ -81,6 +87,7 @@ pub fn settings(filters: &[&str]) -> SweepSettings {
         memory_mib: None,
         kernel_args: vec!["nokaslr".into()],
         cross_check: true,
+        boots_per_cell: 1,
     }
 }
 

@@ -77,8 +77,9 @@ pub fn cell_block<'a>(out: &'a str, sched: &str, preset: &str) -> Vec<&'a str> {
         !(l.starts_with(&banner) && l.ends_with(&format!("| topology {preset} ===")))
     });
     let mut block: Vec<&str> = lines.next().into_iter().collect();
-    block
-        .extend(lines.take_while(|l| !l.starts_with("=== ") && !l.starts_with("verified_insns (")));
+    // A block's lines are indented (blank ones come from a scheduler's log); the next
+    // cell's line or banner, or the summary, ends it.
+    block.extend(lines.take_while(|l| l.starts_with("  ") || l.is_empty()));
     assert!(
         !block.is_empty(),
         "no block for {sched}/{preset} in:\n{out}"

@@ -23,11 +23,18 @@ pub fn render_cell(record: &CellRecord, opts: &TextOptions) -> String {
 
 fn write_cell(out: &mut String, record: &CellRecord, opts: &TextOptions) -> fmt::Result {
     let cell = &record.cell;
-    writeln!(
-        out,
-        "=== {} | kernel {} | topology {} ===",
-        cell.scheduler, cell.kernel, cell.preset
-    )?;
+    match record.boot {
+        Some(boot) => writeln!(
+            out,
+            "=== {} | kernel {} | topology {} | {boot} ===",
+            cell.scheduler, cell.kernel, cell.preset
+        )?,
+        None => writeln!(
+            out,
+            "=== {} | kernel {} | topology {} ===",
+            cell.scheduler, cell.kernel, cell.preset
+        )?,
+    }
     match &record.run {
         Some(run) => write_run(out, record, run, opts)?,
         None => {

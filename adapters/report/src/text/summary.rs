@@ -4,7 +4,7 @@
 use std::fmt::{self, Write as _};
 
 use comfy_table::{Table, TableComponent, presets};
-use ktstr_domain::report::{CellRecord, GridStatus, SweepReport};
+use ktstr_domain::report::{BOOT_VARIANCE_MARK, CellRecord, GridStatus, SweepReport};
 use ktstr_domain::verdict::Verdict;
 
 use super::TextOptions;
@@ -39,6 +39,7 @@ fn write_summary(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
         writeln!(out)?;
     }
     write_insns(out, report)?;
+    write_boot_variance(out, report, opts)?;
     writeln!(out)?;
     write_grid(out, report)?;
     writeln!(out)?;
@@ -46,6 +47,41 @@ fn write_summary(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
     if let Some(line) = &incomplete {
         writeln!(out)?;
         writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// With several boots per cell: whether each program's count was the same in every boot,
+/// and every count of those that were not.
+fn write_boot_variance(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
+    let boots = report.boots_per_cell();
+    if boots < 2 {
+        return Ok(());
+    }
+    let unstable = report.unstable_programs();
+    if unstable.is_empty() {
+        return writeln!(
+            out,
+            "{}: every program's verified_insns was the same in all {boots} boots of its cell",
+            good("stable", opts)
+        );
+    }
+    writeln!(
+        out,
+        "{} between boots of one cell ({BOOT_VARIANCE_MARK} above; {boots} boots each):",
+        warn("verified_insns differ", opts)
+    )?;
+    for u in &unstable {
+        let counts: Vec<String> = u.counts.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "  {} / {} / {}  {}: {}",
+            sanitize(&u.cell.scheduler),
+            sanitize(&u.cell.kernel),
+            u.cell.preset,
+            sanitize(&u.program),
+            counts.join(", ")
+        )?;
     }
     Ok(())
 }

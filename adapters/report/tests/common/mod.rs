@@ -5,6 +5,7 @@
 use ktstr_domain::attach::AttachOutcome;
 use ktstr_domain::cell::CellId;
 use ktstr_domain::crosscheck::CrossCheck;
+use ktstr_domain::determinism::Boot;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::preset::find_preset;
 use ktstr_domain::prog::ProgStat;
@@ -75,6 +76,7 @@ pub fn record(
     verdict: Verdict,
 ) -> CellRecord {
     CellRecord {
+        boot: None,
         cell: CellId::new(sched, kernel, preset).expect("valid cell"),
         topology: find_preset(preset).expect("known preset").topology,
         verdict,
@@ -429,4 +431,26 @@ pub fn every_cell() -> Vec<CellRecord> {
         mismatched(),
         setup_failure(),
     ]
+}
+
+/// Three boots of two cells; `ktstr_enqueue` on tiny-2llc counted differently in boot 2.
+pub fn repeated_report() -> SweepReport {
+    let mut records = Vec::new();
+    for preset in ["tiny-2llc", "smt-2llc"] {
+        for index in 1..=3 {
+            let grow = if preset == "tiny-2llc" && index == 2 {
+                6
+            } else {
+                0
+            };
+            let mut record = pass("scx-ktstr", K12, preset, ktstr_progs(grow));
+            record.boot = Some(Boot { index, of: 3 });
+            records.push(record);
+        }
+    }
+    SweepReport {
+        planned: records.len(),
+        records,
+        complete: true,
+    }
 }
