@@ -24,6 +24,12 @@ pub enum Command {
     Verifier(crate::verifier::VerifierCommand),
     /// Run a sweep several times and report per-cell wall time, its phases and host memory.
     Bench(crate::bench::BenchArgs),
+    /// Compare two results directories (--format json): per program of each cell the base
+    /// and new verified_insns, largest growth first, and the cells whose verdict changed.
+    Compare(crate::results_cmd::CompareArgs),
+    /// Merge the results of a sweep's shards (--partition) into one report: the tables,
+    /// exit status and files a single-machine run gives.
+    Report(crate::results_cmd::ReportArgs),
     /// Show each hypervisor backend, whether it can run on this host and why, and which
     /// one `--backend auto` picks.
     Backends,

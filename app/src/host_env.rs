@@ -27,6 +27,10 @@ pub struct HostEnv {
     pub color: bool,
     /// Standard error is a terminal (progress displays).
     pub stderr_tty: bool,
+    /// Running as a GitHub Actions step (`GITHUB_ACTIONS=true`): annotate failures.
+    pub github_actions: bool,
+    /// `GITHUB_STEP_SUMMARY`: where GitHub takes a step's Markdown summary from.
+    pub step_summary: Option<PathBuf>,
 }
 
 impl HostEnv {
@@ -52,6 +56,8 @@ impl HostEnv {
             exe_dir: exe.parent().map(PathBuf::from).unwrap_or_default(),
             color: std::io::stdout().is_terminal() && !no_color,
             stderr_tty: std::io::stderr().is_terminal(),
+            github_actions: std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true"),
+            step_summary: var("GITHUB_STEP_SUMMARY").filter(|p| !p.as_os_str().is_empty()),
         })
     }
 

@@ -43,6 +43,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             return runtime.block_on(ktstr::bench::run(&env, args));
         }
+        Command::Compare(args) => {
+            let env = HostEnv::from_process()?;
+            return ktstr::results_cmd::run_compare(&env, &args);
+        }
+        Command::Report(args) => {
+            let env = HostEnv::from_process()?;
+            return ktstr::results_cmd::run_report(&env, &args);
+        }
         Command::Backends => {
             let env = HostEnv::from_process()?;
             print!(

@@ -14,7 +14,8 @@ use ktstr_domain::judge::{
 };
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::SchedulerDecl;
-use ktstr_domain::matrix::{MatrixError, MatrixRequest, PlannedCell, expand};
+use ktstr_domain::matrix::{Matrix, MatrixError, MatrixRequest, PlannedCell, expand};
+use ktstr_domain::partition::Partition;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_domain::waits::{CellWaits, WaitOverrides};
 use ktstr_ports::{
@@ -66,6 +67,12 @@ pub struct SweepSettings {
     pub cross_check: bool,
     /// Boots of each cell (`--repeat`); more than one compares their `verified_insns`.
     pub boots_per_cell: u32,
+    /// This machine's shard of the sweep (`--partition`).
+    pub partition: Option<Partition>,
+    /// `ktstr verifier` and the options that shape results (manifest, memory, waits…):
+    /// a cell that did not pass gets this plus its kernel, scheduler and name as the
+    /// command that reruns just that cell.
+    pub rerun_command: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -78,6 +85,34 @@ pub enum SweepError {
     Report(#[from] ReportError),
 }
 
+/// The kernels and the cells this machine's sweep would run, without booting anything.
+pub async fn plan_cells(
+    decls: &[SchedulerDecl],
+    kernel_specs: &[KernelSpec],
+    ports: &SweepPorts,
+    settings: &SweepSettings,
+) -> Result<(Vec<KernelArtifact>, Matrix), SweepError> {
+    let kernels = ports.kernels.resolve(kernel_specs).await?;
+    for k in &kernels {
+        info!(kernel = %k.label.sanitized(), image = %k.image.display(), "kernel resolved");
+    }
+    let labels: Vec<_> = kernels.iter().map(|k| k.label.clone()).collect();
+    let mut matrix = expand(decls, &labels, &settings.request)?;
+    if let Some(partition) = settings.partition {
+        let all = matrix.cells.len();
+        let mut position = 0;
+        matrix.cells.retain(|cell| {
+            position += 1;
+            partition.selects(&cell.id, position - 1)
+        });
+        matrix.warnings.push(format!(
+            "partition {partition}: this shard runs {} of the sweep's {all} cells",
+            matrix.cells.len()
+        ));
+    }
+    Ok((kernels, matrix))
+}
+
 /// Runs the sweep until done or until `interrupt` resolves; an interrupted sweep still
 /// returns (and reports) the cells that finished, marked incomplete.
 pub async fn run_sweep(
@@ -87,12 +122,7 @@ pub async fn run_sweep(
     settings: &SweepSettings,
     interrupt: impl Future<Output = ()>,
 ) -> Result<SweepReport, SweepError> {
-    let kernels = ports.kernels.resolve(kernel_specs).await?;
-    for k in &kernels {
-        info!(kernel = %k.label.sanitized(), image = %k.image.display(), "kernel resolved");
-    }
-    let labels: Vec<_> = kernels.iter().map(|k| k.label.clone()).collect();
-    let matrix = expand(decls, &labels, &settings.request)?;
+    let (kernels, matrix) = plan_cells(decls, kernel_specs, ports, settings).await?;
     let planned = matrix.cells.len() * settings.boots_per_cell.max(1) as usize;
     ports.reporter.sweep_started(planned, &matrix.warnings)?;
 
@@ -124,6 +154,14 @@ pub async fn run_sweep(
             async move {
                 let record = ctx.run(cell, decl, kernel, image).await.map(|mut record| {
                     record.boot = boot;
+                    if !record.verdict.passed() {
+                        record.repro = Some(rerun_line(
+                            &settings.rerun_command,
+                            kernel,
+                            &decl.name,
+                            cell,
+                        ));
+                    }
                     record
                 });
                 (order, record)
@@ -160,6 +198,41 @@ pub async fn run_sweep(
     };
     ports.reporter.sweep_finished(&report)?;
     Ok(report)
+}
+
+/// The command that reruns just `cell`: the sweep's own options, then its kernel, its
+/// scheduler and its name as the filter.
+fn rerun_line(
+    command: &[String],
+    kernel: &KernelArtifact,
+    scheduler: &str,
+    cell: &PlannedCell,
+) -> String {
+    let name = cell.id.to_string();
+    command
+        .iter()
+        .map(String::as_str)
+        .chain([
+            "--kernel",
+            &kernel.rerun_spec,
+            "--scheduler",
+            scheduler,
+            &name,
+        ])
+        .map(shell_word)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as a POSIX shell reads it back: unchanged when it is plain, single-quoted
+/// otherwise.
+pub fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// One initramfs per scheduler used, or the reason it could not be built.
@@ -349,5 +422,23 @@ impl CellContext<'_> {
             HostReading::NotRead => {}
         }
         reading
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn words_a_shell_reads_back_unchanged() {
+        assert_eq!(
+            shell_word("verifier/s/kernel_6_12/tiny-1llc"),
+            "verifier/s/kernel_6_12/tiny-1llc"
+        );
+        assert_eq!(shell_word("--memory=512"), "--memory=512");
+        assert_eq!(shell_word("my dir/x"), "'my dir/x'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
     }
 }

@@ -10,6 +10,7 @@ use ktstr_domain::guest_memory::{MAX_GUEST_MIB, MIN_GUEST_MIB};
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_domain::matrix::MatrixRequest;
+use ktstr_domain::partition::Partition;
 use ktstr_domain::waits::WaitOverrides;
 use ktstr_host::find_executable;
 use ktstr_initramfs::InitramfsBuilder;
@@ -18,12 +19,15 @@ use ktstr_ports::Reporter;
 use ktstr_report::{JsonReporter, MultiReporter, Show, TextOptions, TextReporter};
 use ktstr_scheduler_source::CargoSchedulerSource;
 
+use clap::ValueEnum as _;
+
 use crate::backends::{self, BackendChoice, HostFacts};
 use crate::cli::at_least_one;
 use crate::host;
 use crate::host_env::HostEnv;
 use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
-use crate::sweep::{SweepPorts, SweepSettings, run_sweep};
+use crate::outputs::{Format, PublishArgs, publish, write_formats};
+use crate::sweep::{SweepPorts, SweepSettings, plan_cells, run_sweep};
 
 /// The fixture scheduler's binary and the guest init, installed beside `ktstr`.
 pub const FIXTURE: &str = "scx-ktstr";
@@ -32,14 +36,6 @@ pub const GUEST_INIT: &str = "ktstr-init";
 /// Bytes of scheduler output the guest keeps (the tail): enough for the verifier's
 /// largest logs.
 const LOG_LIMIT_BYTES: u64 = 32 << 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// The per-cell blocks and summaries on standard output.
-    Text,
-    /// The same text, plus one JSON record per cell and a summary under --output.
-    Json,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ShowCells {
@@ -84,11 +80,10 @@ pub struct VerifierArgs {
     /// Cells booted at once (default: host CPUs).
     #[arg(long, value_parser = at_least_one::<usize>)]
     pub jobs: Option<usize>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Where --format json writes its records.
-    #[arg(long, default_value = "ktstr-report")]
-    pub output: PathBuf,
+    /// Run one shard of the sweep: `hash:K/N` (by cell name) or `count:K/N` (by
+    /// position); `ktstr report` merges the shards' results.
+    #[arg(long, value_name = "KIND:K/N")]
+    pub partition: Option<Partition>,
     /// Largest vCPU count one VM may have (default: 8 per host CPU).
     #[arg(long, value_parser = at_least_one::<u32>)]
     pub max_vcpus: Option<u32>,
@@ -159,15 +154,52 @@ fn companion(env: &HostEnv, name: &str, package: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The declarations and the directory their relative paths and packages belong to.
-fn declarations(env: &HostEnv, args: &VerifierArgs) -> Result<(PathBuf, Vec<SchedulerDecl>)> {
+/// The declarations, the directory their relative paths and packages belong to, and the
+/// manifest they came from (none for the built-in fixture).
+fn declarations(
+    env: &HostEnv,
+    args: &VerifierArgs,
+) -> Result<(PathBuf, Option<PathBuf>, Vec<SchedulerDecl>)> {
     if args.manifest.is_some() || env.cwd.join(DEFAULT_MANIFEST).exists() {
         let (path, decls) = load_manifest(args.manifest.as_deref(), &env.cwd)?;
         let dir = path.parent().unwrap_or(&env.cwd).to_path_buf();
-        return Ok((dir, decls));
+        return Ok((dir, Some(path), decls));
     }
     companion(env, FIXTURE, FIXTURE)?;
-    Ok((env.cwd.clone(), vec![fixture_decl(&env.exe_dir)]))
+    Ok((env.cwd.clone(), None, vec![fixture_decl(&env.exe_dir)]))
+}
+
+/// `ktstr verifier` with the options that change what a cell does: what its repro line
+/// starts with.
+fn rerun_command(args: &VerifierArgs, manifest: Option<&Path>) -> Vec<String> {
+    let mut command = vec!["ktstr".to_string(), "verifier".to_string()];
+    let mut option = |name: &str, value: Option<String>| {
+        if let Some(value) = value {
+            command.push(name.to_string());
+            command.push(value);
+        }
+    };
+    option("--manifest", manifest.map(|m| m.display().to_string()));
+    option("--memory", args.memory.map(|m| m.to_string()));
+    option("--timeout", args.timeout.map(|s| s.to_string()));
+    option(
+        "--attach-timeout",
+        args.attach_timeout.map(|s| s.to_string()),
+    );
+    option("--probe-ms", args.probe_ms.map(|m| m.to_string()));
+    option("--max-vcpus", args.max_vcpus.map(|n| n.to_string()));
+    if args.backend != BackendChoice::Auto {
+        option(
+            "--backend",
+            args.backend
+                .to_possible_value()
+                .map(|v| v.get_name().to_string()),
+        );
+    }
+    if args.no_cross_check {
+        command.push("--no-cross-check".into());
+    }
+    command
 }
 
 /// Everything one sweep needs, wired from the real adapters.
@@ -179,20 +211,27 @@ pub struct Prepared {
     pub settings: SweepSettings,
 }
 
-/// The terminal text, plus JSON records with `--format json`.
-pub fn reporter_for(env: &HostEnv, args: &VerifierArgs) -> Arc<dyn Reporter> {
-    let text: Arc<dyn Reporter> = Arc::new(TextReporter::stdout(TextOptions {
+/// How the terminal text looks for these options on this host.
+pub fn text_options(env: &HostEnv, args: &VerifierArgs) -> TextOptions {
+    TextOptions {
         raw: args.raw,
         color: env.color,
         show: args.show.into(),
         progress: env.stderr_tty,
-    }));
-    match args.format {
-        Format::Text => text,
-        Format::Json => Arc::new(MultiReporter::new(vec![
+        github: env.github_actions,
+    }
+}
+
+/// The terminal text, plus JSON records with `--format json`.
+pub fn reporter_for(env: &HostEnv, command: &VerifierCommand) -> Arc<dyn Reporter> {
+    let text: Arc<dyn Reporter> = Arc::new(TextReporter::stdout(text_options(env, &command.sweep)));
+    if command.format.contains(&Format::Json) {
+        Arc::new(MultiReporter::new(vec![
             text,
-            Arc::new(JsonReporter::new(env.cwd.join(&args.output))),
-        ])),
+            Arc::new(JsonReporter::new(env.cwd.join(&command.output))),
+        ]))
+    } else {
+        text
     }
 }
 
@@ -211,7 +250,7 @@ pub fn prepare(
     let facts = HostFacts::probe(&env.path);
     let selection = backends::select(args.backend, &facts)?;
     eprint!("{}", selection.explain());
-    let (workspace, decls) = declarations(env, args)?;
+    let (workspace, manifest, decls) = declarations(env, args)?;
     let kernel_specs = args
         .kernels
         .iter()
@@ -254,6 +293,8 @@ pub fn prepare(
             .collect(),
         cross_check: !args.no_cross_check,
         boots_per_cell: 1,
+        partition: args.partition,
+        rerun_command: rerun_command(args, manifest.as_deref()),
     };
     Ok(Prepared {
         decls,
@@ -280,12 +321,34 @@ pub struct VerifierCommand {
     /// between the boots (counts that depend on the guest, not on the topology).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = at_least_one::<u32>)]
     pub repeat: u32,
+    /// Outputs besides the text, written under --output: json (a record per cell as it
+    /// finishes, and a summary), csv (veristat's), junit. Repeatable.
+    #[arg(long, value_enum)]
+    pub format: Vec<Format>,
+    /// Where --format writes its files.
+    #[arg(long, default_value = "ktstr-report")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub publish: PublishArgs,
+    /// Print the names of the cells the sweep would run, one per line, and boot nothing
+    /// (what the test harness lists).
+    #[arg(long)]
+    pub list: bool,
 }
 
 pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
-    let args = command.sweep;
-    let mut p = prepare(env, &args, reporter_for(env, &args))?;
+    let args = &command.sweep;
+    let mut p = prepare(env, args, reporter_for(env, &command))?;
     p.settings.boots_per_cell = command.repeat;
+    if command.list {
+        let (_, matrix) = plan_cells(&p.decls, &p.kernel_specs, &p.ports, &p.settings).await?;
+        for cell in &matrix.cells {
+            println!("{}", cell.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
-    Ok(ExitCode::from(report.outcome().exit_code()))
+    write_formats(&report, &command.format, &env.cwd.join(&command.output))?;
+    let status = publish(env, &report, &command.publish, &text_options(env, args))?;
+    Ok(ExitCode::from(status))
 }

@@ -488,3 +488,68 @@ async fn each_cell_boots_as_often_as_asked_and_unstable_counts_are_found() {
     counts.sort();
     assert_eq!(counts, [104, 104, 999]);
 }
+
+/// A cell that did not pass carries the command that reruns just it; a passing one none.
+#[tokio::test]
+async fn a_failing_cell_records_the_command_that_reruns_it() {
+    let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+    h.hypervisor.expect_run().returning(|spec| {
+        let mut frames = healthy(&spec);
+        if spec.topology.to_string() == "1n2l2c1t" {
+            frames.retain(|f| !matches!(f, Frame::WorkloadDispatched { .. }));
+        }
+        Ok(vm(&frames, false))
+    });
+    let mut settings = settings(&["tiny-1llc", "tiny-2llc"]);
+    settings.rerun_command = ["ktstr", "verifier", "--manifest", "my dir/ktstr.toml"]
+        .map(String::from)
+        .to_vec();
+    let (report, _) = sweep(&one_scheduler(), h, &settings).await;
+    let report = report.unwrap();
+    let repro = |preset: &str| {
+        report
+            .records
+            .iter()
+            .find(|r| r.cell.preset == preset)
+            .unwrap()
+            .repro
+            .clone()
+    };
+    assert_eq!(repro("tiny-1llc"), None);
+    assert_eq!(
+        repro("tiny-2llc").as_deref(),
+        Some(
+            "ktstr verifier --manifest 'my dir/ktstr.toml' --kernel 6.12.117-x86_64-aaaa \
+             --scheduler sched verifier/sched/kernel_6_12_117/tiny-2llc"
+        )
+    );
+}
+
+/// `--partition`: each shard runs its cells only, and the shards together run them all.
+#[tokio::test]
+async fn shards_split_the_matrix_and_cover_it_once() {
+    let presets = ["tiny-1llc", "tiny-2llc", "odd-3llc", "smt-2llc"];
+    let mut seen: Vec<String> = Vec::new();
+    for shard in 1..=2 {
+        let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
+        h.hypervisor
+            .expect_run()
+            .returning(|spec| Ok(vm(&healthy(&spec), false)));
+        let mut settings = settings(&presets);
+        settings.partition = Some(format!("hash:{shard}/2").parse().unwrap());
+        let (report, recorder) = sweep(&one_scheduler(), h, &settings).await;
+        let report = report.unwrap();
+        assert!(report.complete);
+        let (planned, warnings) = recorder.started.lock().unwrap().clone().unwrap();
+        assert_eq!(planned, report.records.len());
+        assert!(
+            warnings[0].starts_with(&format!("partition hash:{shard}/2: this shard runs ")),
+            "{warnings:?}"
+        );
+        seen.extend(report.records.iter().map(|r| r.cell.preset.clone()));
+    }
+    seen.sort();
+    let mut all = presets.map(String::from).to_vec();
+    all.sort();
+    assert_eq!(seen, all);
+}

@@ -85,6 +85,7 @@ pub fn judge(cell: &PlannedCell, evidence: CellEvidence, policy: JudgePolicy) ->
         run,
         wall_ms: 0,
         boot: None,
+        repro: None,
     };
     match evidence {
         CellEvidence::KernelLacks { kernel, missing } => record(

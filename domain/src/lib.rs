@@ -3,6 +3,7 @@
 pub mod apic;
 pub mod attach;
 pub mod attach_wait;
+pub mod baseline;
 pub mod cell;
 pub mod collapse;
 pub mod constraints;
@@ -18,8 +19,10 @@ pub mod kconfig;
 pub mod kernel;
 pub mod manifest;
 pub mod matrix;
+pub mod merge;
 pub mod numa;
 pub mod observed;
+pub mod partition;
 pub mod preset;
 pub mod prog;
 pub mod ram_map;

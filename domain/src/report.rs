@@ -77,6 +77,9 @@ pub struct CellRecord {
     /// Which boot of the cell this was, when the sweep booted each cell more than once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<Boot>,
+    /// The command that reruns just this cell, for cells that did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repro: Option<String>,
 }
 
 /// All records of a sweep. `complete` is false when the sweep was interrupted: then
@@ -417,6 +420,7 @@ pub(crate) mod tests {
             verdict,
             wall_ms: 1,
             boot: None,
+            repro: None,
         }
     }
 

@@ -84,6 +84,21 @@ impl Verdict {
     }
 }
 
+/// `PASS`, `FAIL [gate] reason` or `ERROR [environment: cause] reason`, the reason's first
+/// line only.
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first = |r: &str| r.lines().next().unwrap_or_default().to_string();
+        match self {
+            Verdict::Pass => f.write_str("PASS"),
+            Verdict::Fail { gate, reason } => write!(f, "FAIL [{gate}] {}", first(reason)),
+            Verdict::Error { cause, reason } => {
+                write!(f, "ERROR [environment: {cause}] {}", first(reason))
+            }
+        }
+    }
+}
+
 /// What in the environment failed, when a cell could not judge the scheduler. JSON and
 /// text name a cause the same way (`guest-oom`), so one token finds it in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

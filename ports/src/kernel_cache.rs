@@ -12,6 +12,9 @@ use crate::BoxError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelArtifact {
     pub label: KernelLabel,
+    /// What `--kernel` takes to name exactly this kernel again (its cache key, or its
+    /// absolute path): the repro line of a failing cell uses it.
+    pub rerun_spec: String,
     pub image: PathBuf,
     /// The uncompressed kernel with symbols and `.BTF`.
     pub vmlinux: PathBuf,

@@ -28,6 +28,7 @@ use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
 fn artifact(dir: &Path) -> KernelArtifact {
     KernelArtifact {
         label: KernelLabel::new("default", None),
+        rerun_spec: dir.display().to_string(),
         image: dir.join("bzImage"),
         vmlinux: dir.join("vmlinux"),
         missing_options: vec![],

@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
     let introspector = GuestIntrospector::new();
     let kernel = KernelArtifact {
         label: KernelLabel::new("bench", None),
+        rerun_spec: "unused".into(),
         image: PathBuf::from("unused"),
         vmlinux: vmlinux.clone().unwrap_or_else(|| PathBuf::from("unused")),
         missing_options: vec![],

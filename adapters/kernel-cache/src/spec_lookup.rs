@@ -236,7 +236,13 @@ impl FsKernelCache {
         Ok(Found {
             identity: canonical.display().to_string(),
             tag: String::new(),
-            artifact: artifact(KernelLabel::new(spec, version), image, vmlinux, &text),
+            artifact: artifact(
+                KernelLabel::new(spec, version),
+                path.display().to_string(),
+                image,
+                vmlinux,
+                &text,
+            ),
         })
     }
 
@@ -249,9 +255,16 @@ impl FsKernelCache {
     }
 }
 
-fn artifact(label: KernelLabel, image: PathBuf, vmlinux: PathBuf, config: &str) -> KernelArtifact {
+fn artifact(
+    label: KernelLabel,
+    rerun_spec: String,
+    image: PathBuf,
+    vmlinux: PathBuf,
+    config: &str,
+) -> KernelArtifact {
     KernelArtifact {
         label,
+        rerun_spec,
         image,
         vmlinux,
         missing_options: KernelConfig::parse(config).missing_required(),
@@ -275,6 +288,7 @@ fn from_entry(entry: Entry) -> Found {
         tag,
         artifact: artifact(
             KernelLabel::new(entry.meta.label.clone(), version),
+            entry.meta.key.clone(),
             entry.image(),
             entry.vmlinux(),
             &config,

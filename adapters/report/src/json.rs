@@ -179,3 +179,67 @@ impl Reporter for JsonReporter {
         self.write_json(&self.summary_path(), &summary)
     }
 }
+
+/// The shape of `summary.json` that reading needs.
+#[derive(serde::Deserialize)]
+struct SummaryHead {
+    complete: bool,
+    planned: usize,
+}
+
+/// A results directory as written by [`JsonReporter`], read back: every cell record under
+/// it (in path order), with `planned` and `complete` from its `summary.json`. Without a
+/// summary (the sweep never finished) the records are all there is: incomplete.
+pub fn read_results(dir: &Path) -> Result<SweepReport, ReportError> {
+    let mut paths = Vec::new();
+    collect_json(dir, &mut paths)
+        .map_err(|e| ReportError::caused(format!("reading {}", dir.display()), e))?;
+    paths.sort();
+    let mut records = Vec::new();
+    let mut head = None;
+    for path in paths {
+        let text = fs::read_to_string(&path)
+            .map_err(|e| ReportError::caused(format!("reading {}", path.display()), e))?;
+        let invalid = |e| {
+            ReportError::caused(
+                format!(
+                    "{} is not a ktstr record (from --format json)",
+                    path.display()
+                ),
+                e,
+            )
+        };
+        if path.file_name().is_some_and(|n| n == SUMMARY_FILE) && path.parent() == Some(dir) {
+            head = Some(serde_json::from_str::<SummaryHead>(&text).map_err(invalid)?);
+        } else {
+            records.push(serde_json::from_str::<CellRecord>(&text).map_err(invalid)?);
+        }
+    }
+    if head.is_none() && records.is_empty() {
+        return Err(ReportError::new(format!(
+            "{} holds no ktstr results (write them with --format json --output DIR)",
+            dir.display()
+        )));
+    }
+    let (planned, complete) = match head {
+        Some(h) => (h.planned, h.complete && h.planned == records.len()),
+        None => (records.len(), false),
+    };
+    Ok(SweepReport {
+        records,
+        planned,
+        complete,
+    })
+}
+
+fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_json(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

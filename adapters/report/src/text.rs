@@ -1,7 +1,9 @@
 //! The terminal reporter: one line per finished cell (and its whole block when asked),
 //! a live progress line on a terminal, then the sweep summaries.
 
+mod baseline;
 mod cell;
+mod github;
 mod line;
 mod progress;
 mod style;
@@ -15,6 +17,7 @@ use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 
+pub use baseline::render_comparison;
 pub use cell::render_cell;
 pub use line::render_line;
 use progress::Progress;
@@ -43,6 +46,8 @@ pub struct TextOptions {
     pub show: Show,
     /// Draw a live progress line on standard error (a terminal).
     pub progress: bool,
+    /// Under GitHub Actions: an `::error` annotation per cell that did not pass.
+    pub github: bool,
 }
 
 /// Writes rendered text to a sink, one whole block per event.
@@ -106,6 +111,11 @@ pub fn render_finished(record: &CellRecord, opts: &TextOptions) -> String {
     };
     if block {
         text.push_str(&render_cell(record, opts));
+    }
+    if opts.github
+        && let Some(annotation) = github::annotation(record)
+    {
+        text.push_str(&annotation);
     }
     text
 }

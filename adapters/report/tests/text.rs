@@ -17,6 +17,7 @@ const PLAIN: TextOptions = TextOptions {
     color: false,
     show: Show::All,
     progress: false,
+    github: false,
 };
 const RAW: TextOptions = TextOptions { raw: true, ..PLAIN };
 const COLOR: TextOptions = TextOptions {

@@ -56,6 +56,7 @@ impl Reporter for Recorder {
 pub fn artifact(version: &str, missing: &[&str]) -> KernelArtifact {
     KernelArtifact {
         label: KernelLabel::new(version, version.parse().ok()),
+        rerun_spec: format!("{version}-x86_64-aaaa"),
         image: PathBuf::from(format!("/kernels/{version}/bzImage")),
         vmlinux: PathBuf::from(format!("/kernels/{version}/vmlinux")),
         missing_options: missing.iter().map(|s| s.to_string()).collect(),
@@ -88,6 +89,8 @@ pub fn settings(filters: &[&str]) -> SweepSettings {
         kernel_args: vec!["nokaslr".into()],
         cross_check: true,
         boots_per_cell: 1,
+        partition: None,
+        rerun_command: vec!["ktstr".into(), "verifier".into()],
     }
 }
 

@@ -100,6 +100,13 @@ struct Args {
     #[arg(long, value_name = "SECONDS")]
     spin_before_load: Option<u64>,
 
+    /// Baseline drill: bound the idle-CPU scan N CPUs past the largest LLC, as a loader
+    /// that over-sizes a loop bound would. The scan still stops at each LLC's end, so the
+    /// scheduler behaves the same, but the verifier walks N more iterations and
+    /// `ktstr_select_cpu`'s verified_insns grows (what a baseline comparison must catch).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pad_span: u32,
+
     /// Attach gate: load and verify the BPF programs, then never attach them; sleep until
     /// signalled. sched_ext stays `disabled` with the programs loaded.
     #[arg(long, conflicts_with_all = ["die_after_attach", "wedge_after_attach"])]
@@ -194,7 +201,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.llc_cpus[..layout.cpus.len()].copy_from_slice(&layout.cpus);
     rodata.llc_first[..layout.first.len()].copy_from_slice(&layout.first);
     rodata.llc_size[..layout.size.len()].copy_from_slice(&layout.size);
-    rodata.llc_span = layout.span;
+    rodata.llc_span = (layout.span + args.pad_span).min(topology::MAX_CPUS as u32);
     rodata.fail_verify = args.fail_verify;
     rodata.verify_loop = args.verify_loop;
     rodata.no_dispatch = args.no_dispatch;

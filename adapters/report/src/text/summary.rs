@@ -169,6 +169,7 @@ fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
             if let Verdict::Error { cause, reason } = &r.verdict {
                 let first = reason.lines().next().unwrap_or_default();
                 writeln!(out, "  {}: [{cause}] {}", combination(r), sanitize(first))?;
+                write_rerun(out, r)?;
             }
         }
         writeln!(out)?;
@@ -184,8 +185,17 @@ fn write_failing(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
     )?;
     for r in failing {
         writeln!(out, "  {}", combination(r))?;
+        write_rerun(out, r)?;
     }
     Ok(())
+}
+
+/// The command that reruns just this cell, under its line.
+fn write_rerun(out: &mut String, record: &CellRecord) -> fmt::Result {
+    match &record.repro {
+        Some(repro) => writeln!(out, "    rerun: {}", sanitize(repro)),
+        None => Ok(()),
+    }
 }
 
 /// `scheduler / kernel / topology` of a cell.

@@ -77,6 +77,7 @@ pub fn record(
 ) -> CellRecord {
     CellRecord {
         boot: None,
+        repro: None,
         cell: CellId::new(sched, kernel, preset).expect("valid cell"),
         topology: find_preset(preset).expect("known preset").topology,
         verdict,
