@@ -7,7 +7,9 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{KERNEL_6_12, bin_dir, ensure_kernels, ktstr_in, stderr, stdout, tempfile_dir};
+use common::{
+    KERNEL_6_12, bin_dir, ensure_kernels, ktstr_in, stderr, stdout, tempfile_dir, veristat,
+};
 
 const PRESETS: [&str; 3] = ["tiny-1llc", "tiny-2llc", "odd-3llc"];
 
@@ -101,6 +103,8 @@ fn a_grown_program_breaks_the_baseline_threshold_with_its_sign() {
         "base.toml",
         "--format",
         "json",
+        "--format",
+        "csv",
         "--output",
         "base",
     ]);
@@ -170,6 +174,24 @@ fn a_grown_program_breaks_the_baseline_threshold_with_its_sign() {
         (&select[2], select[3].parse::<u32>().unwrap()),
         ("success", new)
     );
+
+    // The kernel community's own tool compares our two CSVs, with the same delta.
+    let out = std::process::Command::new(veristat())
+        .args(["-C", "base/verifier.csv", "new/verifier.csv"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let compared = stdout(&out);
+    assert!(out.status.success(), "{compared}\n{}", stderr(&out));
+    let line = compared
+        .lines()
+        .find(|l| l.contains("ktstr_select_cpu"))
+        .unwrap_or_else(|| panic!("veristat lists no ktstr_select_cpu:\n{compared}"));
+    assert!(
+        line.contains(&format!(" {base} ")) && line.contains(&format!(" {new} ")),
+        "{line}"
+    );
+    assert!(line.contains(&format!("+{} (", new - base)), "{line}");
 
     // JUnit: one passing case named like the cell.
     let xml = fs::read_to_string(dir.join("new/junit.xml")).unwrap();

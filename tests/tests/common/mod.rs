@@ -193,6 +193,22 @@ pub fn published_scheduler(name: &str, version: &str) -> PathBuf {
     binary
 }
 
+/// veristat, the kernel's verifier statistics tool, built once from Debian's
+/// linux-source-6.12 into `<cache>/tools/veristat-6.12` (about 30 s) and reused after.
+pub fn veristat() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = cache_base().join("tools").join("veristat-6.12");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-veristat.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .status()
+        .expect("running build-veristat.sh");
+    assert!(status.success(), "building veristat failed");
+    dir.join("veristat")
+}
+
 /// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
 pub fn default_kernel_dir() -> PathBuf {
     let out = ktstr_in(&std::env::temp_dir(), &["kernel", "build"]);
