@@ -123,25 +123,8 @@ fn the_documented_workflow_shards_merges_and_compares_consistently() {
 
     // The merged results are the artifact the next pull request downloads as baseline.
     let merged = &report[report.iter().position(|w| w == "--output").unwrap() + 1];
-    let results_path = steps(merge)
-        .iter()
-        .filter(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/upload-artifact"))
-        })
-        .find_map(|s| s["with"]["path"].as_str())
-        .unwrap();
-    assert_eq!(results_path, merged);
-    let results_name = steps(merge)
-        .iter()
-        .filter(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/upload-artifact"))
-        })
-        .find_map(|s| s["with"]["name"].as_str())
-        .unwrap();
+    assert_eq!(with_of(merge, "actions/upload-artifact", "path"), merged);
+    let results_name = with_of(merge, "actions/upload-artifact", "name");
     let fetch = run_with(merge, "gh run download");
     assert!(
         fetch.contains(&format!("-n {results_name} -D baseline")),

@@ -278,3 +278,68 @@ fn nextest_runs_each_cell_of_the_harness_as_a_test() {
     }
     assert!(text.contains("2 tests run: 2 passed"), "{text}");
 }
+
+/// Under GitHub Actions a failing cell is an `::error` annotation and the step summary
+/// gets the Markdown; the rerun line it carries reruns exactly that cell.
+#[test]
+fn github_gets_annotations_a_step_summary_and_a_rerun_line_that_works() {
+    ensure_kernels();
+    let dir = tempfile_dir("github");
+    fs::write(
+        dir.join("ktstr.toml"),
+        format!(
+            "[[scheduler]]\nname = \"fail-verify\"\nbinary = \"{}\"\nsched_args = [\"--fail-verify\"]\n",
+            bin_dir().join("scx-ktstr").display()
+        ),
+    )
+    .unwrap();
+    let summary_file = dir.join("step-summary.md");
+    let out = std::process::Command::new(common::ktstr_bin())
+        .args(["verifier", "--kernel", KERNEL_6_12, "tiny-1llc", "smt-2llc"])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary_file)
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    let annotation = text
+        .lines()
+        .find(|l| l.starts_with("::error title=ktstr FAIL [verify] verifier/fail-verify/"))
+        .unwrap_or_else(|| panic!("no annotation:\n{text}"));
+    assert!(
+        annotation.contains("::the verifier rejected ktstr_dispatch: "),
+        "{annotation}"
+    );
+    let md = fs::read_to_string(&summary_file).unwrap();
+    assert!(
+        md.starts_with("## ktstr verifier: 0 passed, 2 failed"),
+        "{md}"
+    );
+
+    // The failing list's rerun line, run as a shell would: that cell alone, same verdict.
+    let rerun = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rerun: "))
+        .find(|l| l.ends_with("/smt-2llc"))
+        .unwrap_or_else(|| panic!("no rerun line for smt-2llc:\n{text}"));
+    assert!(md.contains(&format!("rerun: `{rerun}`")), "{md}");
+    let command = rerun.replacen("ktstr ", &format!("{} ", common::ktstr_bin().display()), 1);
+    let again = std::process::Command::new("sh")
+        .args(["-c", &command])
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let again_text = stdout(&again);
+    assert_eq!(again.status.code(), Some(1), "{again_text}");
+    assert!(
+        again_text.starts_with("running 1 cell(s)\n"),
+        "{again_text}"
+    );
+    assert!(
+        again_text.contains("fail-verify / kernel_6_12_118 / smt-2llc: [verify] the verifier rejected ktstr_dispatch"),
+        "{again_text}"
+    );
+}
