@@ -13,6 +13,7 @@ use ktstr_domain::report::{CellRecord, SweepReport};
 use ktstr_domain::timing::breakdown;
 use ktstr_ports::{ReportError, Reporter};
 
+use crate::bench_profile::{self, PROFILE_KERNEL_ARGS};
 use crate::cli::at_least_one;
 use crate::host_env::HostEnv;
 use crate::sweep::run_sweep;
@@ -25,6 +26,11 @@ pub struct BenchArgs {
     /// How many times to run the sweep.
     #[arg(long, default_value_t = 5, value_parser = at_least_one::<usize>)]
     pub repeat: usize,
+    /// Also show where each cell's boot went: before the kernel, the kernel's setup, SMP
+    /// bring-up, initcalls (the slowest by name) and the hand-over to the init. Boots with
+    /// `initcall_debug`, which itself costs a little boot time.
+    #[arg(long)]
+    pub boot_profile: bool,
 }
 
 /// Keeps every record; prints one progress line per cell to stderr.
@@ -75,7 +81,7 @@ pub fn median(values: &mut [u64]) -> u64 {
 }
 
 /// `123 ms`, the median of `values`, or `-` when there are none.
-fn median_ms(values: impl Iterator<Item = u64>) -> String {
+pub fn median_ms(values: impl Iterator<Item = u64>) -> String {
     let mut values: Vec<u64> = values.collect();
     if values.is_empty() {
         "-".to_string()
@@ -84,12 +90,18 @@ fn median_ms(values: impl Iterator<Item = u64>) -> String {
     }
 }
 
-/// The table: per cell, medians of wall time and of each segment, and the peak RSS.
-pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
+/// Each cell's runs, by cell name.
+pub fn by_cell(records: &[CellRecord]) -> BTreeMap<String, Vec<&CellRecord>> {
     let mut by_cell: BTreeMap<String, Vec<&CellRecord>> = BTreeMap::new();
     for r in records {
         by_cell.entry(r.cell.to_string()).or_default().push(r);
     }
+    by_cell
+}
+
+/// The table: per cell, medians of wall time and of each segment, and the peak RSS.
+pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
+    let by_cell = by_cell(records);
     let segments = [
         "boot",
         "start",
@@ -142,7 +154,11 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
     )
 }
 
-pub async fn run(env: &HostEnv, args: BenchArgs) -> Result<ExitCode> {
+pub async fn run(env: &HostEnv, mut args: BenchArgs) -> Result<ExitCode> {
+    if args.boot_profile {
+        let words = PROFILE_KERNEL_ARGS.iter().map(|w| w.to_string());
+        args.sweep.kernel_args.extend(words);
+    }
     let collector = Arc::new(Collector::default());
     let p = prepare(env, &args.sweep, collector.clone())?;
     let mut sweep_walls = Vec::new();
@@ -159,6 +175,9 @@ pub async fn run(env: &HostEnv, args: BenchArgs) -> Result<ExitCode> {
     }
     let records = collector.records.lock().expect("not poisoned").clone();
     print!("{}", render(&records, &mut sweep_walls));
+    if args.boot_profile {
+        print!("{}", bench_profile::render(&records));
+    }
     Ok(if all_passed {
         ExitCode::SUCCESS
     } else {

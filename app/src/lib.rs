@@ -2,6 +2,7 @@
 
 pub mod backends;
 pub mod bench;
+pub mod bench_profile;
 pub mod cli;
 pub mod commands;
 pub mod error_text;

@@ -23,7 +23,7 @@ use ktstr_ports::{
     KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource, VmSpec,
 };
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error_text::error_chain;
@@ -126,7 +126,7 @@ pub async fn run_sweep(
     let planned = matrix.cells.len() * settings.boots_per_cell.max(1) as usize;
     ports.reporter.sweep_started(planned, &matrix.warnings)?;
 
-    let images = prepare_images(decls, &matrix.cells, ports).await;
+    let images = Images::for_cells(decls, &matrix.cells, ports);
     let jobs = Semaphore::new(settings.jobs.max(1));
     let budget = settings.memory_budget_mib.clamp(1, u64::from(u32::MAX)) as u32;
     let memory = Semaphore::new(budget as usize);
@@ -146,12 +146,13 @@ pub async fn run_sweep(
         .enumerate()
         .map(|(order, (cell, index))| {
             let kernel = &kernels[cell.kernel];
-            let image = &images[&cell.scheduler];
+            let images = &images;
             let decl = &decls[cell.scheduler];
             let ctx = &ctx;
             let boot = (boots > 1).then_some(Boot { index, of: boots });
             let span = info_span!("cell", id = %cell.id, boot = index);
             async move {
+                let image = images.get(cell.scheduler).await;
                 let record = ctx.run(cell, decl, kernel, image).await.map(|mut record| {
                     record.boot = boot;
                     if !record.verdict.passed() {
@@ -235,41 +236,57 @@ pub fn shell_word(word: &str) -> String {
     }
 }
 
-/// One initramfs per scheduler used, or the reason it could not be built.
-async fn prepare_images(
-    decls: &[SchedulerDecl],
-    cells: &[PlannedCell],
-    ports: &SweepPorts,
-) -> HashMap<usize, Result<GuestImage, String>> {
-    let mut images = HashMap::new();
-    for cell in cells {
-        if images.contains_key(&cell.scheduler) {
-            continue;
+/// One initramfs per scheduler used, or the reason it could not be built. Each is built
+/// when its scheduler's first cell needs it, so one scheduler's cells boot while another's
+/// image (and its scheduler binary) is still being prepared.
+struct Images<'a> {
+    decls: &'a [SchedulerDecl],
+    ports: &'a SweepPorts,
+    by_scheduler: HashMap<usize, OnceCell<Result<GuestImage, String>>>,
+}
+
+impl<'a> Images<'a> {
+    fn for_cells(decls: &'a [SchedulerDecl], cells: &[PlannedCell], ports: &'a SweepPorts) -> Self {
+        let by_scheduler = cells
+            .iter()
+            .map(|cell| (cell.scheduler, OnceCell::new()))
+            .collect();
+        Images {
+            decls,
+            ports,
+            by_scheduler,
         }
-        let decl = &decls[cell.scheduler];
-        let image = match ports.schedulers.binary(decl).await {
-            Err(e) => Err(error_chain(&e)),
-            Ok(scheduler) => {
-                info!(scheduler = %decl.name, binary = %scheduler.display(), "scheduler binary");
-                let plan = GuestPlan {
-                    scheduler,
-                    sched_args: decl.sched_args.clone(),
-                };
-                ports.images.build(&plan).await.map_err(|e| error_chain(&e))
-            }
-        };
-        match &image {
-            Ok(image) => info!(
-                scheduler = %decl.name,
-                image = %image.path.display(),
-                unpacked_bytes = image.footprint.unpacked_bytes,
-                "guest image built"
-            ),
-            Err(e) => warn!(scheduler = %decl.name, error = %e, "guest image failed"),
-        }
-        images.insert(cell.scheduler, image);
     }
-    images
+
+    async fn get(&self, scheduler: usize) -> &Result<GuestImage, String> {
+        self.by_scheduler[&scheduler]
+            .get_or_init(|| build_image(&self.decls[scheduler], self.ports))
+            .await
+    }
+}
+
+async fn build_image(decl: &SchedulerDecl, ports: &SweepPorts) -> Result<GuestImage, String> {
+    let image = match ports.schedulers.binary(decl).await {
+        Err(e) => Err(error_chain(&e)),
+        Ok(scheduler) => {
+            info!(scheduler = %decl.name, binary = %scheduler.display(), "scheduler binary");
+            let plan = GuestPlan {
+                scheduler,
+                sched_args: decl.sched_args.clone(),
+            };
+            ports.images.build(&plan).await.map_err(|e| error_chain(&e))
+        }
+    };
+    match &image {
+        Ok(image) => info!(
+            scheduler = %decl.name,
+            image = %image.path.display(),
+            unpacked_bytes = image.footprint.unpacked_bytes,
+            "guest image built"
+        ),
+        Err(e) => warn!(scheduler = %decl.name, error = %e, "guest image failed"),
+    }
+    image
 }
 
 struct CellContext<'a> {
@@ -325,7 +342,7 @@ impl CellContext<'_> {
         let hypervisor = &self.ports.hypervisor;
         let waits =
             CellWaits::for_cell(topology.cpus(), hypervisor.cpu_mode(), self.settings.waits);
-        let _job = self.jobs.acquire().await.ok()?;
+        let job = self.jobs.acquire().await.ok()?;
         let _memory = self
             .memory
             .acquire_many(memory.mib.min(self.memory_budget))
@@ -359,7 +376,10 @@ impl CellContext<'_> {
             cmdline = %spec.cmdline,
             "booting"
         );
-        let evidence = match hypervisor.run(spec).await {
+        let ran = hypervisor.run(spec).await;
+        // The VM is gone: the next cell may boot while this one's memory is read and judged.
+        drop(job);
+        let evidence = match ran {
             Err(e) => {
                 warn!(error = %error_chain(&e), "the VM did not start");
                 CellEvidence::VmStartFailed {

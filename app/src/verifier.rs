@@ -96,7 +96,8 @@ pub struct VerifierArgs {
     /// 4 vCPUs under TCG, 92 s for 128).
     #[arg(long, value_parser = at_least_one::<u64>)]
     pub attach_timeout: Option<u64>,
-    /// Milliseconds the dispatch probe runs after attach (default: scaled, about 500).
+    /// Most milliseconds the dispatch probe runs after attach; it ends as soon as every
+    /// worker has run again after a wake-up (default: scaled, about 500).
     #[arg(long, value_parser = at_least_one::<u64>)]
     pub probe_ms: Option<u64>,
     /// Guest RAM of every cell, in MiB (default: sized from the scheduler's image and the
@@ -112,6 +113,20 @@ pub struct VerifierArgs {
     /// Not supported: guests always boot with `nokaslr` (see docs/introspection.md).
     #[arg(long)]
     pub kaslr: bool,
+    /// A word added to every guest's kernel command line, after ktstr's own (e.g.
+    /// `--kernel-arg initcall_debug`); repeatable.
+    #[arg(long = "kernel-arg", value_name = "WORD", value_parser = parse_kernel_word)]
+    pub kernel_args: Vec<String>,
+}
+
+/// One command-line word: a space would split it into words ktstr never checked.
+fn parse_kernel_word(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.contains(char::is_whitespace) {
+        return Err(format!(
+            "`{text}` is not one kernel command-line word: pass each word with its own --kernel-arg"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 fn parse_memory_mib(text: &str) -> Result<u32, String> {
@@ -195,6 +210,9 @@ fn rerun_command(args: &VerifierArgs, manifest: Option<&Path>) -> Vec<String> {
                 .to_possible_value()
                 .map(|v| v.get_name().to_string()),
         );
+    }
+    for word in &args.kernel_args {
+        option("--kernel-arg", Some(word.clone()));
     }
     if args.no_cross_check {
         command.push("--no-cross-check".into());
@@ -290,6 +308,7 @@ pub fn prepare(
         kernel_args: ["panic=-1", "nokaslr", "quiet", "loglevel=4"]
             .iter()
             .map(|s| s.to_string())
+            .chain(args.kernel_args.iter().cloned())
             .collect(),
         cross_check: !args.no_cross_check,
         boots_per_cell: 1,

@@ -117,6 +117,17 @@ fn kaslr_is_refused_with_the_reason() {
 }
 
 #[test]
+fn a_kernel_arg_holding_several_words_is_refused() {
+    ktstr()
+        .args(["verifier", "--kernel-arg", "quiet loglevel=8"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "`quiet loglevel=8` is not one kernel command-line word",
+        ));
+}
+
+#[test]
 fn memory_outside_what_a_guest_may_have_is_refused_with_the_range() {
     ktstr()
         .args(["verifier", "--memory", "64"])

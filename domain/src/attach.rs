@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attach_wait::AttachExpiry;
+use crate::boot_profile::BootProfile;
 use crate::frame::Frame;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
@@ -79,6 +80,8 @@ pub struct GuestReport {
     pub phases: Vec<(String, u64)>,
     /// What the guest saw when its attach wait ran out, when it did.
     pub attach_expiry: Option<AttachExpiry>,
+    /// Where the kernel's boot went, when the host asked for a profile.
+    pub boot_profile: Option<BootProfile>,
 }
 
 impl GuestReport {
@@ -108,6 +111,9 @@ impl GuestReport {
                     report.phases.push((phase.clone(), *uptime_ms));
                 }
                 Frame::AttachExpired { expiry } => report.attach_expiry = Some(expiry.clone()),
+                Frame::KernelLog { records } => {
+                    report.boot_profile = Some(BootProfile::from_records(records));
+                }
                 // The attach lattice reads these; the start is also a milestone.
                 Frame::SchedulerNotAttached { .. } | Frame::SchedulerStarted { .. } => {}
             }

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attach_wait::AttachExpiry;
+use crate::boot_profile::KernelRecord;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
 
@@ -62,6 +63,10 @@ pub enum Frame {
     AttachExpired {
         expiry: AttachExpiry,
     },
+    /// The kernel's boot records a profile is made of, sent when the host asked for one.
+    KernelLog {
+        records: Vec<KernelRecord>,
+    },
 }
 
 /// The wire tag of a [`Frame`] variant. The values are part of the wire format: never
@@ -81,11 +86,12 @@ pub enum FrameKind {
     GuestError = 10,
     Phase = 11,
     AttachExpired = 12,
+    KernelLog = 13,
 }
 
 impl FrameKind {
     /// Every kind, in wire-value order.
-    pub const ALL: [FrameKind; 12] = [
+    pub const ALL: [FrameKind; 13] = [
         FrameKind::SchedulerStarted,
         FrameKind::SchedulerDied,
         FrameKind::SchedulerNotAttached,
@@ -98,6 +104,7 @@ impl FrameKind {
         FrameKind::GuestError,
         FrameKind::Phase,
         FrameKind::AttachExpired,
+        FrameKind::KernelLog,
     ];
 }
 
@@ -145,6 +152,8 @@ const UNKNOWN: u32 = u32::MAX;
 
 /// Smallest encoding of one `ProgStat`: id, prog_type, empty name, verified_insns.
 const MIN_PROG_STAT_BYTES: usize = 16;
+/// Smallest encoding of one `KernelRecord`: usec, empty text.
+const MIN_KERNEL_RECORD_BYTES: usize = 12;
 
 impl Frame {
     pub fn kind(&self) -> FrameKind {
@@ -161,6 +170,7 @@ impl Frame {
             Frame::GuestError { .. } => FrameKind::GuestError,
             Frame::Phase { .. } => FrameKind::Phase,
             Frame::AttachExpired { .. } => FrameKind::AttachExpired,
+            Frame::KernelLog { .. } => FrameKind::KernelLog,
         }
     }
 
@@ -190,6 +200,9 @@ impl Frame {
             Frame::AttachExpired { expiry } => 8 + str_len(&expiry.state) + 4 + 4 + 8,
             Frame::ProgStats { progs } => {
                 4 + progs.iter().map(|p| 12 + str_len(&p.name)).sum::<usize>()
+            }
+            Frame::KernelLog { records } => {
+                4 + records.iter().map(|r| 8 + str_len(&r.text)).sum::<usize>()
             }
             Frame::Topology { topology: t } => {
                 u32s_len(&t.online_cpus)
@@ -238,6 +251,13 @@ impl Frame {
                     w.u32(p.verified_insns);
                 }
             }
+            Frame::KernelLog { records } => {
+                w.len(records.len());
+                for r in records {
+                    w.u64(r.usec);
+                    w.str(&r.text);
+                }
+            }
             Frame::Topology { topology: t } => {
                 w.u32s(&t.online_cpus);
                 w.groups(&t.cores);
@@ -280,6 +300,17 @@ impl Frame {
                     });
                 }
                 Frame::ProgStats { progs }
+            }
+            FrameKind::KernelLog => {
+                let n = r.len(MIN_KERNEL_RECORD_BYTES)?;
+                let mut records = Vec::with_capacity(n);
+                for _ in 0..n {
+                    records.push(KernelRecord {
+                        usec: r.u64()?,
+                        text: r.string()?,
+                    });
+                }
+                Frame::KernelLog { records }
             }
             FrameKind::Topology => Frame::Topology {
                 topology: ObservedTopology {
@@ -481,6 +512,18 @@ pub(crate) fn test_samples() -> Vec<Frame> {
                 cpu_ms: 12_345,
             },
         },
+        Frame::KernelLog {
+            records: vec![
+                KernelRecord {
+                    usec: 2_652_000,
+                    text: "Run /init as init process".into(),
+                },
+                KernelRecord {
+                    usec: 0,
+                    text: String::new(),
+                },
+            ],
+        },
     ]
 }
 
@@ -495,7 +538,7 @@ mod tests {
             assert_eq!(FrameKind::try_from(u8::from(kind)), Ok(kind));
         }
         assert_eq!(FrameKind::try_from(0), Err(UnknownFrameKind(0)));
-        assert_eq!(FrameKind::try_from(13), Err(UnknownFrameKind(13)));
+        assert_eq!(FrameKind::try_from(14), Err(UnknownFrameKind(14)));
     }
 
     #[test]

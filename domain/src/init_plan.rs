@@ -15,6 +15,8 @@ pub const FRAME_DEVICE: &str = "/dev/ttyS1";
 pub const FRAMES_PARAM: &str = "ktstr.frames";
 pub const ATTACH_PARAM: &str = "ktstr.attach_ms";
 pub const PROBE_PARAM: &str = "ktstr.probe_ms";
+/// `ktstr.boot_profile=1`: send the kernel's boot records before rebooting.
+pub const BOOT_PROFILE_PARAM: &str = "ktstr.boot_profile";
 /// The waits an image's plan holds, used when the command line carries none (a manual run).
 pub const DEFAULT_ATTACH_MS: u64 = 20_000;
 pub const DEFAULT_PROBE_MS: u64 = 500;
@@ -33,6 +35,9 @@ pub struct InitPlan {
     pub frame_device: String,
     /// Bytes of scheduler output kept (the tail) for the log frame.
     pub log_limit_bytes: u64,
+    /// Send the kernel's boot records (a `KernelLog` frame) before rebooting.
+    #[serde(default)]
+    pub boot_profile: bool,
 }
 
 impl InitPlan {
@@ -59,6 +64,14 @@ impl InitPlan {
                     ));
                 }
                 self.frame_device = value.to_string();
+                continue;
+            }
+            if key == BOOT_PROFILE_PARAM {
+                self.boot_profile = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(format!("kernel command line `{word}`: expected 0 or 1")),
+                };
                 continue;
             }
             let target = match key {
@@ -114,6 +127,7 @@ mod tests {
             probe_ms: 300,
             frame_device: FRAME_DEVICE.into(),
             log_limit_bytes: 16 << 20,
+            boot_profile: false,
         };
         assert_eq!(InitPlan::from_json(&plan.to_json()), Ok(plan));
         assert!(InitPlan::from_json("{\"scheduler\": \"x\", \"bogus\": 1}").is_err());
@@ -128,6 +142,7 @@ mod tests {
             probe_ms: DEFAULT_PROBE_MS,
             frame_device: FRAME_DEVICE.into(),
             log_limit_bytes: 1,
+            boot_profile: false,
         };
         let channels = GuestChannels {
             console: "hvc0",
@@ -154,5 +169,11 @@ mod tests {
         assert!(err.contains("ktstr.probe_ms=fast"), "{err}");
         let err = plan.apply_cmdline("ktstr.frames=ttyS2").unwrap_err();
         assert!(err.contains("must be under /dev"), "{err}");
+        assert!(!plan.boot_profile);
+        plan.apply_cmdline("initcall_debug ktstr.boot_profile=1")
+            .unwrap();
+        assert!(plan.boot_profile);
+        let err = plan.apply_cmdline("ktstr.boot_profile=yes").unwrap_err();
+        assert!(err.contains("expected 0 or 1"), "{err}");
     }
 }

@@ -192,6 +192,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         phases: guest.phases,
         peak_rss_kib: vm.peak_rss_kib,
         init_after_ms: vm.init_after_ms,
+        boot_profile: guest.boot_profile,
         console_tail: tail_lines(&vm.console, CONSOLE_TAIL_LINES),
     };
     (verdict, run)

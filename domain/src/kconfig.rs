@@ -127,11 +127,15 @@ impl KernelConfig {
         })
     }
 
-    /// The fragment options that did not end up with the fragment's value.
+    /// The fragment options that did not end up with the fragment's value; `=n` is kept
+    /// when the option is absent, as `.config` writes it (`# CONFIG_X is not set`).
     pub fn dropped(&self, fragment: &[FragmentOption]) -> Vec<String> {
         fragment
             .iter()
-            .filter(|opt| self.get(&opt.name) != Some(opt.value.as_str()))
+            .filter(|opt| match (opt.value.as_str(), self.get(&opt.name)) {
+                ("n", None) => false,
+                (wanted, got) => got != Some(wanted),
+            })
             .map(|opt| format!("{}={}", opt.name, opt.value))
             .collect()
     }
@@ -193,6 +197,9 @@ mod tests {
         let frag = parse_fragment("# a\nCONFIG_A=y\n# b\nCONFIG_B=512\n# c\nCONFIG_C=y\n").unwrap();
         let cfg = KernelConfig::parse("CONFIG_A=y\nCONFIG_B=64\n# CONFIG_C is not set\n");
         assert_eq!(cfg.dropped(&frag), ["CONFIG_B=512", "CONFIG_C=y"]);
+        // Turning an option off survives as its absence, and only as that.
+        let off = parse_fragment("# a\nCONFIG_A=n\n# c\nCONFIG_C=n\n").unwrap();
+        assert_eq!(cfg.dropped(&off), ["CONFIG_A=n"]);
     }
 
     #[test]

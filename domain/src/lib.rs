@@ -4,6 +4,7 @@ pub mod apic;
 pub mod attach;
 pub mod attach_wait;
 pub mod baseline;
+pub mod boot_profile;
 pub mod cell;
 pub mod collapse;
 pub mod constraints;

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::attach::AttachOutcome;
+use crate::boot_profile::BootProfile;
 use crate::cell::CellId;
 use crate::crosscheck::CrossCheck;
 use crate::determinism::{Boot, UnstableProgram, boots_per_cell, unstable_programs};
@@ -62,6 +63,9 @@ pub struct RunRecord {
     /// Host time from the backend starting the VM to the guest init's first frame.
     #[serde(default)]
     pub init_after_ms: Option<u64>,
+    /// Where the kernel's boot went, when the sweep asked for a boot profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_profile: Option<BootProfile>,
     /// The end of the kernel console: what a panic or a hang left behind.
     pub console_tail: String,
 }
@@ -374,10 +378,10 @@ impl SweepOutcome {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
+/// Records for tests, here and in other crates.
+#[cfg(any(test, feature = "test-support"))]
+pub mod samples {
     use super::*;
-    use crate::verdict::Gate;
 
     pub fn prog(name: &str, insns: u32) -> ProgStat {
         ProgStat {
@@ -415,6 +419,7 @@ pub(crate) mod tests {
                 phases: vec![],
                 peak_rss_kib: None,
                 init_after_ms: None,
+                boot_profile: None,
                 console_tail: String::new(),
             }),
             verdict,
@@ -423,6 +428,14 @@ pub(crate) mod tests {
             repro: None,
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::verdict::Gate;
+
+    pub use super::samples::{prog, record};
 
     fn fail() -> Verdict {
         Verdict::fail(Gate::Dispatch, "no progress")

@@ -1,6 +1,7 @@
 //! Properties of the frame wire format and its streaming decoder.
 
 use ktstr_domain::attach_wait::AttachExpiry;
+use ktstr_domain::boot_profile::KernelRecord;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::prog::ProgStat;
@@ -83,6 +84,12 @@ fn frame() -> impl Strategy<Value = Frame> {
                     },
                 }
             }),
+        vec((any::<u64>(), text()), 0..8).prop_map(|records| Frame::KernelLog {
+            records: records
+                .into_iter()
+                .map(|(usec, text)| KernelRecord { usec, text })
+                .collect(),
+        }),
     ]
 }
 

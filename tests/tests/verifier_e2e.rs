@@ -530,3 +530,51 @@ fn repeated_boots_of_the_fixture_count_the_same() {
     );
     assert!(!text.contains("differ between boots"), "{text}");
 }
+
+/// `ktstr bench --boot-profile` splits a real boot from the kernel's own records: time
+/// before the kernel, setup, SMP bring-up, initcalls and the hand-over to the init, and
+/// names the slowest initcalls of this kernel.
+#[test]
+fn bench_profiles_where_a_real_boot_went() {
+    ensure_kernels();
+    let dir = tempfile_dir("boot-profile");
+    let out = ktstr_in(
+        &dir,
+        &[
+            "bench",
+            "--kernel",
+            KERNEL_6_12,
+            "--repeat",
+            "1",
+            "--boot-profile",
+            "tiny-1llc",
+        ],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    let profile = text
+        .split_once("boot profile")
+        .unwrap_or_else(|| panic!("no boot profile:\n{text}"))
+        .1;
+    let row = profile
+        .lines()
+        .find(|l| l.contains("tiny-1llc") && l.contains(" ms"))
+        .unwrap_or_else(|| panic!("no tiny-1llc profile row:\n{profile}"));
+    let values: Vec<u64> = row
+        .split("  ")
+        .map(str::trim)
+        .filter_map(|c| c.strip_suffix(" ms")?.parse().ok())
+        .collect();
+    // before kernel, setup, smp bring-up, initcalls, to init, exec to init, initcalls Σ:
+    // every stretch was seen, and a real boot spends time in each of its first four.
+    assert_eq!(values.len(), 7, "{row}");
+    assert!(values[..4].iter().all(|&ms| ms > 0), "{row}");
+    let slowest = profile
+        .lines()
+        .find(|l| l.trim_start().starts_with("verifier/scx-ktstr/") && l.contains(": "))
+        .unwrap_or_else(|| panic!("no slowest initcalls:\n{profile}"));
+    // Initcalls every ktstr kernel runs: sched_ext's and ACPI's.
+    for initcall in ["scx_init", "acpi_init"] {
+        assert!(slowest.contains(initcall), "{slowest}");
+    }
+}

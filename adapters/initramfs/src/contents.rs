@@ -63,6 +63,7 @@ pub fn init_plan(plan: &GuestPlan, log_limit_bytes: u64) -> Result<InitPlan, Bui
         probe_ms: DEFAULT_PROBE_MS,
         frame_device: FRAME_DEVICE.to_owned(),
         log_limit_bytes,
+        boot_profile: false,
     })
 }
 

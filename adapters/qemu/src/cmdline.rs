@@ -50,13 +50,35 @@ impl SerialLayout {
     }
 }
 
-/// Where one VM keeps its files.
+/// The files one VM boots from and keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmFiles {
+    /// The image `-kernel` loads: the spec's bzImage, or its `vmlinux` when QEMU can enter
+    /// that through PVH.
+    pub kernel: PathBuf,
     pub console: PathBuf,
     pub frames: PathBuf,
     /// One RAM backing file per NUMA node, mapped in node order from guest address 0.
     pub ram: Vec<PathBuf>,
+}
+
+/// The most vCPUs a TCG guest runs on one host thread.
+///
+/// One thread running every vCPU in turn uses one host core per VM, so as many VMs as
+/// cores fill the host. A thread per vCPU oversubscribes it instead, and vCPUs that spin
+/// (stop_machine, IPI waits) starve the one doing the work: a 32-vCPU boot spent 7 s in
+/// one such wait. Past this size the turns themselves get too long (a 64-vCPU kernel took
+/// 30 s to reach its initcalls on one thread, 3 s on a thread each), so big guests get a
+/// thread per vCPU.
+pub const TCG_ONE_THREAD_MAX_VCPUS: u32 = 32;
+
+/// QEMU's `-accel` value for a TCG guest of `vcpus`.
+fn tcg_accel(vcpus: u32) -> &'static str {
+    if vcpus <= TCG_ONE_THREAD_MAX_VCPUS {
+        "tcg,thread=single"
+    } else {
+        "tcg,thread=multi"
+    }
 }
 
 /// The arguments after the QEMU binary.
@@ -78,7 +100,7 @@ pub fn qemu_args(
             push("-cpu", "host".into());
         }
         Accel::Tcg => {
-            push("-accel", "tcg,thread=multi".into());
+            push("-accel", tcg_accel(t.cpus()).into());
             // QEMU's AMD `max` model keeps dies in one L3; the Intel vendor gives each die
             // (one LLC of the preset) its own L3, as the guest's sysfs then shows.
             push("-cpu", "max,vendor=GenuineIntel".into());
@@ -125,7 +147,7 @@ pub fn qemu_args(
             ),
         );
     }
-    push("-kernel", spec.kernel_image.display().to_string());
+    push("-kernel", files.kernel.display().to_string());
     push("-initrd", spec.initramfs.display().to_string());
     push("-append", spec.cmdline.clone());
     let (first, second) = match serial {
@@ -167,6 +189,7 @@ mod tests {
 
     fn files(nodes: usize) -> VmFiles {
         VmFiles {
+            kernel: "/k/vmlinux".into(),
             console: "/w/console.log".into(),
             frames: "/w/frames.bin".into(),
             ram: (0..nodes)
@@ -195,7 +218,7 @@ mod tests {
             ["cpus=8,sockets=1,dies=2,cores=2,threads=2"]
         );
         assert_eq!(value_of(&args, "-cpu"), ["max,vendor=GenuineIntel"]);
-        assert_eq!(value_of(&args, "-accel"), ["tcg,thread=multi"]);
+        assert_eq!(value_of(&args, "-accel"), ["tcg,thread=single"]);
         assert_eq!(
             value_of(&args, "-object"),
             ["memory-backend-file,id=ram0,size=576M,mem-path=/dev/shm/r0,share=on"]
@@ -208,11 +231,27 @@ mod tests {
             value_of(&args, "-append"),
             ["console=ttyS0 panic=-1 nokaslr"]
         );
+        assert_eq!(value_of(&args, "-kernel"), ["/k/vmlinux"]);
         assert_eq!(
             value_of(&args, "-serial"),
             ["file:/w/console.log", "file:/w/frames.bin"]
         );
         assert!(args.contains(&"-no-reboot".to_string()));
+    }
+
+    #[test]
+    fn big_tcg_guests_get_a_host_thread_per_vcpu() {
+        let accel = |shape: &str| {
+            let args = qemu_args(
+                &spec(shape, 2048),
+                Accel::Tcg,
+                SerialLayout::ConsoleFirst,
+                &files(1),
+            );
+            value_of(&args, "-accel")[0].to_string()
+        };
+        assert_eq!(accel("1n4l4c2t"), "tcg,thread=single");
+        assert_eq!(accel("1n8l4c2t"), "tcg,thread=multi");
     }
 
     #[test]

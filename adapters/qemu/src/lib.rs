@@ -2,6 +2,7 @@
 //! preset's topology, a watchdog, the console and frame channel on two serial ports, and
 //! guest RAM in shared files the host reads after the VM stops.
 
+pub mod boot_image;
 pub mod cmdline;
 pub mod shm_ram;
 
@@ -103,6 +104,8 @@ impl Hypervisor for QemuBackend {
             ram.paths.push(path);
         }
         let files = VmFiles {
+            kernel: boot_image::boot_image(&spec.kernel_image, spec.vmlinux.as_deref())
+                .to_path_buf(),
             console: work.path().join("console.log"),
             frames: work.path().join("frames.bin"),
             ram: ram.paths.clone(),

@@ -102,6 +102,7 @@ fn summary(frame: &Frame) -> String {
     match frame {
         Frame::SchedulerLog { text } => format!("SchedulerLog ({} bytes)", text.len()),
         Frame::ProgStats { progs } => format!("ProgStats ({} programs)", progs.len()),
+        Frame::KernelLog { records } => format!("KernelLog ({} records)", records.len()),
         Frame::Topology { topology } => {
             format!("Topology ({} online CPUs)", topology.online_cpus.len())
         }

@@ -68,7 +68,14 @@ pub fn run(plan_path: &str, role: Role) {
         sink.error(e);
     }
     match plan {
-        Ok(plan) if sink.is_open() => session(&mut sink, &plan, role),
+        Ok(plan) if sink.is_open() => {
+            session(&mut sink, &plan, role);
+            if plan.boot_profile {
+                sink.send(&Frame::KernelLog {
+                    records: kmsg::profile_records(KMSG),
+                });
+            }
+        }
         Ok(_) => {}
         Err(e) => sink.error(e),
     }

@@ -20,6 +20,8 @@ const MAX_SLEEPS: u32 = 1000;
 
 /// How long to wait, after the stop flag, for workers to notice it.
 const STOP_WAIT: Duration = Duration::from_secs(1);
+/// How often the probe looks whether every worker has had its say.
+const POLL: Duration = Duration::from_millis(2);
 
 const PENDING: u8 = 0;
 const SWITCHED: u8 = 1;
@@ -60,10 +62,11 @@ pub fn switch_to_sched_ext() -> Result<(), String> {
     Ok(())
 }
 
-/// Runs `workers` spinning threads for `duration`; each first calls `switch`.
+/// Runs `workers` spinning threads, each of which first calls `switch`, until every one
+/// has either failed or made progress after its wake-up, or `bound` has passed.
 pub fn run_probe(
     workers: u32,
-    duration: Duration,
+    bound: Duration,
     switch: fn() -> Result<(), String>,
 ) -> ProbeOutcome {
     let stop = Arc::new(AtomicBool::new(false));
@@ -82,7 +85,12 @@ pub fn run_probe(
             }
         }
     }
-    thread::sleep(duration);
+    // Done as soon as each worker has an answer: waiting longer proves nothing more, and
+    // a scheduler that never dispatches still takes the whole bound to show it.
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline && !slots.iter().all(|s| s.answered()) {
+        thread::sleep(POLL);
+    }
     stop.store(true, Ordering::Relaxed);
     let deadline = Instant::now() + STOP_WAIT;
     while Instant::now() < deadline && !handles.iter().all(|h| h.is_finished()) {
@@ -91,6 +99,13 @@ pub fn run_probe(
     // Dropping the handles detaches any worker still stuck.
     drop(handles);
     collect(&slots)
+}
+
+impl Slot {
+    /// The worker failed, or ran again after its wake-up through the BPF scheduler.
+    fn answered(&self) -> bool {
+        self.status.load(Ordering::Acquire) == FAILED || self.iterations.load(Ordering::Relaxed) > 0
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -215,6 +230,21 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_ends_once_every_worker_progressed() {
+        let start = Instant::now();
+        let out = run_probe(3, Duration::from_secs(20), ok);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!((out.workers, out.progressed), (3, 3));
+        let out = run_probe(2, Duration::from_secs(20), refuse);
+        assert!(start.elapsed() < Duration::from_secs(10));
+        assert_eq!(out.failures.len(), 2);
+    }
+
+    #[test]
     fn spinning_workers_make_progress() {
         let out = run_probe(2, Duration::from_millis(50), ok);
         assert_eq!((out.workers, out.failures.len()), (2, 0));
@@ -240,12 +270,14 @@ mod tests {
     #[test]
     fn stuck_workers_do_not_block_and_count_zero() {
         let start = Instant::now();
-        let out = run_probe(2, Duration::from_millis(10), never_returns);
+        let out = run_probe(2, Duration::from_millis(300), never_returns);
+        // Workers that never answer keep the probe to its whole bound, and no longer.
+        assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(start.elapsed() < Duration::from_secs(3));
         assert_eq!(
-            dispatch_frame(&out, Duration::from_millis(10)),
+            dispatch_frame(&out, Duration::from_millis(300)),
             Frame::WorkloadNotDispatched {
-                reason: "0 iterations from 2 SCHED_EXT workers in 10 ms".into()
+                reason: "0 iterations from 2 SCHED_EXT workers in 300 ms".into()
             }
         );
     }

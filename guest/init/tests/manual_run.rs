@@ -18,6 +18,7 @@ fn run_init(dir: &Path, script: &str, attach_timeout_ms: u64) -> Vec<Frame> {
         probe_ms: 50,
         frame_device: frames.to_str().unwrap().into(),
         log_limit_bytes: 4096,
+        boot_profile: false,
     };
     let plan_path = dir.join("plan.json");
     std::fs::write(&plan_path, plan.to_json()).unwrap();

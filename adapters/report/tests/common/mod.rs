@@ -64,6 +64,7 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         phases: vec![("init".into(), 1500), ("attached".into(), 2600)],
         peak_rss_kib: Some(310_000),
         init_after_ms: Some(1_650),
+        boot_profile: None,
         console_tail: String::new(),
     }
 }
