@@ -22,8 +22,8 @@ for run in $(seq 1 "$runs"); do
         -append "console=ttyS0 panic=-1 nokaslr quiet rdinit=/no-such-init init=/no-such-init" \
         -serial "file:$console" -display none -nodefaults -no-user-config -no-reboot &
     qemu=$!
-    # The kernel prints this the moment it finds no init to run.
-    until grep -q "No working init found" "$console" 2>/dev/null; do
+    # The kernel says so the moment it finds no init to run.
+    until grep -qE "Requested init|No working init found" "$console" 2>/dev/null; do
         if ! kill -0 "$qemu" 2>/dev/null; then
             echo "run $run: QEMU exited before the kernel looked for an init" >&2
             exit 1

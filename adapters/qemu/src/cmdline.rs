@@ -66,11 +66,11 @@ pub struct VmFiles {
 ///
 /// One thread running every vCPU in turn uses one host core per VM, so as many VMs as
 /// cores fill the host. A thread per vCPU oversubscribes it instead, and vCPUs that spin
-/// (stop_machine, IPI waits) starve the one doing the work: a 32-vCPU boot spent 7 s in
-/// one such wait. Past this size the turns themselves get too long (a 64-vCPU kernel took
-/// 30 s to reach its initcalls on one thread, 3 s on a thread each), so big guests get a
-/// thread per vCPU.
-pub const TCG_ONE_THREAD_MAX_VCPUS: u32 = 32;
+/// (stop_machine, IPI waits) starve the one doing the work: on 2 cores a 32-vCPU boot
+/// spent 7 s in one such wait, and a 64-vCPU cell took 30-37 s against 11 s on one thread.
+/// At 128 vCPUs the turns get too long (no init within the 248 s watchdog on one thread,
+/// 130 s on a thread each), so bigger guests get a thread per vCPU.
+pub const TCG_ONE_THREAD_MAX_VCPUS: u32 = 64;
 
 /// QEMU's `-accel` value for a TCG guest of `vcpus`.
 fn tcg_accel(vcpus: u32) -> &'static str {
@@ -250,8 +250,8 @@ mod tests {
             );
             value_of(&args, "-accel")[0].to_string()
         };
-        assert_eq!(accel("1n4l4c2t"), "tcg,thread=single");
-        assert_eq!(accel("1n8l4c2t"), "tcg,thread=multi");
+        assert_eq!(accel("1n8l4c2t"), "tcg,thread=single");
+        assert_eq!(accel("1n4l16c2t"), "tcg,thread=multi");
     }
 
     #[test]
