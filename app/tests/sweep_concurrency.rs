@@ -151,3 +151,70 @@ async fn the_interrupt_future_stops_the_sweep_and_drops_running_vms() {
     assert_eq!(torn_down.load(Ordering::SeqCst), 2);
     assert!(!recorder.finished.lock().unwrap().as_ref().unwrap().complete);
 }
+
+/// A backend that says when it has run a VM.
+struct AnnouncingHypervisor {
+    vm_ran: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl ktstr_ports::Hypervisor for AnnouncingHypervisor {
+    fn name(&self) -> String {
+        "announcing".into()
+    }
+    fn cpu_mode(&self) -> CpuMode {
+        CpuMode::Emulated
+    }
+    fn guest_devices(&self) -> GuestDevices {
+        GUEST_DEVICES
+    }
+    async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
+        self.vm_ran.notify_one();
+        Ok(vm(&healthy(&spec), false))
+    }
+}
+
+/// Scheduler `b` takes until some VM has run to build: a sweep that prepared every image
+/// before booting anything would wait for it forever.
+struct SecondSchedulerWaitsForAVm {
+    vm_ran: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl ktstr_ports::SchedulerSource for SecondSchedulerWaitsForAVm {
+    async fn binary(
+        &self,
+        decl: &ktstr_domain::manifest::SchedulerDecl,
+    ) -> Result<std::path::PathBuf, ktstr_ports::SchedulerSourceError> {
+        if decl.name == "b" {
+            tokio::time::timeout(Duration::from_secs(10), self.vm_ran.notified())
+                .await
+                .expect("b's build held up every VM: no cell booted while it ran");
+        }
+        Ok(format!("/bin/{}", decl.name).into())
+    }
+}
+
+#[tokio::test]
+async fn one_schedulers_cells_boot_while_anothers_image_is_prepared() {
+    let two = decls(
+        "[[scheduler]]\nname = \"a\"\nbinary = \"/a\"\n[[scheduler]]\nname = \"b\"\nbinary = \"/b\"\n",
+    );
+    let (mut ports, _) = Harness::new(vec![artifact("6.12.117", &[])]).ports();
+    let vm_ran = Arc::new(tokio::sync::Notify::new());
+    ports.hypervisor = Arc::new(AnnouncingHypervisor {
+        vm_ran: vm_ran.clone(),
+    });
+    ports.schedulers = Arc::new(SecondSchedulerWaitsForAVm { vm_ran });
+    let report = run_sweep(
+        &two,
+        &[],
+        &ports,
+        &settings(&["tiny-1llc"]),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.records.len(), 2);
+    assert!(report.succeeded(), "{:?}", report.records);
+}
