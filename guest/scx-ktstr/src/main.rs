@@ -36,6 +36,9 @@ use exit_info::ExitInfo;
 use skel::{ScxKtstrSkel, ScxKtstrSkelBuilder};
 use topology::Topology;
 
+/// How long `--die-after-attach` waits for a task to park before dying anyway.
+const DIE_WAIT: Duration = Duration::from_secs(30);
+
 /// Exit status of `--die-after-attach`.
 const DIED_AFTER_ATTACH: u8 = 3;
 /// Exit status when the kernel ejected the scheduler.
@@ -70,8 +73,11 @@ struct Args {
     #[arg(long)]
     no_dispatch: bool,
 
-    /// Attach gate: attach, print the attached line, then exit with status 3 about
-    /// 500 ms later without detaching (the kernel unregisters when the link closes).
+    /// Attach gate: attach parking every task as --no-dispatch does, then exit with
+    /// status 3 without detaching as soon as it holds one. The dispatch probe's workers
+    /// are the only SCHED_EXT tasks, so the death falls inside the dispatch phase however
+    /// fast or slow the guest is; the kernel unregisters when the link closes and the
+    /// parked tasks go back to the fair class.
     #[arg(long, conflicts_with = "wedge_after_attach")]
     die_after_attach: bool,
 
@@ -204,7 +210,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.llc_span = (layout.span + args.pad_span).min(topology::MAX_CPUS as u32);
     rodata.fail_verify = args.fail_verify;
     rodata.verify_loop = args.verify_loop;
-    rodata.no_dispatch = args.no_dispatch;
+    rodata.no_dispatch = args.no_dispatch || args.die_after_attach;
 
     let mut skel = open
         .load()
@@ -229,7 +235,10 @@ fn run(args: &Args) -> Result<ExitCode> {
     );
 
     if args.die_after_attach {
-        sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + DIE_WAIT;
+        while parked(&skel)? == 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(1));
+        }
         println!("scx-ktstr: dying without detaching (--die-after-attach)");
         // No destructors: the link goes away only because the process does.
         std::process::exit(i32::from(DIED_AFTER_ATTACH));
@@ -269,6 +278,22 @@ fn wait_for_exit(skel: &ScxKtstrSkel<'_>, topo: &Topology) -> Result<Option<Exit
         sleep(Duration::from_millis(100));
     }
     Ok(None)
+}
+
+/// Tasks the BPF side has parked so far (its `.bss`, read through the map: a plain read
+/// of the mapped section could be hoisted out of the polling loop).
+fn parked(skel: &ScxKtstrSkel<'_>) -> Result<u64> {
+    let bss = skel
+        .maps
+        .bss
+        .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+        .context("reading the BPF .bss")?
+        .context("the BPF .bss is empty")?;
+    let at = std::mem::offset_of!(skel::types::bss, nr_parked);
+    let bytes = bss
+        .get(at..at + 8)
+        .context("the BPF .bss is shorter than its layout")?;
+    Ok(u64::from_ne_bytes(bytes.try_into()?))
 }
 
 fn read_exit(skel: &ScxKtstrSkel<'_>) -> Result<Option<ExitInfo>> {

@@ -29,6 +29,9 @@ const volatile bool fail_verify;
 const volatile bool verify_loop;
 const volatile bool no_dispatch;
 
+/* Tasks parked in the black hole so far: --die-after-attach dies on the first. */
+u64 nr_parked;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -145,6 +148,7 @@ void KTSTR_OP(ktstr_enqueue, struct task_struct *p, u64 enq_flags)
 
 	if (no_dispatch) {
 		ktstr_dsq_insert(p, KTSTR_BLACKHOLE_DSQ, KTSTR_SLICE_NS, enq_flags);
+		__sync_fetch_and_add(&nr_parked, 1);
 		return;
 	}
 
