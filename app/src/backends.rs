@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ktstr_domain::waits::CpuMode;
-use ktstr_host::{KvmAccess, find_executable};
+use ktstr_host::{KvmAccess, MshvAccess, find_executable};
 use ktstr_ports::Hypervisor;
 use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
+use ktstr_vmm::hypervisor::mshv::MshvHypervisor;
 use thiserror::Error;
+
+use crate::error_text::error_chain;
 
 /// `--backend`: let ktstr pick, or name one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -23,6 +26,8 @@ pub enum BackendChoice {
     Auto,
     /// Our own VMM on hardware KVM.
     Kvm,
+    /// Our own VMM on the Microsoft Hypervisor (`/dev/mshv`).
+    Mshv,
     /// QEMU: hardware KVM when the host has it, TCG otherwise.
     Qemu,
 }
@@ -31,16 +36,18 @@ pub enum BackendChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
     Kvm,
+    Mshv,
     Qemu,
 }
 
 impl BackendKind {
     /// In order of preference: our own VMM where it can run, QEMU everywhere else.
-    pub const ALL: [BackendKind; 2] = [BackendKind::Kvm, BackendKind::Qemu];
+    pub const ALL: [BackendKind; 3] = [BackendKind::Kvm, BackendKind::Mshv, BackendKind::Qemu];
 
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::Kvm => "kvm",
+            BackendKind::Mshv => "mshv",
             BackendKind::Qemu => "qemu",
         }
     }
@@ -56,6 +63,7 @@ impl fmt::Display for BackendKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostFacts {
     pub kvm: KvmAccess,
+    pub mshv: MshvAccess,
     /// `qemu-system-x86_64` on `PATH`.
     pub qemu: Option<PathBuf>,
 }
@@ -64,6 +72,11 @@ impl HostFacts {
     pub fn probe(path: &OsStr) -> Self {
         HostFacts {
             kvm: KvmAccess::probe_host(),
+            mshv: MshvAccess::probe_host(|| {
+                MshvHypervisor::open()
+                    .map(drop)
+                    .map_err(|e| error_chain(&e))
+            }),
             qemu: find_executable(path, QEMU),
         }
     }
@@ -117,6 +130,7 @@ pub fn probe_all(facts: &HostFacts) -> Vec<Probe> {
             kind,
             result: match kind {
                 BackendKind::Kvm => probe_kvm(facts),
+                BackendKind::Mshv => probe_mshv(facts),
                 BackendKind::Qemu => probe_qemu(facts),
             },
         })
@@ -127,6 +141,16 @@ fn probe_kvm(facts: &HostFacts) -> Result<String, String> {
     match &facts.kvm {
         KvmAccess::Hardware { .. } => Ok(format!("kvm (own VMM) — {}", facts.kvm.describe())),
         other => Err(format!("needs hardware KVM: {}", other.describe())),
+    }
+}
+
+fn probe_mshv(facts: &HostFacts) -> Result<String, String> {
+    match &facts.mshv {
+        MshvAccess::Usable => Ok(format!("mshv (own VMM) — {}", facts.mshv.describe())),
+        other => Err(format!(
+            "needs the Microsoft Hypervisor: {}",
+            other.describe()
+        )),
     }
 }
 
@@ -148,6 +172,7 @@ pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, Bac
     let wanted = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Kvm => Some(BackendKind::Kvm),
+        BackendChoice::Mshv => Some(BackendKind::Mshv),
         BackendChoice::Qemu => Some(BackendKind::Qemu),
     };
     let chosen = probes
@@ -189,6 +214,13 @@ pub fn build(
             })?;
             Arc::new(VmmBackend::new(Arc::new(kvm), CpuMode::Hardware))
         }
+        BackendKind::Mshv => {
+            let mshv = MshvHypervisor::open().map_err(|e| BackendError::Unavailable {
+                kind: BackendKind::Mshv,
+                reason: error_chain(&e),
+            })?;
+            Arc::new(VmmBackend::new(Arc::new(mshv), CpuMode::Hardware))
+        }
         BackendKind::Qemu => {
             let binary = facts.qemu.clone().unwrap_or_else(|| PathBuf::from(QEMU));
             let (accel, _) = accel_for(&facts.kvm);
@@ -225,9 +257,13 @@ mod tests {
     fn facts(kvm: KvmAccess, qemu: bool) -> HostFacts {
         HostFacts {
             kvm,
+            mshv: MshvAccess::Absent,
             qemu: qemu.then(|| PathBuf::from("/usr/bin/qemu-system-x86_64")),
         }
     }
+
+    const NO_MSHV: &str = "  unavailable: mshv — needs the Microsoft Hypervisor: no /dev/mshv: \
+                           this host is not the root partition of the Microsoft Hypervisor\n";
 
     #[test]
     fn auto_picks_qemu_and_says_why_it_emulates() {
@@ -236,9 +272,12 @@ mod tests {
         assert_eq!(selection.kind, BackendKind::Qemu);
         assert_eq!(
             selection.explain(),
-            "backend: qemu (tcg) — /dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary \
-             kernel; /usr/bin/qemu-system-x86_64\n  unavailable: kvm — needs hardware KVM: \
-             /dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary kernel\n"
+            format!(
+                "backend: qemu (tcg) — /dev/kvm is PVM (kvm_pvm), which cannot boot an \
+                 ordinary kernel; /usr/bin/qemu-system-x86_64\n  unavailable: kvm — needs \
+                 hardware KVM: /dev/kvm is PVM (kvm_pvm), which cannot boot an ordinary \
+                 kernel\n{NO_MSHV}"
+            )
         );
         assert_eq!(build(&selection, &facts).unwrap().name(), "qemu (tcg)");
         let err = select(BackendChoice::Kvm, &facts).unwrap_err();
@@ -256,8 +295,10 @@ mod tests {
         assert_eq!(auto.kind, BackendKind::Kvm);
         assert_eq!(
             auto.explain(),
-            "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n  not chosen: qemu — qemu (kvm) \
-             — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n"
+            format!(
+                "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n{NO_MSHV}  not chosen: qemu \
+                 — qemu (kvm) — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n"
+            )
         );
         let selection = select(BackendChoice::Qemu, &facts).unwrap();
         assert!(
@@ -297,8 +338,47 @@ mod tests {
         assert_eq!(
             text,
             "kvm    unavailable  needs hardware KVM: no hardware KVM on this host\n\
+             mshv   unavailable  needs the Microsoft Hypervisor: no /dev/mshv: this host is \
+             not the root partition of the Microsoft Hypervisor\n\
              qemu   available    qemu (tcg) — no hardware KVM on this host; \
              /usr/bin/qemu-system-x86_64\nauto picks: qemu\n"
+        );
+    }
+
+    /// On the root partition of the Microsoft Hypervisor (no KVM), `auto` takes our VMM on
+    /// MSHV; a driver that fails the API check is explained, and QEMU runs instead.
+    #[test]
+    fn an_mshv_root_partition_makes_auto_pick_our_vmm_on_mshv() {
+        let mut host = facts(KvmAccess::Absent, true);
+        host.mshv = MshvAccess::Usable;
+        let auto = select(BackendChoice::Auto, &host).unwrap();
+        assert_eq!(auto.kind, BackendKind::Mshv);
+        assert!(
+            auto.explain()
+                .starts_with("backend: mshv (own VMM) — Microsoft Hypervisor (/dev/mshv)\n"),
+            "{}",
+            auto.explain()
+        );
+        host.mshv = MshvAccess::Unusable {
+            reason: "asking /dev/mshv for the host's processor features: Inappropriate ioctl"
+                .into(),
+        };
+        assert_eq!(
+            select(BackendChoice::Auto, &host).unwrap().kind,
+            BackendKind::Qemu
+        );
+        let err = select(BackendChoice::Mshv, &host).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "backend mshv is not available: needs the Microsoft Hypervisor: /dev/mshv is there \
+             but unusable: asking /dev/mshv for the host's processor features: Inappropriate ioctl"
+        );
+        assert!(
+            report(&host).contains(
+                "\nmshv   unavailable  needs the Microsoft Hypervisor: /dev/mshv is there but"
+            ),
+            "{}",
+            report(&host)
         );
     }
 }

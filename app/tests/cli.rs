@@ -176,5 +176,7 @@ fn backends_says_which_backend_runs_here_and_a_missing_one_is_explained() {
         .args(["verifier", "--backend", "vmware"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("possible values: auto, kvm, qemu"));
+        .stderr(predicate::str::contains(
+            "possible values: auto, kvm, mshv, qemu",
+        ));
 }

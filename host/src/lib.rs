@@ -1,11 +1,13 @@
-//! Host probing shared by the backends and the app: what KVM this host offers, memory and
+//! Host probing shared by the backends and the app: what KVM and MSHV this host offers, memory and
 //! process figures from `/proc`, executables on `PATH`. It reads the host and nothing else;
 //! every decision made from these facts lives with whoever makes it.
 
 pub mod kvm;
+pub mod mshv;
 pub mod path;
 pub mod procfs;
 
 pub use kvm::{KvmAccess, probe_kvm};
+pub use mshv::{MshvAccess, probe_mshv};
 pub use path::find_executable;
 pub use procfs::{host_mem_total_kib, mem_total_kib, vm_hwm_kib};

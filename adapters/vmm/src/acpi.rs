@@ -36,7 +36,7 @@ const OEM_ID: [u8; 6] = *b"KTSTR ";
 const OEM_TABLE_ID: [u8; 8] = *b"KTSTRVMM";
 const OEM_REVISION: u32 = 1;
 /// The I/O APIC's ID: above every xAPIC ID a CPU of ours has in small guests.
-const IO_APIC_ID: u8 = 0xfe;
+pub const IO_APIC_ID: u8 = 0xfe;
 
 /// MADT entry type 9: a processor whose APIC ID needs 32 bits.
 #[repr(C, packed)]

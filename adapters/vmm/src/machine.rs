@@ -90,7 +90,7 @@ impl Machine {
         let mut vcpus = Vec::with_capacity(ids.len());
         for (index, &apic_id) in ids.iter().enumerate() {
             let vcpu = vm
-                .create_vcpu(index as u32)
+                .create_vcpu(index as u32, apic_id)
                 .map_err(hv("creating a vCPU"))?;
             vcpu.set_cpuid(&vcpu_cpuid(&supported, layout, apic_id))
                 .map_err(hv("setting CPUID"))?;

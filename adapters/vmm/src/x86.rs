@@ -73,6 +73,161 @@ pub struct PvhEntry {
     pub tss_selector: u16,
 }
 
+/// One segment register as both hypervisors describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segment {
+    pub base: u64,
+    pub limit: u32,
+    pub selector: u16,
+    pub type_: u8,
+    pub present: u8,
+    pub dpl: u8,
+    /// 32-bit default operand size.
+    pub db: u8,
+    /// Code or data (not a system segment).
+    pub s: u8,
+    /// 64-bit code.
+    pub l: u8,
+    /// 4 KiB granularity.
+    pub g: u8,
+}
+
+/// The registers a boot vCPU starts with, computed once from a `BootEntry`; each
+/// hypervisor implementation copies them into its own register structures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootRegisters {
+    pub cs: Segment,
+    /// DS, ES, FS, GS and SS.
+    pub data: Segment,
+    /// The task register, where the entry asks for one (PVH).
+    pub tr: Option<Segment>,
+    pub gdt_base: u64,
+    pub gdt_limit: u16,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    pub rip: u64,
+    pub rsp: u64,
+    pub rbp: u64,
+    pub rsi: u64,
+    pub rbx: u64,
+    pub rflags: u64,
+}
+
+const CR0_PE: u64 = 1;
+/// Extension type: always set on anything past a 386.
+const CR0_ET: u64 = 1 << 4;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+/// Execute/read and read/write segment types, accessed; a busy 32-bit TSS.
+const CODE_TYPE: u8 = 0xb;
+const DATA_TYPE: u8 = 0x3;
+const TSS_BUSY_TYPE: u8 = 0xb;
+/// RFLAGS bit 1 is reserved and always set.
+const RFLAGS_RESERVED: u64 = 2;
+
+/// A flat segment: base 0, 4 GiB limit, ring 0, present.
+fn flat_segment(selector: u16, type_: u8, long: bool) -> Segment {
+    Segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: u8::from(!long),
+        s: 1,
+        l: u8::from(long),
+        g: 1,
+    }
+}
+
+impl BootEntry {
+    /// The registers this entry starts the boot vCPU with: 64-bit mode with paging, or
+    /// PVH's 32-bit protected mode without paging and with a busy TSS.
+    pub fn registers(&self) -> BootRegisters {
+        match *self {
+            BootEntry::LongMode(e) => BootRegisters {
+                cs: flat_segment(e.code_selector, CODE_TYPE, true),
+                data: flat_segment(e.data_selector, DATA_TYPE, false),
+                tr: None,
+                gdt_base: e.gdt_base,
+                gdt_limit: e.gdt_limit,
+                cr0: CR0_PE | CR0_ET | CR0_PG,
+                cr3: e.cr3,
+                cr4: CR4_PAE,
+                efer: EFER_LME | EFER_LMA,
+                rip: e.rip,
+                rsp: e.rsp,
+                rbp: e.rsp,
+                rsi: e.rsi,
+                rbx: 0,
+                rflags: RFLAGS_RESERVED,
+            },
+            BootEntry::Pvh(e) => BootRegisters {
+                cs: flat_segment(e.code_selector, CODE_TYPE, false),
+                data: flat_segment(e.data_selector, DATA_TYPE, false),
+                tr: Some(Segment {
+                    limit: TSS_LIMIT,
+                    s: 0,
+                    db: 0,
+                    g: 0,
+                    ..flat_segment(e.tss_selector, TSS_BUSY_TYPE, false)
+                }),
+                gdt_base: e.gdt_base,
+                gdt_limit: e.gdt_limit,
+                cr0: CR0_PE | CR0_ET,
+                cr3: 0,
+                cr4: 0,
+                efer: 0,
+                rip: u64::from(e.eip),
+                rsp: 0,
+                rbp: 0,
+                rsi: 0,
+                rbx: u64::from(e.ebx),
+                rflags: RFLAGS_RESERVED,
+            },
+        }
+    }
+}
+
+/// Local APIC registers (as both hypervisors lay out the APIC page): the LINT0 and LINT1
+/// local vector table entries, and their delivery-mode field with its ExtINT and NMI values.
+const APIC_LVT_LINT0: usize = 0x350;
+const APIC_LVT_LINT1: usize = 0x360;
+const APIC_DELIVERY_MASK: u32 = 0x700;
+const APIC_MODE_EXTINT: u32 = 0x700;
+const APIC_MODE_NMI: u32 = 0x400;
+
+/// Wires LINT0 to the PIC (ExtINT) and LINT1 to NMI in an image of the local APIC's
+/// registers, as a PC's firmware leaves them.
+pub fn wire_legacy_lints(regs: &mut [std::ffi::c_char]) {
+    for (register, mode) in [
+        (APIC_LVT_LINT0, APIC_MODE_EXTINT),
+        (APIC_LVT_LINT1, APIC_MODE_NMI),
+    ] {
+        let bytes: [u8; 4] = std::array::from_fn(|i| regs[register + i] as u8);
+        let value = (u32::from_le_bytes(bytes) & !APIC_DELIVERY_MASK) | mode;
+        for (i, b) in value.to_le_bytes().into_iter().enumerate() {
+            regs[register + i] = b as std::ffi::c_char;
+        }
+    }
+}
+
+/// `IA32_APIC_BASE` for a local APIC in x2APIC mode at the default base; `bsp` marks the
+/// bootstrap processor.
+pub const MSR_IA32_APICBASE: u32 = 0x1b;
+pub fn x2apic_base(bsp: bool) -> u64 {
+    const BSP: u64 = 1 << 8;
+    const EXTD: u64 = 1 << 10;
+    const ENABLE: u64 = 1 << 11;
+    const DEFAULT_BASE: u64 = 0xfee0_0000;
+    DEFAULT_BASE | ENABLE | EXTD | if bsp { BSP } else { 0 }
+}
+
 fn write_gdt(mem: &GuestMemoryMmap) -> Result<u16, vm_memory::GuestMemoryError> {
     for (i, entry) in GDT.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(GDT_ADDR + 8 * i as u64))?;
@@ -178,5 +333,48 @@ mod tests {
         assert_eq!((tss >> 40) & 0xff, 0x8b, "present, busy 32-bit TSS");
         assert_eq!(tss & 0xffff, u64::from(TSS_LIMIT));
         assert_eq!(descriptor(entry.data_selector), 0x00cf_9300_0000_ffff);
+    }
+
+    /// The registers match the descriptors: a 64-bit entry runs long-mode code with paging
+    /// on; a PVH entry runs 32-bit code with paging off and the start info in EBX.
+    #[test]
+    fn boot_registers_follow_each_entry() {
+        let mem = mem();
+        let long = write_boot_tables(&mem, 0x10_0000, 0x8000, 0x7000)
+            .unwrap()
+            .registers();
+        assert_eq!(
+            (long.cs.l, long.cs.db, long.cs.selector),
+            (1, 0, CODE_SELECTOR)
+        );
+        assert_eq!(long.cr0 & (CR0_PE | CR0_PG), CR0_PE | CR0_PG);
+        assert_eq!(long.efer, EFER_LME | EFER_LMA);
+        assert_eq!(
+            (long.rip, long.rsp, long.rsi, long.cr3),
+            (0x10_0000, 0x8000, 0x7000, PML4_ADDR)
+        );
+        assert_eq!(long.tr, None);
+        let pvh = write_pvh_tables(&mem, 0x100_0000, 0x6000)
+            .unwrap()
+            .registers();
+        assert_eq!((pvh.cs.l, pvh.cs.db), (0, 1));
+        assert_eq!(pvh.cr0 & CR0_PG, 0);
+        assert_eq!((pvh.rip, pvh.rbx, pvh.efer), (0x100_0000, 0x6000, 0));
+        let tr = pvh.tr.expect("a task register");
+        assert_eq!((tr.type_, tr.limit, tr.s), (TSS_BUSY_TYPE, TSS_LIMIT, 0));
+        assert_eq!(long.rflags & 2, 2);
+    }
+
+    #[test]
+    fn the_legacy_lints_become_extint_and_nmi_and_keep_their_other_bits() {
+        let mut regs = [0 as std::ffi::c_char; 1024];
+        // LINT0 masked (bit 16) with a fixed delivery mode; LINT1 all clear.
+        regs[0x352] = 1;
+        wire_legacy_lints(&mut regs);
+        let read = |at: usize| u32::from_le_bytes(std::array::from_fn(|i| regs[at + i] as u8));
+        assert_eq!(read(0x350), 0x0001_0700);
+        assert_eq!(read(0x360), 0x0000_0400);
+        assert_eq!(x2apic_base(true), 0xfee0_0d00);
+        assert_eq!(x2apic_base(false), 0xfee0_0c00);
     }
 }

@@ -1,7 +1,8 @@
 //! The hypervisor port on our own VMM, driven by tiny hand-made guests packed as ELF
 //! "kernels": the same path a real kernel takes (loader, zero page, ACPI, CPUID, one
-//! thread per vCPU, the watchdog), under PVM's emulator here. Without `/dev/kvm` each test
-//! says it was skipped and why.
+//! thread per vCPU, the watchdog), under PVM's emulator here, and on the Microsoft
+//! Hypervisor where `/dev/mshv` is usable. Each test runs on every hypervisor this host has
+//! and says which it skipped and why.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use ktstr_domain::wire::{decode_all, encode};
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
+use ktstr_vmm::hypervisor::mshv::MshvHypervisor;
 use tokio::sync::{Mutex, MutexGuard};
 
 mod common;
@@ -76,14 +78,33 @@ fn pvh_frames_then_reset(data: &[u8]) -> Vec<u8> {
 /// `jmp .`
 const SPIN: [u8; 2] = [0xeb, 0xfe];
 
-fn backend() -> Option<VmmBackend> {
-    match KvmHypervisor::open() {
-        Ok(kvm) => Some(VmmBackend::new(Arc::new(kvm), CpuMode::Emulated)),
-        Err(e) => {
-            eprintln!("skipped: {e} (the VMM backend needs /dev/kvm)");
-            None
-        }
+/// An error and its causes, for a skip message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
     }
+    text
+}
+
+/// Our VMM on each hypervisor this host has: KVM (PVM's emulator here) and MSHV.
+fn backends() -> Vec<VmmBackend> {
+    let mut out = Vec::new();
+    match KvmHypervisor::open() {
+        Ok(kvm) => out.push(VmmBackend::new(Arc::new(kvm), CpuMode::Emulated)),
+        Err(e) => eprintln!("skipped on KVM: {} (needs /dev/kvm)", chain(&e)),
+    }
+    match MshvHypervisor::open() {
+        Ok(mshv) => out.push(VmmBackend::new(Arc::new(mshv), CpuMode::Hardware)),
+        Err(e) => eprintln!(
+            "skipped on MSHV: {} (needs /dev/mshv: a Linux root partition of the Microsoft \
+             Hypervisor)",
+            chain(&e)
+        ),
+    }
+    out
 }
 
 fn spec(dir: &Path, code: &[u8], shape: &str, timeout: Duration) -> VmSpec {
@@ -136,113 +157,118 @@ fn healthy(topology: &ktstr_domain::topology::Topology) -> Vec<Frame> {
 #[tokio::test]
 async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let preset = find_preset("tiny-1llc").unwrap();
-    let sent = healthy(&preset.topology);
-    let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
-    let spec = spec(
-        dir.path(),
-        &frames_then_reset(&bytes),
-        "1n1l4c1t",
-        Duration::from_secs(30),
-    );
-    let run: VmRun = backend.run(spec).await.unwrap();
-    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
-    assert_eq!(decode_all(&run.frame_bytes).frames, sent);
-    assert!(run.memory.is_some(), "guest RAM is handed back");
-    // The loader wrote the kernel, the initramfs and the tables: that much is resident.
-    assert!(
-        run.peak_rss_kib.is_some_and(|kib| kib >= 8),
-        "{:?}",
-        run.peak_rss_kib
-    );
-    assert_eq!(vcpu_threads(), 0, "every vCPU thread was joined");
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let preset = find_preset("tiny-1llc").unwrap();
+        let sent = healthy(&preset.topology);
+        let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
+        let spec = spec(
+            dir.path(),
+            &frames_then_reset(&bytes),
+            "1n1l4c1t",
+            Duration::from_secs(30),
+        );
+        let run: VmRun = backend.run(spec).await.unwrap();
+        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert_eq!(decode_all(&run.frame_bytes).frames, sent);
+        assert!(run.memory.is_some(), "guest RAM is handed back");
+        // The loader wrote the kernel, the initramfs and the tables: that much is resident.
+        assert!(
+            run.peak_rss_kib.is_some_and(|kib| kib >= 8),
+            "{:?}",
+            run.peak_rss_kib
+        );
+        assert_eq!(vcpu_threads(), 0, "every vCPU thread was joined");
 
-    let cell = PlannedCell {
-        id: CellId::new("tiny", "kernel_tiny", preset.name).unwrap(),
-        scheduler: 0,
-        kernel: 0,
-        preset,
-    };
-    let record = judge(
-        &cell,
-        CellEvidence::Ran(Box::new(RunEvidence {
-            memory: GuestMemorySize {
-                mib: 64,
-                source: MemorySource::CommandLine,
-            },
-            waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
-            backend: run.backend,
-            console: run.console,
-            frame_bytes: run.frame_bytes,
-            timed_out: run.timed_out,
-            vm_died: run.vm_died,
-            peak_rss_kib: run.peak_rss_kib,
-            init_after_ms: None,
-            host: HostReading::NotRead,
-        })),
-        JudgePolicy { cross_check: true },
-    );
-    assert_eq!(record.verdict, Verdict::Pass);
+        let cell = PlannedCell {
+            id: CellId::new("tiny", "kernel_tiny", preset.name).unwrap(),
+            scheduler: 0,
+            kernel: 0,
+            preset,
+        };
+        let record = judge(
+            &cell,
+            CellEvidence::Ran(Box::new(RunEvidence {
+                memory: GuestMemorySize {
+                    mib: 64,
+                    source: MemorySource::CommandLine,
+                },
+                waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
+                backend: run.backend,
+                console: run.console,
+                frame_bytes: run.frame_bytes,
+                timed_out: run.timed_out,
+                vm_died: run.vm_died,
+                peak_rss_kib: run.peak_rss_kib,
+                init_after_ms: None,
+                host: HostReading::NotRead,
+            })),
+            JudgePolicy { cross_check: true },
+        );
+        assert_eq!(record.verdict, Verdict::Pass);
+    }
 }
 
 #[tokio::test]
 async fn a_silent_guest_is_stopped_by_the_watchdog_and_nothing_is_left() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = spec(dir.path(), &SPIN, "1n2l2c2t", Duration::from_millis(300));
-    let run = backend.run(spec).await.unwrap();
-    assert!(run.timed_out, "{run:?}");
-    assert!(run.frame_bytes.is_empty());
-    assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the run");
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path(), &SPIN, "1n2l2c2t", Duration::from_millis(300));
+        let run = backend.run(spec).await.unwrap();
+        assert!(run.timed_out, "{run:?}");
+        assert!(run.frame_bytes.is_empty());
+        assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the run");
+    }
 }
 
 #[tokio::test]
 async fn dropping_a_running_vm_joins_every_vcpu() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(60));
-    let run = tokio::time::timeout(Duration::from_millis(300), backend.run(spec)).await;
-    assert!(run.is_err(), "a spinning guest finished");
-    assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the dropped run");
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(60));
+        let run = tokio::time::timeout(Duration::from_millis(300), backend.run(spec)).await;
+        assert!(run.is_err(), "a spinning guest finished");
+        assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the dropped run");
+    }
 }
 
 #[tokio::test]
 async fn a_file_that_is_no_kernel_is_refused_with_its_name() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let mut spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(5));
-    std::fs::write(&spec.kernel_image, b"not a kernel").unwrap();
-    spec.vmlinux = None;
-    let err = backend.run(spec).await.unwrap_err();
-    assert!(err.to_string().contains("tiny.elf"), "{err}");
-    assert_eq!(vcpu_threads(), 0);
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path(), &SPIN, "1n1l4c1t", Duration::from_secs(5));
+        std::fs::write(&spec.kernel_image, b"not a kernel").unwrap();
+        spec.vmlinux = None;
+        let err = backend.run(spec).await.unwrap_err();
+        assert!(err.to_string().contains("tiny.elf"), "{err}");
+        assert_eq!(vcpu_threads(), 0);
+    }
 }
 
 #[tokio::test]
 async fn an_acpi_power_off_ends_the_run_cleanly() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    // mov al, S5 << 2 | SLP_EN; mov dx, 0x600 (the FADT's sleep control); out dx, al; hlt
-    let code = [
-        0xb0,
-        (5 << 2) | (1 << 5),
-        0x66,
-        0xba,
-        0x00,
-        0x06,
-        0xee,
-        0xf4,
-    ];
-    let spec = spec(dir.path(), &code, "1n1l4c1t", Duration::from_secs(30));
-    let run = backend.run(spec).await.unwrap();
-    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
-    assert_eq!(vcpu_threads(), 0);
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        // mov al, S5 << 2 | SLP_EN; mov dx, 0x600 (the FADT's sleep control); out dx, al; hlt
+        let code = [
+            0xb0,
+            (5 << 2) | (1 << 5),
+            0x66,
+            0xba,
+            0x00,
+            0x06,
+            0xee,
+            0xf4,
+        ];
+        let spec = spec(dir.path(), &code, "1n1l4c1t", Duration::from_secs(30));
+        let run = backend.run(spec).await.unwrap();
+        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert_eq!(vcpu_threads(), 0);
+    }
 }
 
 /// A kernel with a PVH note is entered in 32-bit mode at the note's entry with the start
@@ -250,18 +276,19 @@ async fn an_acpi_power_off_ends_the_run_cleanly() {
 #[tokio::test]
 async fn a_pvh_kernel_is_entered_in_32_bit_mode_with_its_start_info() {
     let _serial = one_at_a_time().await;
-    let Some(backend) = backend() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let sent = [Frame::SchedulerStarted { pid: 3 }];
-    let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
-    let mut spec = spec(dir.path(), &SPIN, "1n1l2c1t", Duration::from_secs(30));
-    // Entered in 64-bit mode instead, the same code would find no magic at `[rbx]`.
-    let code = pvh_frames_then_reset(&bytes);
-    std::fs::write(&spec.kernel_image, tiny_elf(&code, Some(LOAD as u32))).unwrap();
-    spec.cmdline = "console=ttyS0 ktstr.marker=pvh".into();
-    let run = backend.run(spec).await.unwrap();
-    assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
-    assert_eq!(run.console, "console=ttyS0 ktstr.marker=pvh1");
-    assert_eq!(decode_all(&run.frame_bytes).frames, sent);
-    assert_eq!(vcpu_threads(), 0);
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let sent = [Frame::SchedulerStarted { pid: 3 }];
+        let bytes: Vec<u8> = sent.iter().flat_map(encode).collect();
+        let mut spec = spec(dir.path(), &SPIN, "1n1l2c1t", Duration::from_secs(30));
+        // Entered in 64-bit mode instead, the same code would find no magic at `[rbx]`.
+        let code = pvh_frames_then_reset(&bytes);
+        std::fs::write(&spec.kernel_image, tiny_elf(&code, Some(LOAD as u32))).unwrap();
+        spec.cmdline = "console=ttyS0 ktstr.marker=pvh".into();
+        let run = backend.run(spec).await.unwrap();
+        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert_eq!(run.console, "console=ttyS0 ktstr.marker=pvh1");
+        assert_eq!(decode_all(&run.frame_bytes).frames, sent);
+        assert_eq!(vcpu_threads(), 0);
+    }
 }

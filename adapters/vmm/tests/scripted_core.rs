@@ -10,19 +10,57 @@ use ktstr_domain::waits::CpuMode;
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::devices::{COM1, COM1_IRQ, COM2, COM2_IRQ, I8042_COMMAND, I8042_RESET};
+use ktstr_vmm::hypervisor::kvm::core_exit;
+use ktstr_vmm::hypervisor::mshv::exit_loop::{ExitLoop, IoapicDevice};
 use ktstr_vmm::hypervisor::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
 use ktstr_vmm::x86::BootEntry;
+use mshv_bindings::{
+    StandardRegisters, hv_message, hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE,
+    hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION,
+};
 use vmm_sys_util::eventfd::EventFd;
 
 mod common;
+use common::mshv::{FakeVp, Routes, RunLog, bare, port};
 use common::tiny_elf;
 
 /// One exit of the boot vCPU; the others only ever wait to be kicked.
 #[derive(Debug, Clone)]
 enum Step {
     Out(u16, u8),
+    In(u16),
     Fail(&'static str),
     TripleFault,
+}
+
+/// How the fake's exits are made: handed to the core as they are, or each made by a real
+/// implementation's own translation from what its hypervisor reports (KVM's exit
+/// reasons; MSHV's intercept messages, completed by its exit loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Core,
+    Kvm,
+    Mshv,
+}
+
+/// Where the fake boot vCPU's code starts, and each step's one-byte `in`/`out`.
+const ENTRY: u64 = 0x10_0000;
+
+/// The intercept messages the Microsoft Hypervisor sends for `steps`.
+fn mshv_messages(steps: &[Step]) -> Vec<Result<hv_message, i32>> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let rip = ENTRY + i as u64;
+            Ok(match *step {
+                Step::Out(at, value) => port(at, true, 1, u64::from(value), rip, 1, false),
+                Step::In(at) => port(at, false, 1, 0, rip, 1, false),
+                Step::Fail(_) => bare(hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE),
+                Step::TripleFault => bare(hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION),
+            })
+        })
+        .collect()
 }
 
 /// What the core asked of the fake, and how many of its VMs and vCPUs are still alive.
@@ -31,6 +69,8 @@ struct Calls {
     log: Mutex<Vec<String>>,
     live_vms: AtomicUsize,
     live_vcpus: AtomicUsize,
+    /// The MSHV boot vCPU's (RIP, RAX) at each run.
+    mshv_runs: Mutex<Option<RunLog>>,
 }
 
 impl Calls {
@@ -50,6 +90,7 @@ impl Calls {
 #[derive(Debug)]
 struct ScriptedHypervisor {
     script: Vec<Step>,
+    flavor: Flavor,
     calls: Arc<Calls>,
 }
 
@@ -61,6 +102,7 @@ impl Hypervisor for ScriptedHypervisor {
         self.calls.live_vms.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(ScriptedVm {
             script: self.script.clone(),
+            flavor: self.flavor,
             calls: Arc::clone(&self.calls),
         }))
     }
@@ -76,6 +118,7 @@ impl Hypervisor for ScriptedHypervisor {
 #[derive(Debug)]
 struct ScriptedVm {
     script: Vec<Step>,
+    flavor: Flavor,
     calls: Arc<Calls>,
 }
 
@@ -89,14 +132,33 @@ impl Vm for ScriptedVm {
         self.calls.note("interrupt controller".into());
         Ok(())
     }
-    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError> {
+    fn create_vcpu(&self, id: u32, apic_id: u32) -> Result<Box<dyn Vcpu>, HvError> {
         self.calls.live_vcpus.fetch_add(1, Ordering::SeqCst);
+        self.calls.note(format!("vcpu {id} apic {apic_id}"));
         let mut steps = if id == 0 { self.script.clone() } else { vec![] };
+        let mshv = (self.flavor == Flavor::Mshv).then(|| {
+            let mut vp = FakeVp::new(
+                mshv_messages(&steps),
+                StandardRegisters {
+                    rip: ENTRY,
+                    ..Default::default()
+                },
+            );
+            vp.wait_when_done = true;
+            if id == 0 {
+                *self.calls.mshv_runs.lock().unwrap() = Some(Arc::clone(&vp.runs));
+            }
+            let ioapic = Arc::new(IoapicDevice::new(Box::new(Routes::default())));
+            ExitLoop::new(vp, ioapic)
+        });
         steps.reverse();
         Ok(Box::new(ScriptedVcpu {
             id,
             steps,
             byte: [0],
+            read: false,
+            flavor: self.flavor,
+            mshv,
             calls: Arc::clone(&self.calls),
         }))
     }
@@ -118,7 +180,22 @@ struct ScriptedVcpu {
     /// What is left of the script, last step first.
     steps: Vec<Step>,
     byte: [u8; 1],
+    /// The last exit was a read the core has answered in `byte`.
+    read: bool,
+    flavor: Flavor,
+    mshv: Option<ExitLoop<FakeVp>>,
     calls: Arc<Calls>,
+}
+
+/// Like a vCPU in the guest: only the core's kick (a signal) brings it out.
+fn wait_for_kick() {
+    let long = libc::timespec {
+        tv_sec: 3600,
+        tv_nsec: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: a plain sleep; a null remainder is allowed.
+    let _ = unsafe { libc::nanosleep(&long, std::ptr::null_mut()) };
 }
 
 impl Vcpu for ScriptedVcpu {
@@ -141,26 +218,48 @@ impl Vcpu for ScriptedVcpu {
         Ok(())
     }
     fn run(&mut self) -> Result<VcpuExit<'_>, HvError> {
+        if self.flavor == Flavor::Mshv {
+            return self.mshv.as_mut().expect("an MSHV exit loop").run();
+        }
+        if std::mem::take(&mut self.read) {
+            self.calls.note(format!("read {:#x}", self.byte[0]));
+        }
+        let kvm = self.flavor == Flavor::Kvm;
+        use kvm_ioctls::VcpuExit as K;
         match self.steps.pop() {
             Some(Step::Out(port, value)) => {
                 self.byte = [value];
-                Ok(VcpuExit::IoOut {
-                    port,
-                    data: &self.byte,
+                Ok(if kvm {
+                    core_exit(K::IoOut(port, &self.byte))
+                } else {
+                    VcpuExit::IoOut {
+                        port,
+                        data: &self.byte,
+                    }
                 })
             }
+            Some(Step::In(port)) => {
+                self.read = true;
+                Ok(if kvm {
+                    core_exit(K::IoIn(port, &mut self.byte))
+                } else {
+                    VcpuExit::IoIn {
+                        port,
+                        data: &mut self.byte,
+                    }
+                })
+            }
+            Some(Step::Fail(_)) if kvm => Ok(core_exit(K::InternalError)),
             Some(Step::Fail(why)) => Ok(VcpuExit::Failed(why.into())),
+            Some(Step::TripleFault) if kvm => Ok(core_exit(K::Shutdown)),
             Some(Step::TripleFault) => Ok(VcpuExit::TripleFault),
-            // Like a vCPU in the guest: only the core's kick (a signal) brings it out.
             None => {
-                let long = libc::timespec {
-                    tv_sec: 3600,
-                    tv_nsec: 0,
-                };
-                #[allow(unsafe_code)]
-                // SAFETY: a plain sleep; a null remainder is allowed.
-                let _ = unsafe { libc::nanosleep(&long, std::ptr::null_mut()) };
-                Ok(VcpuExit::Interrupted)
+                wait_for_kick();
+                Ok(if kvm {
+                    core_exit(K::Intr)
+                } else {
+                    VcpuExit::Interrupted
+                })
             }
         }
     }
@@ -177,6 +276,15 @@ fn out(port: u16, bytes: &[u8]) -> Vec<Step> {
 }
 
 async fn run(script: Vec<Step>, shape: &str, timeout: Duration) -> (VmRun, Arc<Calls>) {
+    run_as(Flavor::Core, script, shape, timeout).await
+}
+
+async fn run_as(
+    flavor: Flavor,
+    script: Vec<Step>,
+    shape: &str,
+    timeout: Duration,
+) -> (VmRun, Arc<Calls>) {
     let dir = tempfile::tempdir().unwrap();
     let kernel = dir.path().join("tiny.elf");
     std::fs::write(&kernel, tiny_elf(&[0xf4], None)).unwrap();
@@ -194,6 +302,7 @@ async fn run(script: Vec<Step>, shape: &str, timeout: Duration) -> (VmRun, Arc<C
     let calls = Arc::new(Calls::default());
     let hypervisor = ScriptedHypervisor {
         script,
+        flavor,
         calls: Arc::clone(&calls),
     };
     let backend = VmmBackend::new(Arc::new(hypervisor), CpuMode::Hardware);
@@ -271,5 +380,73 @@ async fn big_guests_get_x2apic_on_every_vcpu() {
     assert_eq!(vm.vm_died, None);
     assert_eq!(calls.saw("x2apic 0"), 1);
     assert_eq!(calls.saw("x2apic 251"), 1);
+    // Nine cores take four bits of the APIC ID: the second LLC's first vCPU is APIC 32,
+    // and that is the ID each implementation is asked to give it.
+    assert_eq!(calls.saw("vcpu 17 apic 17"), 1);
+    assert_eq!(calls.saw("vcpu 18 apic 32"), 1);
     assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0);
+}
+
+/// The same guest behaviour, as KVM reports it and as the Microsoft Hypervisor does, ends
+/// the same way in the core: the console, the frames, the clean end or the VM's death, the
+/// calls made, and everything torn down. The MSHV loop completes the read itself: the value
+/// the core answered is in RAX when the vCPU runs on, past the instruction.
+#[tokio::test]
+async fn kvm_and_mshv_exits_drive_the_core_alike() {
+    let mut script = vec![Step::In(COM1 + 5)];
+    script.extend(out(COM1, b"boot"));
+    script.extend(out(COM2, b"KTF1 frame"));
+    script.extend(out(I8042_COMMAND, &[I8042_RESET]));
+    let mut outcomes = Vec::new();
+    for flavor in [Flavor::Core, Flavor::Kvm, Flavor::Mshv] {
+        let (vm, calls) = run_as(flavor, script.clone(), "1n1l2c1t", Duration::from_secs(30)).await;
+        assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0, "{flavor:?}");
+        assert_eq!(calls.live_vms.load(Ordering::SeqCst), 0, "{flavor:?}");
+        let mut log = calls.log.lock().unwrap().clone();
+        if flavor == Flavor::Mshv {
+            let runs = calls.mshv_runs.lock().unwrap().clone().unwrap();
+            let (rip, rax) = runs.lock().unwrap()[1];
+            assert_eq!(rip, ENTRY + 1, "past the in");
+            log.push(format!("read {:#x}", rax & 0xff));
+            assert_eq!(runs.lock().unwrap().len(), script.len(), "one run per exit");
+        }
+        log.sort();
+        outcomes.push((
+            flavor,
+            vm.console,
+            vm.frame_bytes,
+            vm.timed_out,
+            vm.vm_died,
+            log,
+        ));
+    }
+    let (_, console, frames, timed_out, died, log) = &outcomes[0];
+    assert_eq!(
+        (console.as_str(), &frames[..]),
+        ("boot", &b"KTF1 frame"[..])
+    );
+    assert!(!timed_out);
+    assert_eq!(died, &None);
+    assert!(log.iter().any(|l| l.starts_with("read 0x")), "{log:?}");
+    for (flavor, c, f, t, d, l) in &outcomes[1..] {
+        assert_eq!(
+            (c, f, t, d, l),
+            (console, frames, timed_out, died, log),
+            "{flavor:?}"
+        );
+    }
+
+    for end in [Step::Fail("gone"), Step::TripleFault] {
+        for flavor in [Flavor::Core, Flavor::Kvm, Flavor::Mshv] {
+            let script = vec![Step::Out(COM1, b'x'), end.clone()];
+            let (vm, calls) = run_as(flavor, script, "1n1l2c1t", Duration::from_secs(30)).await;
+            assert_eq!(vm.console, "x", "{flavor:?}");
+            assert!(!vm.timed_out, "{flavor:?}");
+            assert!(
+                vm.vm_died.is_some(),
+                "{flavor:?} {end:?}: the VM's death, not a clean end"
+            );
+            assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0, "{flavor:?}");
+        }
+    }
 }

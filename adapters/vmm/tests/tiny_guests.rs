@@ -76,7 +76,7 @@ fn tiny_vm(code: &[u8], data: &[u8]) -> Option<TinyVm> {
     ram.mmap().write_slice(code, GuestAddress(CODE)).unwrap();
     ram.mmap().write_slice(data, GuestAddress(DATA)).unwrap();
     let entry = write_boot_tables(ram.mmap(), CODE, STACK, 0).unwrap();
-    let vcpu = vm.create_vcpu(0).unwrap();
+    let vcpu = vm.create_vcpu(0, 0).unwrap();
     vcpu.set_boot_state(&entry).unwrap();
     Some((vm, ram, vcpu))
 }

@@ -1,15 +1,16 @@
 //! The hypervisor → VM → vCPU trait family the VMM core is written against, once. KVM
-//! implements it here (`kvm`); MSHV adds another implementation, not another core. Exits
-//! are coarse: port and MMIO accesses, halt, the machine stopping, and failures.
+//! (`kvm`) and the Microsoft Hypervisor (`mshv`) implement it; neither adds to the core.
+//! Exits are coarse: port and MMIO accesses, halt, the machine stopping, and failures.
 
 pub mod kvm;
+pub mod mshv;
 
 use thiserror::Error;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::x86::BootEntry;
 
-/// One hypervisor on this host (an open `/dev/kvm`).
+/// One hypervisor on this host (an open `/dev/kvm` or `/dev/mshv`).
 pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     /// `kvm`, `mshv`.
     fn name(&self) -> &'static str;
@@ -42,7 +43,9 @@ pub trait Vm: Send + Sync + std::fmt::Debug {
     unsafe fn map_ram(&self, slot: u32, gpa: u64, len: u64, host_addr: u64) -> Result<(), HvError>;
     /// The in-kernel local APICs, I/O APIC and PIC, and the PIT.
     fn create_interrupt_controller(&self) -> Result<(), HvError>;
-    fn create_vcpu(&self, id: u32) -> Result<Box<dyn Vcpu>, HvError>;
+    /// vCPU number `index` (0 is the boot CPU), whose local APIC has `apic_id`: the ID the
+    /// MADT and CPUID give it, which may leave gaps between vCPUs.
+    fn create_vcpu(&self, index: u32, apic_id: u32) -> Result<Box<dyn Vcpu>, HvError>;
     /// Raises interrupt `gsi` whenever `event` is written (needs the interrupt controller).
     fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), HvError>;
 }

@@ -1,6 +1,8 @@
 //! What the VMM's integration tests share: tiny hand-made guests packed as ELF "kernels".
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod mshv;
+
 /// Where the tiny guest is linked and entered (the kernel's usual 1 MiB and up).
 pub const LOAD: u64 = 0x10_0000;
 

@@ -1,0 +1,461 @@
+//! The trait family on the Microsoft Hypervisor (`/dev/mshv` through `mshv-ioctls`), where
+//! Linux runs as the root partition (Azure hosts, Hyper-V roots). What differs from KVM
+//! stays here: no in-kernel I/O APIC, PIC or PIT (the I/O APIC is `ioapic`, served from the
+//! run loop and routed as MSIs); exits arrive as intercept messages the VMM completes itself
+//! (`exit_loop`, with `mmio_insn` decoding MMIO); CPUID is imposed per vCPU as registered
+//! intercept results; vCPUs are numbered with 8 bits.
+
+pub mod exit_loop;
+pub mod ioapic;
+pub mod mmio_insn;
+
+use std::sync::{Arc, OnceLock};
+
+use mshv_bindings::{
+    HVCALL_REGISTER_INTERCEPT_RESULT, MSHV_SET_MEM_BIT_EXECUTABLE, MSHV_SET_MEM_BIT_WRITABLE,
+    StandardRegisters, hv_input_register_intercept_result,
+    hv_intercept_type_HV_INTERCEPT_TYPE_X64_CPUID, hv_message,
+    hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
+    hv_partition_property_code_HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION, hv_register_assoc,
+    hv_register_intercept_result_parameters, hv_register_name_HV_X64_REGISTER_APIC_BASE,
+    hv_register_value, hv_register_x64_cpuid_result_parameters,
+    hv_register_x64_cpuid_result_parameters__bindgen_ty_1,
+    hv_register_x64_cpuid_result_parameters__bindgen_ty_2,
+    hv_unimplemented_msr_action_HV_UNIMPLEMENTED_MSR_ACTION_IGNORE_WRITE_READ_ZERO,
+    mshv_root_hvcall, mshv_user_irq_entry, mshv_user_irq_table, mshv_user_mem_region,
+};
+use mshv_ioctls::{Mshv, VcpuFd, VmFd};
+use vmm_sys_util::eventfd::EventFd;
+
+use self::exit_loop::{ExitLoop, IoapicDevice, MsiRouter, VpPort};
+use self::ioapic::{MsiRoute, PINS};
+use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
+use crate::x86::{BootEntry, Segment, wire_legacy_lints, x2apic_base};
+
+/// The MSHV device.
+pub const DEV_MSHV: &str = "/dev/mshv";
+/// The local APIC's ID register in the APIC page (xAPIC: the ID in bits 24-31).
+const APIC_ID_REGISTER: usize = 0x20;
+/// CPUID leaves whose subleaves differ (`CpuidEntry::flags` bit 0), and the highest
+/// subleaf read of each.
+const SUBLEAF_FLAG: u32 = 1;
+const SUBLEAVES: [(u32, u32); 4] = [(4, 7), (7, 2), (0xd, 19), (0x8000_001d, 7)];
+/// The highest basic and extended leaves read from the hypervisor.
+const MAX_BASIC_LEAF: u32 = 0x20;
+const MAX_EXTENDED_LEAF: u32 = 0x8000_0021;
+
+#[derive(Debug)]
+pub struct MshvHypervisor {
+    mshv: Mshv,
+    /// What CPUID a vCPU of this host sees, read once from a scratch partition.
+    cpuid: OnceLock<Vec<CpuidEntry>>,
+}
+
+impl MshvHypervisor {
+    /// Opens `/dev/mshv` and checks that its driver speaks the ioctl API this crate does:
+    /// the root hypercall passthrough (`MSHV_ROOT_HVCALL`) that partition creation needs;
+    /// drivers older than Linux's upstream `mshv_root` refuse it.
+    pub fn open() -> Result<Self, HvError> {
+        let mshv = Mshv::new().map_err(|e| HvError::os(format!("opening {DEV_MSHV}"), e))?;
+        mshv.get_host_partition_property(
+            hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
+        )
+        .map_err(|e| {
+            HvError::os(
+                format!(
+                    "asking {DEV_MSHV} for the host's processor features (its driver does not \
+                     speak the upstream mshv_root ioctl API)"
+                ),
+                e,
+            )
+        })?;
+        mshv.get_vmm_caps()
+            .map_err(|e| HvError::os(format!("asking {DEV_MSHV} for the VMM capabilities"), e))?;
+        Ok(MshvHypervisor {
+            mshv,
+            cpuid: OnceLock::new(),
+        })
+    }
+
+    /// A partition set up as every guest of ours is, before RAM and vCPUs.
+    fn partition(&self) -> Result<VmFd, HvError> {
+        let fd = self
+            .mshv
+            .create_vm()
+            .map_err(|e| HvError::os("creating an MSHV partition", e))?;
+        fd.initialize()
+            .map_err(|e| HvError::os("initializing the partition", e))?;
+        // Unknown MSRs read as zero and ignore writes, as KVM's do, instead of a #GP.
+        fd.set_partition_property(
+            hv_partition_property_code_HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION,
+            u64::from(
+                hv_unimplemented_msr_action_HV_UNIMPLEMENTED_MSR_ACTION_IGNORE_WRITE_READ_ZERO,
+            ),
+        )
+        .map_err(|e| HvError::os("setting the partition's MSR policy", e))?;
+        Ok(fd)
+    }
+
+    /// CPUID as vCPU 0 of a scratch partition sees it: the hypervisor offers no list.
+    fn read_cpuid(&self) -> Result<Vec<CpuidEntry>, HvError> {
+        let vm = self.partition()?;
+        let vp = vm
+            .create_vcpu(0)
+            .map_err(|e| HvError::os("creating a scratch vCPU", e))?;
+        let read = |function: u32, index: u32| -> Result<CpuidEntry, HvError> {
+            let [eax, ebx, ecx, edx] = vp
+                .get_cpuid_values(function, index, 0, 0)
+                .map_err(|e| HvError::os(format!("reading CPUID leaf {function:#x}"), e))?;
+            Ok(CpuidEntry {
+                function,
+                index,
+                flags: 0,
+                eax,
+                ebx,
+                ecx,
+                edx,
+            })
+        };
+        let mut out = Vec::new();
+        for range_start in [0, 0x8000_0000] {
+            let top = read(range_start, 0)?.eax.min(if range_start == 0 {
+                MAX_BASIC_LEAF
+            } else {
+                MAX_EXTENDED_LEAF
+            });
+            for function in range_start..=top.max(range_start) {
+                match SUBLEAVES.iter().find(|(f, _)| *f == function) {
+                    Some(&(_, last)) => {
+                        for index in 0..=last {
+                            out.push(CpuidEntry {
+                                flags: SUBLEAF_FLAG,
+                                ..read(function, index)?
+                            });
+                        }
+                    }
+                    None => out.push(read(function, 0)?),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Hypervisor for MshvHypervisor {
+    fn name(&self) -> &'static str {
+        "mshv"
+    }
+
+    fn create_vm(&self) -> Result<Box<dyn Vm>, HvError> {
+        let fd = Arc::new(self.partition()?);
+        let router = Box::new(PartitionRouter(Arc::clone(&fd)));
+        Ok(Box::new(MshvVm {
+            fd,
+            ioapic: Arc::new(IoapicDevice::new(router)),
+        }))
+    }
+
+    fn supported_cpuid(&self) -> Result<Vec<CpuidEntry>, HvError> {
+        if let Some(cpuid) = self.cpuid.get() {
+            return Ok(cpuid.clone());
+        }
+        let cpuid = self.read_cpuid()?;
+        Ok(self.cpuid.get_or_init(|| cpuid).clone())
+    }
+}
+
+/// The partition's MSI routing table, rewritten whole from the I/O APIC's routes.
+#[derive(Debug)]
+struct PartitionRouter(Arc<VmFd>);
+
+/// `mshv_user_irq_table` with room for a route per I/O APIC pin, laid out as the kernel
+/// reads it: the header, then the entries.
+#[repr(C)]
+struct IrqTable {
+    header: mshv_user_irq_table,
+    entries: [mshv_user_irq_entry; PINS],
+}
+
+impl MsiRouter for PartitionRouter {
+    fn route(&self, routes: &[MsiRoute]) -> Result<(), HvError> {
+        let mut table = IrqTable {
+            header: mshv_user_irq_table {
+                nr: routes.len().min(PINS) as u32,
+                ..Default::default()
+            },
+            entries: [mshv_user_irq_entry::default(); PINS],
+        };
+        for (entry, route) in table.entries.iter_mut().zip(routes) {
+            *entry = mshv_user_irq_entry {
+                gsi: route.gsi,
+                address_lo: route.address_lo,
+                address_hi: 0,
+                data: route.data,
+            };
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: `IrqTable` is `repr(C)`: the header and then `nr` entries, as the kernel
+        // reads a table; it outlives the call.
+        let header = unsafe { &*(&table as *const IrqTable).cast::<mshv_user_irq_table>() };
+        self.0
+            .set_msi_routing(header)
+            .map_err(|e| HvError::os("setting the MSI routing", e))
+    }
+}
+
+#[derive(Debug)]
+struct MshvVm {
+    fd: Arc<VmFd>,
+    ioapic: Arc<IoapicDevice>,
+}
+
+impl Vm for MshvVm {
+    #[allow(unsafe_code)]
+    unsafe fn map_ram(
+        &self,
+        _slot: u32,
+        gpa: u64,
+        len: u64,
+        host_addr: u64,
+    ) -> Result<(), HvError> {
+        let region = mshv_user_mem_region {
+            size: len,
+            guest_pfn: gpa >> 12,
+            userspace_addr: host_addr,
+            flags: (1 << MSHV_SET_MEM_BIT_WRITABLE) | (1 << MSHV_SET_MEM_BIT_EXECUTABLE),
+            ..Default::default()
+        };
+        self.fd
+            .map_user_memory(region)
+            .map_err(|e| HvError::os(format!("mapping guest RAM at {gpa:#x}"), e))
+    }
+
+    /// The hypervisor has the local APICs; the I/O APIC is ours, every pin masked until
+    /// the guest programs it, so the routing table starts empty.
+    fn create_interrupt_controller(&self) -> Result<(), HvError> {
+        PartitionRouter(Arc::clone(&self.fd)).route(&[])
+    }
+
+    fn create_vcpu(&self, index: u32, apic_id: u32) -> Result<Box<dyn Vcpu>, HvError> {
+        let vp_index = u8::try_from(index).map_err(|_| {
+            HvError::Unsupported(format!(
+                "MSHV numbers vCPUs with 8 bits: vCPU {index} is past 255"
+            ))
+        })?;
+        let fd = self
+            .fd
+            .create_vcpu(vp_index)
+            .map_err(|e| HvError::os(format!("creating vCPU {index}"), e))?;
+        let vcpu = MshvVcpu {
+            index,
+            exits: ExitLoop::new(MshvVp(fd), Arc::clone(&self.ioapic)),
+        };
+        vcpu.set_apic_id(apic_id)?;
+        Ok(Box::new(vcpu))
+    }
+
+    fn register_irqfd(&self, event: &EventFd, gsi: u32) -> Result<(), HvError> {
+        self.fd
+            .register_irqfd(event, gsi)
+            .map_err(|e| HvError::os(format!("wiring interrupt {gsi}"), e))
+    }
+}
+
+/// A real vCPU behind the exit loop.
+#[derive(Debug)]
+struct MshvVp(VcpuFd);
+
+impl VpPort for MshvVp {
+    fn run(&self) -> Result<hv_message, i32> {
+        self.0.run().map_err(|e| e.errno())
+    }
+
+    fn regs(&self) -> Result<StandardRegisters, HvError> {
+        self.0
+            .get_regs()
+            .map_err(|e| HvError::os("reading registers", e))
+    }
+
+    fn set_regs(&self, regs: &StandardRegisters) -> Result<(), HvError> {
+        self.0
+            .set_regs(regs)
+            .map_err(|e| HvError::os("setting registers", e))
+    }
+}
+
+#[derive(Debug)]
+struct MshvVcpu {
+    index: u32,
+    exits: ExitLoop<MshvVp>,
+}
+
+impl MshvVcpu {
+    fn fd(&self) -> &VcpuFd {
+        &self.exits.vp().0
+    }
+
+    /// The hypervisor numbers APICs by vCPU; the preset's layout may leave gaps, so the
+    /// ID the MADT and CPUID give is written into the local APIC.
+    fn set_apic_id(&self, apic_id: u32) -> Result<(), HvError> {
+        let mut lapic = self
+            .fd()
+            .get_lapic()
+            .map_err(|e| HvError::os("reading the local APIC", e))?;
+        for (i, b) in (apic_id << 24).to_le_bytes().into_iter().enumerate() {
+            lapic.regs[APIC_ID_REGISTER + i] = b as std::ffi::c_char;
+        }
+        self.fd()
+            .set_lapic(&lapic)
+            .map_err(|e| HvError::os("setting the local APIC's ID", e))
+    }
+
+    /// Makes the vCPU's CPUID leaf `entry` report exactly its registers, for this vCPU.
+    fn override_cpuid(&self, entry: &CpuidEntry) -> Result<(), HvError> {
+        let input = hv_input_register_intercept_result {
+            vp_index: self.index,
+            intercept_type: hv_intercept_type_HV_INTERCEPT_TYPE_X64_CPUID,
+            parameters: hv_register_intercept_result_parameters {
+                cpuid: hv_register_x64_cpuid_result_parameters {
+                    input: hv_register_x64_cpuid_result_parameters__bindgen_ty_1 {
+                        eax: entry.function,
+                        ecx: entry.index,
+                        subleaf_specific: (entry.flags & SUBLEAF_FLAG) as u8,
+                        always_override: 1,
+                        padding: 0,
+                    },
+                    // Every bit is ours: masks of all ones (the crate's helper can only set bits).
+                    result: hv_register_x64_cpuid_result_parameters__bindgen_ty_2 {
+                        eax: entry.eax,
+                        eax_mask: u32::MAX,
+                        ebx: entry.ebx,
+                        ebx_mask: u32::MAX,
+                        ecx: entry.ecx,
+                        ecx_mask: u32::MAX,
+                        edx: entry.edx,
+                        edx_mask: u32::MAX,
+                    },
+                },
+            },
+            ..Default::default()
+        };
+        let mut call = mshv_root_hvcall {
+            code: HVCALL_REGISTER_INTERCEPT_RESULT as u16,
+            in_sz: size_of_val(&input) as u16,
+            in_ptr: std::ptr::addr_of!(input) as u64,
+            ..Default::default()
+        };
+        self.fd().hvcall(&mut call).map_err(|e| {
+            HvError::os(
+                format!("setting CPUID leaf {:#x}.{}", entry.function, entry.index),
+                e,
+            )
+        })
+    }
+}
+
+/// A segment in MSHV's layout.
+fn segment(s: Segment) -> mshv_bindings::SegmentRegister {
+    mshv_bindings::SegmentRegister {
+        base: s.base,
+        limit: s.limit,
+        selector: s.selector,
+        type_: s.type_,
+        present: s.present,
+        dpl: s.dpl,
+        db: s.db,
+        s: s.s,
+        l: s.l,
+        g: s.g,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+impl Vcpu for MshvVcpu {
+    /// Registers only the leaves that differ from what the hypervisor already reports, so
+    /// leaves that follow the guest's own state (XSAVE sizes in 0xD) stay the hypervisor's.
+    fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError> {
+        for entry in entries {
+            let seen = self
+                .fd()
+                .get_cpuid_values(entry.function, entry.index, 0, 0)
+                .map_err(|e| HvError::os(format!("reading CPUID leaf {:#x}", entry.function), e))?;
+            if seen != [entry.eax, entry.ebx, entry.ecx, entry.edx] {
+                self.override_cpuid(entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn enable_x2apic(&self, bsp: bool) -> Result<(), HvError> {
+        let base = hv_register_assoc {
+            name: hv_register_name_HV_X64_REGISTER_APIC_BASE,
+            value: hv_register_value {
+                reg64: x2apic_base(bsp),
+            },
+            ..Default::default()
+        };
+        self.fd()
+            .set_reg(&[base])
+            .map_err(|e| HvError::os("setting IA32_APIC_BASE", e))
+    }
+
+    fn wire_legacy_interrupts(&self) -> Result<(), HvError> {
+        let mut lapic = self
+            .fd()
+            .get_lapic()
+            .map_err(|e| HvError::os("reading the local APIC", e))?;
+        wire_legacy_lints(&mut lapic.regs);
+        self.fd()
+            .set_lapic(&lapic)
+            .map_err(|e| HvError::os("setting the local APIC", e))
+    }
+
+    fn set_boot_state(&self, entry: &BootEntry) -> Result<(), HvError> {
+        let boot = entry.registers();
+        // Read first: setting the special registers writes the APIC base too.
+        let mut sregs = self
+            .fd()
+            .get_sregs()
+            .map_err(|e| HvError::os("reading special registers", e))?;
+        sregs.cs = segment(boot.cs);
+        for s in [
+            &mut sregs.ds,
+            &mut sregs.es,
+            &mut sregs.fs,
+            &mut sregs.gs,
+            &mut sregs.ss,
+        ] {
+            *s = segment(boot.data);
+        }
+        if let Some(tr) = boot.tr {
+            sregs.tr = segment(tr);
+        }
+        sregs.gdt.base = boot.gdt_base;
+        sregs.gdt.limit = boot.gdt_limit;
+        sregs.cr0 = boot.cr0;
+        sregs.cr3 = boot.cr3;
+        sregs.cr4 = boot.cr4;
+        sregs.efer = boot.efer;
+        self.fd()
+            .set_sregs(&sregs)
+            .map_err(|e| HvError::os("setting special registers", e))?;
+        let regs = StandardRegisters {
+            rip: boot.rip,
+            rsp: boot.rsp,
+            rbp: boot.rbp,
+            rsi: boot.rsi,
+            rbx: boot.rbx,
+            rflags: boot.rflags,
+            ..Default::default()
+        };
+        self.fd()
+            .set_regs(&regs)
+            .map_err(|e| HvError::os("setting registers", e))
+    }
+
+    fn run(&mut self) -> Result<VcpuExit<'_>, HvError> {
+        self.exits.run()
+    }
+}
