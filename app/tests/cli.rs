@@ -172,6 +172,23 @@ fn backends_says_which_backend_runs_here_and_a_missing_one_is_explained() {
         .stderr(predicate::str::contains(
             "backend qemu is not available: qemu-system-x86_64 not found on PATH",
         ));
+    // Off a Microsoft Hypervisor root partition, asking for it says what is missing.
+    if !std::path::Path::new("/dev/mshv").exists() {
+        ktstr()
+            .args(["verifier", "--backend", "mshv", "tiny-1llc"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "backend mshv is not available: needs the Microsoft Hypervisor: no /dev/mshv",
+            ));
+        ktstr()
+            .arg("backends")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "mshv   unavailable  needs the Microsoft Hypervisor: no /dev/mshv",
+            ));
+    }
     ktstr()
         .args(["verifier", "--backend", "vmware"])
         .assert()

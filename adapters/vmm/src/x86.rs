@@ -194,6 +194,68 @@ impl BootEntry {
     }
 }
 
+/// Writes `boot`'s special registers into a hypervisor's own structure (`$sregs`, read from
+/// the vCPU first), whose segment type is `$segment`: KVM's and MSHV's bindings name every
+/// field alike, so one body serves both.
+macro_rules! set_boot_sregs {
+    ($sregs:expr, $boot:expr, $segment:ident) => {{
+        let boot: &$crate::x86::BootRegisters = &$boot;
+        let segment = |s: $crate::x86::Segment| $segment {
+            base: s.base,
+            limit: s.limit,
+            selector: s.selector,
+            type_: s.type_,
+            present: s.present,
+            dpl: s.dpl,
+            db: s.db,
+            s: s.s,
+            l: s.l,
+            g: s.g,
+            avl: 0,
+            unusable: 0,
+            padding: 0,
+        };
+        let sregs = &mut $sregs;
+        sregs.cs = segment(boot.cs);
+        for s in [
+            &mut sregs.ds,
+            &mut sregs.es,
+            &mut sregs.fs,
+            &mut sregs.gs,
+            &mut sregs.ss,
+        ] {
+            *s = segment(boot.data);
+        }
+        if let Some(tr) = boot.tr {
+            sregs.tr = segment(tr);
+        }
+        sregs.gdt.base = boot.gdt_base;
+        sregs.gdt.limit = boot.gdt_limit;
+        sregs.cr0 = boot.cr0;
+        sregs.cr3 = boot.cr3;
+        sregs.cr4 = boot.cr4;
+        sregs.efer = boot.efer;
+    }};
+}
+pub(crate) use set_boot_sregs;
+
+/// `boot`'s general registers as a hypervisor's own structure `$regs` (the rest zero).
+macro_rules! boot_regs {
+    ($regs:ident, $boot:expr) => {{
+        let boot: &$crate::x86::BootRegisters = &$boot;
+        $regs {
+            rip: boot.rip,
+            rsp: boot.rsp,
+            rbp: boot.rbp,
+            rsi: boot.rsi,
+            rbx: boot.rbx,
+            rflags: boot.rflags,
+            ..Default::default()
+        }
+    }};
+}
+pub(crate) use boot_regs;
+
 /// Local APIC registers (as both hypervisors lay out the APIC page): the LINT0 and LINT1
 /// local vector table entries, and their delivery-mode field with its ExtINT and NMI values.
 const APIC_LVT_LINT0: usize = 0x350;

@@ -9,7 +9,8 @@ use ktstr_vmm::hypervisor::mshv::exit_loop::{ExitLoop, IoapicDevice};
 use ktstr_vmm::hypervisor::mshv::ioapic::{IOAPIC_BASE, MsiRoute};
 use mshv_bindings::{
     StandardRegisters, hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE,
-    hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION, hv_message_type_HVMSG_X64_HALT,
+    hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION, hv_message_type_HVMSG_X64_APIC_EOI,
+    hv_message_type_HVMSG_X64_HALT,
 };
 
 mod common;
@@ -120,6 +121,8 @@ fn the_ioapic_is_served_in_place_and_its_routes_follow_the_guest() {
                 0x2013,
                 &[0x8b, 0x40, 0x10],
             )), // mov 0x10(%rax),%eax
+            // An EOI the hypervisor reports: nothing of ours waits for one.
+            Ok(bare(hv_message_type_HVMSG_X64_APIC_EOI)),
             Ok(bare(hv_message_type_HVMSG_X64_HALT)),
         ],
         start,
@@ -154,9 +157,13 @@ fn other_mmio_goes_to_the_core_and_a_load_lands_in_its_register() {
                 0x3003,
                 &[0xc7, 0x02, 0xcd, 0xab, 0, 0],
             )), // movl $0xabcd,(%rdx)
+            // The same store again, its bytes not fetched by the hypervisor: read from the
+            // guest's code at RIP.
+            Ok(memory(0xd000_0004, true, 0x3009, &[])),
         ],
         start,
     );
+    exits.vp_mut().code = vec![0xc7, 0x02, 0xcd, 0xab, 0, 0];
     match exits.run().unwrap() {
         VcpuExit::MmioRead { addr, data } => {
             assert_eq!((addr, data.len()), (0xd000_0000, 2));
@@ -171,8 +178,14 @@ fn other_mmio_goes_to_the_core_and_a_load_lands_in_its_register() {
         other => panic!("{other:?}"),
     }
     assert_eq!(regs(&exits).rcx, 0xffff_ffff_ffff_1234);
+    match exits.run().unwrap() {
+        VcpuExit::MmioWrite { addr, data } => {
+            assert_eq!((addr, data), (0xd000_0004, &[0xcd, 0xab, 0, 0][..]))
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(exits.run().unwrap(), VcpuExit::Interrupted));
-    assert_eq!(regs(&exits).rip, 0x3009);
+    assert_eq!(regs(&exits).rip, 0x300f);
 }
 
 #[test]

@@ -8,7 +8,9 @@ use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
-use crate::x86::{BootEntry, MSR_IA32_APICBASE, Segment, wire_legacy_lints, x2apic_base};
+use crate::x86::{
+    BootEntry, MSR_IA32_APICBASE, boot_regs, set_boot_sregs, wire_legacy_lints, x2apic_base,
+};
 
 /// Where KVM keeps the three pages of its real-mode TSS on Intel: just below the
 /// BIOS area, out of every guest's RAM.
@@ -175,34 +177,8 @@ impl Vcpu for KvmVcpu {
             .fd
             .get_sregs()
             .map_err(|e| HvError::os("reading special registers", e))?;
-        sregs.cs = segment(boot.cs);
-        for s in [
-            &mut sregs.ds,
-            &mut sregs.es,
-            &mut sregs.fs,
-            &mut sregs.gs,
-            &mut sregs.ss,
-        ] {
-            *s = segment(boot.data);
-        }
-        if let Some(tr) = boot.tr {
-            sregs.tr = segment(tr);
-        }
-        sregs.gdt.base = boot.gdt_base;
-        sregs.gdt.limit = boot.gdt_limit;
-        sregs.cr0 = boot.cr0;
-        sregs.cr3 = boot.cr3;
-        sregs.cr4 = boot.cr4;
-        sregs.efer = boot.efer;
-        let regs = kvm_regs {
-            rip: boot.rip,
-            rsp: boot.rsp,
-            rbp: boot.rbp,
-            rsi: boot.rsi,
-            rbx: boot.rbx,
-            rflags: boot.rflags,
-            ..Default::default()
-        };
+        set_boot_sregs!(sregs, boot, kvm_segment);
+        let regs = boot_regs!(kvm_regs, boot);
         self.fd
             .set_sregs(&sregs)
             .map_err(|e| HvError::os("setting special registers", e))?;
@@ -238,24 +214,5 @@ pub fn core_exit(exit: kvm_ioctls::VcpuExit<'_>) -> VcpuExit<'_> {
             "KVM internal error (on PVM hosts: an instruction the emulator cannot run)".to_string(),
         ),
         other => VcpuExit::Failed(format!("unexpected KVM exit {other:?}")),
-    }
-}
-
-/// A segment in KVM's layout.
-fn segment(s: Segment) -> kvm_segment {
-    kvm_segment {
-        base: s.base,
-        limit: s.limit,
-        selector: s.selector,
-        type_: s.type_,
-        present: s.present,
-        dpl: s.dpl,
-        db: s.db,
-        s: s.s,
-        l: s.l,
-        g: s.g,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
     }
 }

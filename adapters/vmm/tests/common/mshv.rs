@@ -107,6 +107,8 @@ pub struct FakeVp {
     pub runs: RunLog,
     /// Past the script: wait for a signal (like a vCPU in the guest) rather than return.
     pub wait_when_done: bool,
+    /// The guest's code, for intercepts that come without their instruction bytes.
+    pub code: Vec<u8>,
 }
 
 impl std::fmt::Debug for FakeVp {
@@ -154,6 +156,10 @@ impl VpPort for FakeVp {
     fn set_regs(&self, regs: &StandardRegisters) -> Result<(), HvError> {
         *self.regs.lock().unwrap() = *regs;
         Ok(())
+    }
+
+    fn fetch(&self, _rip: u64) -> Result<Vec<u8>, HvError> {
+        Ok(self.code.clone())
     }
 }
 

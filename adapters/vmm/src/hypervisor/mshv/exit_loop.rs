@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use mshv_bindings::{
     HV_INTERCEPT_ACCESS_WRITE, StandardRegisters, hv_message, hv_message_type_HVMSG_GPA_INTERCEPT,
     hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE, hv_message_type_HVMSG_UNMAPPED_GPA,
-    hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION, hv_message_type_HVMSG_X64_HALT,
-    hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT,
+    hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION, hv_message_type_HVMSG_X64_APIC_EOI,
+    hv_message_type_HVMSG_X64_HALT, hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT,
 };
 
 use super::ioapic::{IOAPIC_BASE, IOAPIC_SIZE, Ioapic, MsiRoute};
@@ -23,6 +23,7 @@ const GPA_INTERCEPT: u32 = hv_message_type_HVMSG_GPA_INTERCEPT;
 const HALT: u32 = hv_message_type_HVMSG_X64_HALT;
 const UNRECOVERABLE_EXCEPTION: u32 = hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION;
 const INVALID_VP_REGISTER_VALUE: u32 = hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE;
+const APIC_EOI: u32 = hv_message_type_HVMSG_X64_APIC_EOI;
 
 /// `EINTR`: a signal took the vCPU out of its run; `EAGAIN`: the driver asks for a retry.
 const EINTR: i32 = 4;
@@ -35,6 +36,9 @@ pub trait VpPort: Send + std::fmt::Debug {
     fn run(&self) -> Result<hv_message, i32>;
     fn regs(&self) -> Result<StandardRegisters, HvError>;
     fn set_regs(&self, regs: &StandardRegisters) -> Result<(), HvError>;
+    /// Up to 16 bytes of the guest's code at virtual address `rip`, for an intercept that
+    /// came without them (the hypervisor could not fetch them, say across a page).
+    fn fetch(&self, rip: u64) -> Result<Vec<u8>, HvError>;
 }
 
 /// Where a changed interrupt routing goes: the partition's MSI routing table.
@@ -141,6 +145,10 @@ impl<P: VpPort> ExitLoop<P> {
         &self.vp
     }
 
+    pub fn vp_mut(&mut self) -> &mut P {
+        &mut self.vp
+    }
+
     /// Finishes the last exit: RIP past it, and a read's value in its register.
     fn complete(&mut self) -> Result<(), HvError> {
         let Some(done) = self.pending.take() else {
@@ -190,6 +198,9 @@ impl<P: VpPort> ExitLoop<P> {
                         return Ok(exit.into_exit(&mut self.data));
                     }
                 }
+                // The end of a level-triggered interrupt: no device of ours holds a level
+                // line, so there is nothing to re-raise.
+                APIC_EOI => {}
                 HALT => return Ok(VcpuExit::Halt),
                 UNRECOVERABLE_EXCEPTION => {
                     return Ok(VcpuExit::TripleFault);
@@ -258,7 +269,13 @@ impl<P: VpPort> ExitLoop<P> {
         let gpa = info.guest_physical_address;
         let rip = info.header.rip;
         let count = usize::from(info.instruction_byte_count).min(info.instruction_bytes.len());
-        let bytes = &info.instruction_bytes[..count];
+        let fetched;
+        let bytes = if count == 0 {
+            fetched = self.vp.fetch(rip)?;
+            &fetched[..]
+        } else {
+            &info.instruction_bytes[..count]
+        };
         let insn = match decode(bytes) {
             Ok(insn) => insn,
             Err(e) => {

@@ -91,7 +91,7 @@ impl Ioapic {
             }
             IOWIN => match self.select {
                 REG_ID => {
-                    self.id = value & 0x0f00_0000;
+                    self.id = value & 0xff00_0000;
                     false
                 }
                 reg => match self.pin_half(reg) {

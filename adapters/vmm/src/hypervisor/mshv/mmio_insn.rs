@@ -117,9 +117,13 @@ pub fn decode(bytes: &[u8]) -> Result<MmioInsn, DecodeError> {
     let mut opcode = c.next()?;
     loop {
         match opcode {
-            0x66 => operand16 = true,
+            // A REX prefix counts only right before the opcode.
+            0x66 => {
+                operand16 = true;
+                rex = None;
+            }
             // Address size, segment overrides and lock change nothing the VMM sees.
-            0x67 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0xf0 => {}
+            0x67 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0xf0 => rex = None,
             0x40..=0x4f => rex = Some(opcode & 0xf),
             _ => break,
         }
@@ -320,5 +324,10 @@ mod tests {
         assert_eq!(decode(&[0x89, 0xc0]), Err(DecodeError::NotMemory));
         assert_eq!(decode(&[0x8b, 0x80, 0x10]), Err(DecodeError::Truncated(3)));
         assert_eq!(decode(&[]), Err(DecodeError::Truncated(0)));
+        // A REX before another prefix is ignored: this is a 16-bit store of AX.
+        assert_eq!(
+            store(&[0x48, 0x66, 0x89, 0x07]),
+            (4, 2, Source::Reg { reg: 0 })
+        );
     }
 }

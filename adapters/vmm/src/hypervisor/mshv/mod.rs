@@ -12,17 +12,20 @@ pub mod mmio_insn;
 use std::sync::{Arc, OnceLock};
 
 use mshv_bindings::{
-    HVCALL_REGISTER_INTERCEPT_RESULT, MSHV_SET_MEM_BIT_EXECUTABLE, MSHV_SET_MEM_BIT_WRITABLE,
-    StandardRegisters, hv_input_register_intercept_result,
-    hv_intercept_type_HV_INTERCEPT_TYPE_X64_CPUID, hv_message,
+    HV_TRANSLATE_GVA_VALIDATE_EXECUTE, HVCALL_REGISTER_INTERCEPT_RESULT,
+    MSHV_SET_MEM_BIT_EXECUTABLE, MSHV_SET_MEM_BIT_WRITABLE, SegmentRegister, StandardRegisters,
+    hv_input_register_intercept_result, hv_intercept_type_HV_INTERCEPT_TYPE_X64_CPUID, hv_message,
     hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
+    hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES1,
     hv_partition_property_code_HV_PARTITION_PROPERTY_UNIMPLEMENTED_MSR_ACTION, hv_register_assoc,
     hv_register_intercept_result_parameters, hv_register_name_HV_X64_REGISTER_APIC_BASE,
     hv_register_value, hv_register_x64_cpuid_result_parameters,
     hv_register_x64_cpuid_result_parameters__bindgen_ty_1,
     hv_register_x64_cpuid_result_parameters__bindgen_ty_2,
+    hv_translate_gva_result_code_HV_TRANSLATE_GVA_SUCCESS,
     hv_unimplemented_msr_action_HV_UNIMPLEMENTED_MSR_ACTION_IGNORE_WRITE_READ_ZERO,
-    mshv_root_hvcall, mshv_user_irq_entry, mshv_user_irq_table, mshv_user_mem_region,
+    mshv_read_write_gpa, mshv_root_hvcall, mshv_user_irq_entry, mshv_user_irq_table,
+    mshv_user_mem_region,
 };
 use mshv_ioctls::{Mshv, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
@@ -30,7 +33,9 @@ use vmm_sys_util::eventfd::EventFd;
 use self::exit_loop::{ExitLoop, IoapicDevice, MsiRouter, VpPort};
 use self::ioapic::{MsiRoute, PINS};
 use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
-use crate::x86::{BootEntry, Segment, wire_legacy_lints, x2apic_base};
+use ktstr_domain::apic::MAX_XAPIC_ID;
+
+use crate::x86::{BootEntry, boot_regs, set_boot_sregs, wire_legacy_lints, x2apic_base};
 
 /// The MSHV device.
 pub const DEV_MSHV: &str = "/dev/mshv";
@@ -57,9 +62,13 @@ impl MshvHypervisor {
     /// drivers older than Linux's upstream `mshv_root` refuse it.
     pub fn open() -> Result<Self, HvError> {
         let mshv = Mshv::new().map_err(|e| HvError::os(format!("opening {DEV_MSHV}"), e))?;
-        mshv.get_host_partition_property(
+        // Partition creation asks both (and panics inside the crate if either fails).
+        [
             hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES0,
-        )
+            hv_partition_property_code_HV_PARTITION_PROPERTY_PROCESSOR_FEATURES1,
+        ]
+        .into_iter()
+        .try_for_each(|code| mshv.get_host_partition_property(code).map(drop))
         .map_err(|e| {
             HvError::os(
                 format!(
@@ -237,6 +246,14 @@ impl Vm for MshvVm {
     }
 
     fn create_vcpu(&self, index: u32, apic_id: u32) -> Result<Box<dyn Vcpu>, HvError> {
+        // The ID is written into the xAPIC ID register, and the partition's MSI routes
+        // carry 8-bit destinations: an x2APIC-only ID cannot be given here.
+        if apic_id > MAX_XAPIC_ID {
+            return Err(HvError::Unsupported(format!(
+                "vCPU {index}'s APIC ID {apic_id} needs x2APIC, which this MSHV backend cannot \
+                 assign; use a preset whose APIC IDs stay at or below {MAX_XAPIC_ID}"
+            )));
+        }
         let vp_index = u8::try_from(index).map_err(|_| {
             HvError::Unsupported(format!(
                 "MSHV numbers vCPUs with 8 bits: vCPU {index} is past 255"
@@ -281,6 +298,33 @@ impl VpPort for MshvVp {
             .set_regs(regs)
             .map_err(|e| HvError::os("setting registers", e))
     }
+
+    fn fetch(&self, rip: u64) -> Result<Vec<u8>, HvError> {
+        let (gpa, result) = self
+            .0
+            .translate_gva(rip, u64::from(HV_TRANSLATE_GVA_VALIDATE_EXECUTE))
+            .map_err(|e| HvError::os(format!("translating rip {rip:#x}"), e))?;
+        #[allow(unsafe_code)]
+        // SAFETY: both views of the result are the same 64 bits; the code is the low half.
+        let code = unsafe { result.as_uint64 } as u32;
+        if code != hv_translate_gva_result_code_HV_TRANSLATE_GVA_SUCCESS {
+            return Err(HvError::Unsupported(format!(
+                "rip {rip:#x} does not translate (result {code})"
+            )));
+        }
+        // Up to the end of the page: the next one may map elsewhere.
+        let len = 16.min(0x1000 - (gpa & 0xfff)) as u32;
+        let mut read = mshv_read_write_gpa {
+            base_gpa: gpa,
+            byte_count: len,
+            ..Default::default()
+        };
+        let read = self
+            .0
+            .gpa_read(&mut read)
+            .map_err(|e| HvError::os(format!("reading the code at {gpa:#x}"), e))?;
+        Ok(read.data[..len as usize].to_vec())
+    }
 }
 
 #[derive(Debug)]
@@ -306,11 +350,28 @@ impl MshvVcpu {
         }
         self.fd()
             .set_lapic(&lapic)
-            .map_err(|e| HvError::os("setting the local APIC's ID", e))
+            .map_err(|e| HvError::os("setting the local APIC's ID", e))?;
+        let kept = self
+            .fd()
+            .get_lapic()
+            .map_err(|e| HvError::os("reading the local APIC back", e))?;
+        let id = u32::from_le_bytes(std::array::from_fn(|i| {
+            kept.regs[APIC_ID_REGISTER + i] as u8
+        })) >> 24;
+        if id != apic_id {
+            return Err(HvError::Unsupported(format!(
+                "the hypervisor kept APIC ID {id} for vCPU {} where the preset needs {apic_id}",
+                self.index
+            )));
+        }
+        Ok(())
     }
 
-    /// Makes the vCPU's CPUID leaf `entry` report exactly its registers, for this vCPU.
-    fn override_cpuid(&self, entry: &CpuidEntry) -> Result<(), HvError> {
+    /// Makes this vCPU's CPUID leaf `entry` report `entry`'s bits where they differ from
+    /// `seen` (what the hypervisor reports now); the other bits stay the hypervisor's, so
+    /// those that follow the CPU's state (OSXSAVE, the APIC enable) keep doing so.
+    fn override_cpuid(&self, entry: &CpuidEntry, seen: [u32; 4]) -> Result<(), HvError> {
+        let mask = |i: usize, value: u32| seen[i] ^ value;
         let input = hv_input_register_intercept_result {
             vp_index: self.index,
             intercept_type: hv_intercept_type_HV_INTERCEPT_TYPE_X64_CPUID,
@@ -323,16 +384,16 @@ impl MshvVcpu {
                         always_override: 1,
                         padding: 0,
                     },
-                    // Every bit is ours: masks of all ones (the crate's helper can only set bits).
+                    // Masks name the bits replaced (the crate's helper can only set bits).
                     result: hv_register_x64_cpuid_result_parameters__bindgen_ty_2 {
                         eax: entry.eax,
-                        eax_mask: u32::MAX,
+                        eax_mask: mask(0, entry.eax),
                         ebx: entry.ebx,
-                        ebx_mask: u32::MAX,
+                        ebx_mask: mask(1, entry.ebx),
                         ecx: entry.ecx,
-                        ecx_mask: u32::MAX,
+                        ecx_mask: mask(2, entry.ecx),
                         edx: entry.edx,
-                        edx_mask: u32::MAX,
+                        edx_mask: mask(3, entry.edx),
                     },
                 },
             },
@@ -353,28 +414,10 @@ impl MshvVcpu {
     }
 }
 
-/// A segment in MSHV's layout.
-fn segment(s: Segment) -> mshv_bindings::SegmentRegister {
-    mshv_bindings::SegmentRegister {
-        base: s.base,
-        limit: s.limit,
-        selector: s.selector,
-        type_: s.type_,
-        present: s.present,
-        dpl: s.dpl,
-        db: s.db,
-        s: s.s,
-        l: s.l,
-        g: s.g,
-        avl: 0,
-        unusable: 0,
-        padding: 0,
-    }
-}
-
 impl Vcpu for MshvVcpu {
-    /// Registers only the leaves that differ from what the hypervisor already reports, so
-    /// leaves that follow the guest's own state (XSAVE sizes in 0xD) stay the hypervisor's.
+    /// Registers only the bits that differ from what the hypervisor already reports, so
+    /// what follows the guest's own state (XSAVE sizes in 0xD, OSXSAVE) stays the
+    /// hypervisor's.
     fn set_cpuid(&self, entries: &[CpuidEntry]) -> Result<(), HvError> {
         for entry in entries {
             let seen = self
@@ -382,7 +425,7 @@ impl Vcpu for MshvVcpu {
                 .get_cpuid_values(entry.function, entry.index, 0, 0)
                 .map_err(|e| HvError::os(format!("reading CPUID leaf {:#x}", entry.function), e))?;
             if seen != [entry.eax, entry.ebx, entry.ecx, entry.edx] {
-                self.override_cpuid(entry)?;
+                self.override_cpuid(entry, seen)?;
             }
         }
         Ok(())
@@ -419,39 +462,12 @@ impl Vcpu for MshvVcpu {
             .fd()
             .get_sregs()
             .map_err(|e| HvError::os("reading special registers", e))?;
-        sregs.cs = segment(boot.cs);
-        for s in [
-            &mut sregs.ds,
-            &mut sregs.es,
-            &mut sregs.fs,
-            &mut sregs.gs,
-            &mut sregs.ss,
-        ] {
-            *s = segment(boot.data);
-        }
-        if let Some(tr) = boot.tr {
-            sregs.tr = segment(tr);
-        }
-        sregs.gdt.base = boot.gdt_base;
-        sregs.gdt.limit = boot.gdt_limit;
-        sregs.cr0 = boot.cr0;
-        sregs.cr3 = boot.cr3;
-        sregs.cr4 = boot.cr4;
-        sregs.efer = boot.efer;
+        set_boot_sregs!(sregs, boot, SegmentRegister);
         self.fd()
             .set_sregs(&sregs)
             .map_err(|e| HvError::os("setting special registers", e))?;
-        let regs = StandardRegisters {
-            rip: boot.rip,
-            rsp: boot.rsp,
-            rbp: boot.rbp,
-            rsi: boot.rsi,
-            rbx: boot.rbx,
-            rflags: boot.rflags,
-            ..Default::default()
-        };
         self.fd()
-            .set_regs(&regs)
+            .set_regs(&boot_regs!(StandardRegisters, boot))
             .map_err(|e| HvError::os("setting registers", e))
     }
 
