@@ -36,7 +36,8 @@ use exit_info::ExitInfo;
 use skel::{ScxKtstrSkel, ScxKtstrSkelBuilder};
 use topology::Topology;
 
-/// How long `--die-after-attach` waits for a task to park before dying anyway.
+/// How long `--die-after-attach` and `--wedge-after-attach` wait for a task to park
+/// before acting anyway.
 const DIE_WAIT: Duration = Duration::from_secs(30);
 
 /// Exit status of `--die-after-attach`.
@@ -81,9 +82,10 @@ struct Args {
     #[arg(long, conflicts_with = "wedge_after_attach")]
     die_after_attach: bool,
 
-    /// Host watchdog: attach, then hog every online CPU with a pinned SCHED_FIFO 99
-    /// busy loop (RT throttling and 6.12's fair server switched off first), so the
-    /// whole guest stops responding.
+    /// Host watchdog: attach parking every task as --no-dispatch does, and once it holds
+    /// one (the dispatch probe has begun) hog every online CPU with a pinned SCHED_FIFO
+    /// 99 busy loop (RT throttling and 6.12's fair server switched off first), so the
+    /// whole guest stops responding before the probe can end.
     #[arg(long)]
     wedge_after_attach: bool,
 
@@ -210,7 +212,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.llc_span = (layout.span + args.pad_span).min(topology::MAX_CPUS as u32);
     rodata.fail_verify = args.fail_verify;
     rodata.verify_loop = args.verify_loop;
-    rodata.no_dispatch = args.no_dispatch || args.die_after_attach;
+    rodata.no_dispatch = args.no_dispatch || args.die_after_attach || args.wedge_after_attach;
 
     let mut skel = open
         .load()
@@ -234,11 +236,10 @@ fn run(args: &Args) -> Result<ExitCode> {
         topo.nr_cpus, topo.nr_llcs
     );
 
+    if args.die_after_attach || args.wedge_after_attach {
+        wait_for_a_parked_task(&skel)?;
+    }
     if args.die_after_attach {
-        let deadline = Instant::now() + DIE_WAIT;
-        while parked(&skel)? == 0 && Instant::now() < deadline {
-            sleep(Duration::from_millis(1));
-        }
         println!("scx-ktstr: dying without detaching (--die-after-attach)");
         // No destructors: the link goes away only because the process does.
         std::process::exit(i32::from(DIED_AFTER_ATTACH));
@@ -278,6 +279,16 @@ fn wait_for_exit(skel: &ScxKtstrSkel<'_>, topo: &Topology) -> Result<Option<Exit
         sleep(Duration::from_millis(100));
     }
     Ok(None)
+}
+
+/// Waits (up to `DIE_WAIT`) until the BPF side holds a task: the dispatch probe has begun,
+/// so what the knob does next falls inside it whatever the guest's speed.
+fn wait_for_a_parked_task(skel: &ScxKtstrSkel<'_>) -> Result<()> {
+    let deadline = Instant::now() + DIE_WAIT;
+    while parked(skel)? == 0 && Instant::now() < deadline {
+        sleep(Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Tasks the BPF side has parked so far (its `.bss`, read through the map: a plain read

@@ -29,7 +29,7 @@ const volatile bool fail_verify;
 const volatile bool verify_loop;
 const volatile bool no_dispatch;
 
-/* Tasks parked in the black hole so far: --die-after-attach dies on the first. */
+/* Tasks parked in the black hole so far: --die/--wedge-after-attach act on the first. */
 u64 nr_parked;
 
 struct {
