@@ -1,6 +1,7 @@
 //! Choosing the hypervisor backend: every backend ktstr has is probed against the host's
 //! facts in order of preference, and the choice comes with why the others were passed
-//! over. `ktstr backends` prints the same answer without running anything.
+//! over. `auto` only ever picks a backend real cells have passed on; the others run when
+//! named. `ktstr backends` prints the same answer without running anything.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -51,6 +52,39 @@ impl BackendKind {
             BackendKind::Qemu => "qemu",
         }
     }
+
+    /// What real runs have shown of this backend. A default must never choose one no
+    /// real cell has passed on, so `auto` skips the unproven.
+    pub fn proof(self) -> Proof {
+        match self {
+            BackendKind::Qemu => Proof::Proven(
+                "real cells pass under TCG (fixture, published and kernel example \
+                 schedulers) and on nested KVM (AMD)",
+            ),
+            BackendKind::Kvm => Proof::BeingProven(
+                "no real cell has passed on it yet; the nested-KVM bed \
+                 (scripts/nested-kvm.sh) is where it is being proven",
+            ),
+            BackendKind::Mshv => Proof::BeingProven(
+                "it has never run on a Microsoft Hypervisor host; no real cell has passed on it",
+            ),
+        }
+    }
+}
+
+/// Whether real cells have passed on a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// With what.
+    Proven(&'static str),
+    /// Why not yet, and where that is being done.
+    BeingProven(&'static str),
+}
+
+impl Proof {
+    pub fn is_proven(self) -> bool {
+        matches!(self, Proof::Proven(_))
+    }
 }
 
 impl fmt::Display for BackendKind {
@@ -94,7 +128,7 @@ pub struct Probe {
 pub enum BackendError {
     #[error("backend {kind} is not available: {reason}")]
     Unavailable { kind: BackendKind, reason: String },
-    #[error("no backend is available:\n{0}")]
+    #[error("no backend `auto` may pick is available:\n{0}")]
     NoneAvailable(String),
 }
 
@@ -106,16 +140,29 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// `backend: qemu (tcg) — why`, then one line per backend passed over.
+    /// `backend: qemu (tcg) — why`, then one line per backend passed over; a chosen
+    /// backend that is still being proven says so.
     pub fn explain(&self) -> String {
         let mut out = String::new();
         for probe in &self.probes {
-            match &probe.result {
-                Ok(how) if probe.kind == self.kind => {
-                    out.insert_str(0, &format!("backend: {how}\n"));
+            match (&probe.result, probe.kind.proof()) {
+                (Ok(how), proof) if probe.kind == self.kind => {
+                    let caveat = match proof {
+                        Proof::Proven(_) => String::new(),
+                        Proof::BeingProven(why) => {
+                            format!("  warning: {} is being proven: {why}\n", probe.kind)
+                        }
+                    };
+                    out.insert_str(0, &format!("backend: {how}\n{caveat}"));
                 }
-                Ok(how) => out.push_str(&format!("  not chosen: {} — {how}\n", probe.kind)),
-                Err(why) => out.push_str(&format!("  unavailable: {} — {why}\n", probe.kind)),
+                (Ok(how), Proof::BeingProven(why)) => out.push_str(&format!(
+                    "  not chosen: {} — {how}; being proven ({why}): name it with --backend {}\n",
+                    probe.kind, probe.kind
+                )),
+                (Ok(how), Proof::Proven(_)) => {
+                    out.push_str(&format!("  not chosen: {} — {how}\n", probe.kind))
+                }
+                (Err(why), _) => out.push_str(&format!("  unavailable: {} — {why}\n", probe.kind)),
             }
         }
         out
@@ -166,7 +213,8 @@ fn probe_qemu(facts: &HostFacts) -> Result<String, String> {
     ))
 }
 
-/// The backend `choice` names, or with `auto` the first available one.
+/// The backend `choice` names, or with `auto` the first available one real cells have
+/// passed on.
 pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, BackendError> {
     let probes = probe_all(facts);
     let wanted = match choice {
@@ -175,9 +223,13 @@ pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, Bac
         BackendChoice::Mshv => Some(BackendKind::Mshv),
         BackendChoice::Qemu => Some(BackendKind::Qemu),
     };
-    let chosen = probes
-        .iter()
-        .find(|p| wanted.is_none_or(|w| w == p.kind) && p.result.is_ok());
+    let chosen = probes.iter().find(|p| {
+        p.result.is_ok()
+            && match wanted {
+                Some(kind) => kind == p.kind,
+                None => p.kind.proof().is_proven(),
+            }
+    });
     match (chosen, wanted) {
         (Some(probe), _) => Ok(Selection {
             kind: probe.kind,
@@ -194,7 +246,14 @@ pub fn select(choice: BackendChoice, facts: &HostFacts) -> Result<Selection, Bac
         (None, None) => Err(BackendError::NoneAvailable(
             probes
                 .iter()
-                .map(|p| format!("  {}: {}", p.kind, p.result.clone().unwrap_err()))
+                .map(|p| match (&p.result, p.kind.proof()) {
+                    (Err(why), _) => format!("  {}: {why}", p.kind),
+                    (Ok(_), Proof::BeingProven(why)) => format!(
+                        "  {}: available, but being proven ({why}); run it with --backend {}",
+                        p.kind, p.kind
+                    ),
+                    (Ok(how), Proof::Proven(_)) => format!("  {}: {how}", p.kind),
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
         )),
@@ -234,7 +293,8 @@ pub fn build(
     })
 }
 
-/// `ktstr backends`: each backend, whether it can run here, and what `auto` picks.
+/// `ktstr backends`: each backend, whether it can run here, what real runs have proven of
+/// it, and what `auto` picks and why.
 pub fn report(facts: &HostFacts) -> String {
     let mut out = String::new();
     for probe in probe_all(facts) {
@@ -242,10 +302,20 @@ pub fn report(facts: &HostFacts) -> String {
             Ok(how) => out.push_str(&format!("{:<6} available    {how}\n", probe.kind)),
             Err(why) => out.push_str(&format!("{:<6} unavailable  {why}\n", probe.kind)),
         }
+        match probe.kind.proof() {
+            Proof::Proven(with) => out.push_str(&format!("       proven: {with}\n")),
+            Proof::BeingProven(why) => out.push_str(&format!("       being proven: {why}\n")),
+        }
     }
     match select(BackendChoice::Auto, facts) {
-        Ok(selection) => out.push_str(&format!("auto picks: {}\n", selection.kind)),
-        Err(_) => out.push_str("auto picks: nothing; install one of the above\n"),
+        Ok(selection) => out.push_str(&format!(
+            "auto picks: {} (the first available backend real cells have passed on)\n",
+            selection.kind
+        )),
+        Err(_) => out.push_str(
+            "auto picks: nothing real cells have passed on; install QEMU (apt-get install \
+             qemu-system-x86), or name an available backend with --backend\n",
+        ),
     }
     out
 }
@@ -288,25 +358,74 @@ mod tests {
         );
     }
 
+    /// Until real cells pass on the own VMM, hardware KVM makes `auto` pick QEMU on KVM;
+    /// the own VMM runs only when named, and says it is being proven.
     #[test]
-    fn hardware_kvm_makes_auto_pick_our_vmm_and_qemu_use_kvm() {
+    fn hardware_kvm_makes_auto_pick_qemu_on_kvm_until_the_own_vmm_is_proven() {
         let facts = facts(KvmAccess::Hardware { module: "kvm_amd" }, true);
         let auto = select(BackendChoice::Auto, &facts).unwrap();
-        assert_eq!(auto.kind, BackendKind::Kvm);
+        assert_eq!(auto.kind, BackendKind::Qemu);
+        assert_eq!(build(&auto, &facts).unwrap().name(), "qemu (kvm)");
         assert_eq!(
             auto.explain(),
             format!(
-                "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n{NO_MSHV}  not chosen: qemu \
-                 — qemu (kvm) — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n"
+                "backend: qemu (kvm) — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n  \
+                 not chosen: kvm — kvm (own VMM) — hardware KVM (kvm_amd); being proven (no \
+                 real cell has passed on it yet; the nested-KVM bed (scripts/nested-kvm.sh) is \
+                 where it is being proven): name it with --backend kvm\n{NO_MSHV}"
             )
         );
-        let selection = select(BackendChoice::Qemu, &facts).unwrap();
+        let named = select(BackendChoice::Kvm, &facts).unwrap();
+        assert_eq!(named.kind, BackendKind::Kvm);
         assert!(
-            selection
-                .explain()
-                .starts_with("backend: qemu (kvm) — hardware KVM (kvm_amd)")
+            named.explain().starts_with(
+                "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n  warning: kvm is being \
+                 proven: no real cell has passed on it yet"
+            ),
+            "{}",
+            named.explain()
         );
-        assert_eq!(build(&selection, &facts).unwrap().name(), "qemu (kvm)");
+        let text = report(&facts);
+        assert!(
+            text.contains(
+                "kvm    available    kvm (own VMM) — hardware KVM (kvm_amd)\n       being \
+                 proven: no real cell"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("qemu   available    qemu (kvm)"), "{text}");
+        assert!(
+            text.ends_with(
+                "auto picks: qemu (the first available backend real cells have passed on)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    /// Hardware KVM but no QEMU: `auto` refuses rather than fall back on an unproven
+    /// backend, and says how to run it anyway.
+    #[test]
+    fn auto_never_falls_back_on_an_unproven_backend() {
+        let facts = facts(
+            KvmAccess::Hardware {
+                module: "kvm_intel",
+            },
+            false,
+        );
+        let err = select(BackendChoice::Auto, &facts).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "  kvm: available, but being proven (no real cell has passed on it yet; the \
+                 nested-KVM bed (scripts/nested-kvm.sh) is where it is being proven); run it \
+                 with --backend kvm"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("apt-get install qemu-system-x86"), "{err}");
+        assert_eq!(
+            select(BackendChoice::Kvm, &facts).unwrap().kind,
+            BackendKind::Kvm
+        );
     }
 
     #[test]
@@ -329,7 +448,13 @@ mod tests {
             text.contains("\nqemu   unavailable  qemu-system-x86_64 not found"),
             "{text}"
         );
-        assert!(text.ends_with("auto picks: nothing; install one of the above\n"));
+        assert!(
+            text.ends_with(
+                "auto picks: nothing real cells have passed on; install QEMU (apt-get install \
+                 qemu-system-x86), or name an available backend with --backend\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -337,27 +462,39 @@ mod tests {
         let text = report(&facts(KvmAccess::Absent, true));
         assert_eq!(
             text,
-            "kvm    unavailable  needs hardware KVM: no hardware KVM on this host\n\
+            "kvm    unavailable  needs hardware KVM: no hardware KVM on this host\n       \
+             being proven: no real cell has passed on it yet; the nested-KVM bed \
+             (scripts/nested-kvm.sh) is where it is being proven\n\
              mshv   unavailable  needs the Microsoft Hypervisor: no /dev/mshv: this host is \
-             not the root partition of the Microsoft Hypervisor\n\
+             not the root partition of the Microsoft Hypervisor\n       being proven: it has \
+             never run on a Microsoft Hypervisor host; no real cell has passed on it\n\
              qemu   available    qemu (tcg) — no hardware KVM on this host; \
-             /usr/bin/qemu-system-x86_64\nauto picks: qemu\n"
+             /usr/bin/qemu-system-x86_64\n       proven: real cells pass under TCG (fixture, \
+             published and kernel example schedulers) and on nested KVM (AMD)\n\
+             auto picks: qemu (the first available backend real cells have passed on)\n"
         );
     }
 
-    /// On the root partition of the Microsoft Hypervisor (no KVM), `auto` takes our VMM on
-    /// MSHV; a driver that fails the API check is explained, and QEMU runs instead.
+    /// On the root partition of the Microsoft Hypervisor (no KVM), the own VMM on MSHV
+    /// runs when named; `auto` keeps to QEMU until it is proven. A driver that fails the
+    /// API check is explained.
     #[test]
-    fn an_mshv_root_partition_makes_auto_pick_our_vmm_on_mshv() {
+    fn an_mshv_root_partition_runs_our_vmm_on_mshv_when_named() {
         let mut host = facts(KvmAccess::Absent, true);
         host.mshv = MshvAccess::Usable;
-        let auto = select(BackendChoice::Auto, &host).unwrap();
-        assert_eq!(auto.kind, BackendKind::Mshv);
+        assert_eq!(
+            select(BackendChoice::Auto, &host).unwrap().kind,
+            BackendKind::Qemu
+        );
+        let named = select(BackendChoice::Mshv, &host).unwrap();
+        assert_eq!(named.kind, BackendKind::Mshv);
         assert!(
-            auto.explain()
-                .starts_with("backend: mshv (own VMM) — Microsoft Hypervisor (/dev/mshv)\n"),
+            named.explain().starts_with(
+                "backend: mshv (own VMM) — Microsoft Hypervisor (/dev/mshv)\n  warning: mshv \
+                 is being proven"
+            ),
             "{}",
-            auto.explain()
+            named.explain()
         );
         host.mshv = MshvAccess::Unusable {
             reason: "asking /dev/mshv for the host's processor features: Inappropriate ioctl"

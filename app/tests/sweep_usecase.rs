@@ -296,7 +296,7 @@ async fn image_and_launch_failures_are_environment_errors() {
 }
 
 #[tokio::test]
-async fn a_topology_the_guest_does_not_see_fails_the_cell() {
+async fn a_topology_the_guest_does_not_see_is_the_backends_error() {
     let mut h = Harness::new(vec![artifact("6.12.117", &[])]);
     h.hypervisor.expect_run().returning(|spec| {
         let mut frames = healthy(&spec);
@@ -306,9 +306,15 @@ async fn a_topology_the_guest_does_not_see_fails_the_cell() {
         Ok(vm(&frames, false))
     });
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-2llc"])).await;
-    let (gate, reason) = failed_gate(&report.unwrap().records[0].verdict);
-    assert_eq!(gate, Gate::Topology);
-    assert_eq!(reason, "guest sees 1n1l4c1t, preset is 1n2l2c1t");
+    let report = report.unwrap();
+    let (cause, reason) = env_error(&report.records[0].verdict);
+    assert_eq!(cause, EnvCause::Topology);
+    assert!(
+        reason
+            .ends_with("did not present preset tiny-2llc: guest sees 1n1l4c1t, preset is 1n2l2c1t"),
+        "{reason}"
+    );
+    assert_eq!(report.outcome().exit_code(), 3);
 }
 
 fn with_memory(frames: &[Frame]) -> VmRun {

@@ -8,6 +8,7 @@ use crate::crosscheck::{CrossCheck, cross_check};
 use crate::environment::{EnvEvidence, diagnose};
 use crate::guest_memory::GuestMemorySize;
 use crate::matrix::PlannedCell;
+use crate::observed::TopologyMismatch;
 use crate::prog::ProgStat;
 use crate::rejection::find_rejection;
 use crate::report::{CellRecord, RunRecord, StatsSource};
@@ -151,7 +152,6 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         dispatch_note: guest.dispatch_note.as_deref(),
         died_status: guest.died_status.as_deref(),
         payload_started: guest.payload_started,
-        topology: topology_check.as_ref(),
         cross_check: cross.as_ref(),
         rejection: rejection.as_ref(),
     });
@@ -171,6 +171,7 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),
         _ => verdict,
     };
+    let verdict = shape_verdict(cell, &vm.backend, topology_check.as_ref(), verdict);
     let run = RunRecord {
         backend: vm.backend,
         verifier_stats: parse_verifier_stats(&guest.scheduler_log),
@@ -196,6 +197,32 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         console_tail: tail_lines(&vm.console, CONSOLE_TAIL_LINES),
     };
     (verdict, run)
+}
+
+/// A guest that did not see the preset ran on a machine the backend built wrong: whatever
+/// the scheduler did there says nothing about the preset, so the cell is the
+/// environment's error, naming the backend. A guest that reported nothing at all is
+/// judged by its other gates, unless it passed them (then ktstr's own init failed).
+fn shape_verdict(
+    cell: &PlannedCell,
+    backend: &str,
+    check: Option<&Result<(), TopologyMismatch>>,
+    verdict: Verdict,
+) -> Verdict {
+    match (check, &verdict) {
+        (Some(Err(mismatch)), _) => Verdict::env_error(
+            EnvCause::Topology,
+            format!(
+                "backend {backend} did not present preset {}: {mismatch}",
+                cell.preset.name
+            ),
+        ),
+        (None, Verdict::Pass) => Verdict::env_error(
+            EnvCause::Topology,
+            "the guest's init reported no topology, so the preset's shape is unconfirmed",
+        ),
+        _ => verdict,
+    }
 }
 
 /// The last `n` lines of `text`.
@@ -362,6 +389,68 @@ mod tests {
         let alone = judge(&cell(), ran(HostReading::NotRead), CHECK);
         assert_eq!(alone.verdict, Verdict::Pass);
         assert_eq!(alone.run.unwrap().cross_check, None);
+    }
+
+    /// Evidence whose topology frame is `seen` (or absent), with the other frames as `ran`
+    /// gives them, and the scheduler attached or not.
+    fn shaped(seen: Option<ObservedTopology>, attached: bool) -> CellEvidence {
+        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
+            unreachable!()
+        };
+        let mut frames: Vec<Frame> = seen
+            .map(|topology| Frame::Topology { topology })
+            .into_iter()
+            .collect();
+        frames.push(Frame::SchedulerStarted { pid: 9 });
+        if attached {
+            frames.push(Frame::PayloadStarting);
+            frames.push(Frame::WorkloadDispatched {
+                workers: 4,
+                iterations: 100,
+            });
+        } else {
+            frames.push(Frame::SchedulerDied {
+                status: "exit code 1".into(),
+            });
+        }
+        run.frame_bytes = frames.iter().flat_map(encode).collect();
+        run.backend = "qemu (kvm)".into();
+        CellEvidence::Ran(run)
+    }
+
+    /// A guest that did not see the preset is the backend's failure, named, whatever the
+    /// scheduler did on it; a guest that said nothing of its shape cannot pass.
+    #[test]
+    fn a_shape_the_backend_did_not_present_is_an_environment_error() {
+        let smt = PlannedCell {
+            preset: find_preset("smt-2llc").unwrap(),
+            ..cell()
+        };
+        let mut one_l3 = ObservedTopology::ideal(&smt.preset.topology);
+        one_l3.llcs = vec![one_l3.online_cpus.clone()];
+        let expected = Verdict::env_error(
+            EnvCause::Topology,
+            "backend qemu (kvm) did not present preset smt-2llc: guest sees 1n1l4c2t, preset \
+             is 1n2l2c2t",
+        );
+        for attached in [true, false] {
+            let record = judge(&smt, shaped(Some(one_l3.clone()), attached), CHECK);
+            assert_eq!(record.verdict, expected, "attached: {attached}");
+        }
+        let ideal = ObservedTopology::ideal(&smt.preset.topology);
+        assert_eq!(
+            judge(&smt, shaped(Some(ideal), true), CHECK).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(&smt, shaped(None, true), CHECK).verdict,
+            Verdict::env_error(
+                EnvCause::Topology,
+                "the guest's init reported no topology, so the preset's shape is unconfirmed"
+            )
+        );
+        // No word of the shape and a scheduler that died: the scheduler's failure stands.
+        assert!(judge(&smt, shaped(None, false), CHECK).verdict.failed());
     }
 
     #[test]

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::attach::AttachOutcome;
 use crate::crosscheck::CrossCheck;
-use crate::observed::TopologyMismatch;
 use crate::rejection::VerifierRejection;
 
 /// The gates a cell passes through, in the order they are checked.
@@ -20,7 +19,6 @@ pub enum Gate {
     Verify,
     Attach,
     Dispatch,
-    Topology,
     CrossCheck,
 }
 
@@ -32,7 +30,6 @@ impl fmt::Display for Gate {
             Gate::Verify => "verify",
             Gate::Attach => "attach",
             Gate::Dispatch => "dispatch",
-            Gate::Topology => "topology",
             Gate::CrossCheck => "cross-check",
         })
     }
@@ -121,6 +118,11 @@ pub enum EnvCause {
     /// The attach wait ran out while the scheduler was still loading or being enabled.
     #[serde(rename = "slow-guest")]
     SlowGuest,
+    /// The backend did not give the guest the preset's shape (CPUs, SMT, LLCs, NUMA), or
+    /// the guest could not report what it saw: nothing it ran says anything about the
+    /// preset.
+    #[serde(rename = "topology")]
+    Topology,
     /// The scheduler binary or the guest image could not be prepared.
     #[serde(rename = "image")]
     Image,
@@ -135,6 +137,7 @@ impl fmt::Display for EnvCause {
             EnvCause::VmStart => "vm-start",
             EnvCause::BootTimeout => "boot-timeout",
             EnvCause::SlowGuest => "slow-guest",
+            EnvCause::Topology => "topology",
             EnvCause::Image => "image",
         })
     }
@@ -156,8 +159,6 @@ pub struct RunFacts<'a> {
     pub died_status: Option<&'a str>,
     /// Whether sched_ext had reached `enabled` before a failure.
     pub payload_started: bool,
-    /// `None` when the guest reported no topology.
-    pub topology: Option<&'a Result<(), TopologyMismatch>>,
     /// `None` when the cross-check was not run.
     pub cross_check: Option<&'a CrossCheck>,
     /// The program the verifier rejected, when the scheduler's log names one.
@@ -165,7 +166,8 @@ pub struct RunFacts<'a> {
 }
 
 /// Gates in order: watchdog, verify (an attach failure the verifier's rejection explains),
-/// attach, dispatch, then the guest's topology and the host/guest cross-check.
+/// attach, dispatch, then the host/guest cross-check. Whether the guest saw the preset is
+/// the environment's question, settled by the judge.
 pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
     if facts.timed_out {
         return Verdict::fail(
@@ -201,13 +203,6 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
             format!("workload never made progress under SCHED_EXT: {why}"),
         );
     }
-    match facts.topology {
-        None => {
-            return Verdict::fail(Gate::Topology, "the guest reported no topology");
-        }
-        Some(Err(mismatch)) => return Verdict::fail(Gate::Topology, mismatch.to_string()),
-        Some(Ok(())) => {}
-    }
     if let Some(check) = facts.cross_check.filter(|c| !c.agrees()) {
         return Verdict::fail(
             Gate::CrossCheck,
@@ -224,10 +219,7 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
 mod tests {
     use super::*;
 
-    fn facts<'a>(
-        attach: &'a AttachOutcome,
-        topo: &'a Result<(), TopologyMismatch>,
-    ) -> RunFacts<'a> {
+    fn facts(attach: &AttachOutcome) -> RunFacts<'_> {
         RunFacts {
             timed_out: false,
             watchdog: std::time::Duration::from_secs(60),
@@ -237,7 +229,6 @@ mod tests {
             dispatch_note: None,
             died_status: None,
             payload_started: true,
-            topology: Some(topo),
             cross_check: None,
             rejection: None,
         }
@@ -245,7 +236,6 @@ mod tests {
 
     #[test]
     fn a_rejection_that_kept_the_scheduler_from_attaching_fails_the_verify_gate() {
-        let ok = Ok(());
         let rejection = VerifierRejection {
             program: "ktstr_dispatch".into(),
             error: "R7 invalid mem access 'scalar'".into(),
@@ -257,7 +247,7 @@ mod tests {
             payload_started: false,
             died_status: Some("exit code 1"),
             rejection: Some(&rejection),
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert_eq!(
             cell_verdict(rejected),
@@ -271,14 +261,14 @@ mod tests {
         let attached = AttachOutcome::Attached;
         let fallback = RunFacts {
             rejection: Some(&rejection),
-            ..facts(&attached, &ok)
+            ..facts(&attached)
         };
         assert_eq!(cell_verdict(fallback), Verdict::Pass);
         // The watchdog comes first: a verifier that never finished is a timeout.
         let slow = RunFacts {
             timed_out: true,
             rejection: Some(&rejection),
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert!(matches!(
             cell_verdict(slow),
@@ -291,11 +281,7 @@ mod tests {
 
     #[test]
     fn passes_only_when_every_gate_passes() {
-        let ok = Ok(());
-        assert_eq!(
-            cell_verdict(facts(&AttachOutcome::Attached, &ok)),
-            Verdict::Pass
-        );
+        assert_eq!(cell_verdict(facts(&AttachOutcome::Attached)), Verdict::Pass);
     }
 
     #[test]
@@ -310,7 +296,6 @@ mod tests {
 
     #[test]
     fn names_the_first_failing_gate() {
-        let ok = Ok(());
         let attached = AttachOutcome::Attached;
         let died = AttachOutcome::Died;
         let gate = |v: Verdict| match v {
@@ -320,7 +305,7 @@ mod tests {
         let timed_out = RunFacts {
             timed_out: true,
             dispatched: false,
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert_eq!(
             cell_verdict(timed_out),
@@ -332,14 +317,14 @@ mod tests {
         );
         let dead = RunFacts {
             dispatched: false,
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert_eq!(gate(cell_verdict(dead)), Gate::Attach);
         let rejected = RunFacts {
             dispatched: false,
             payload_started: false,
             died_status: Some("exit code 1"),
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert_eq!(
             cell_verdict(rejected),
@@ -350,7 +335,7 @@ mod tests {
         );
         let quit = RunFacts {
             died_status: Some("exit code 3"),
-            ..facts(&died, &ok)
+            ..facts(&died)
         };
         assert_eq!(
             cell_verdict(quit),
@@ -362,7 +347,7 @@ mod tests {
         let idle = RunFacts {
             dispatched: false,
             dispatch_note: Some("0 iterations in 2 s"),
-            ..facts(&attached, &ok)
+            ..facts(&attached)
         };
         let v = cell_verdict(idle);
         assert_eq!(
@@ -372,25 +357,12 @@ mod tests {
                 "workload never made progress under SCHED_EXT: 0 iterations in 2 s"
             )
         );
-        let mismatch = Err(TopologyMismatch::Different {
-            seen: "1n1l4c1t".parse().unwrap(),
-            expected: "1n2l2c1t".parse().unwrap(),
-        });
-        assert_eq!(
-            gate(cell_verdict(facts(&attached, &mismatch))),
-            Gate::Topology
-        );
-        let no_topo = RunFacts {
-            topology: None,
-            ..facts(&attached, &ok)
-        };
-        assert_eq!(gate(cell_verdict(no_topo)), Gate::Topology);
         let disagree = CrossCheck {
             mismatches: vec!["program 1".into()],
         };
         let cc = RunFacts {
             cross_check: Some(&disagree),
-            ..facts(&attached, &ok)
+            ..facts(&attached)
         };
         assert_eq!(gate(cell_verdict(cc)), Gate::CrossCheck);
     }

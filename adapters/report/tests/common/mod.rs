@@ -247,7 +247,8 @@ pub fn not_dispatched() -> CellRecord {
     )
 }
 
-/// Attached and dispatching, but the guest's view disagrees with the preset and the host.
+/// Attached and dispatching, but the guest's view disagrees with the preset (the backend's
+/// failure) and with the host.
 pub fn mismatched() -> CellRecord {
     let mut run = healthy_run("tiny-2llc", ktstr_progs(0));
     if let Some(seen) = &mut run.observed_topology {
@@ -264,7 +265,11 @@ pub fn mismatched() -> CellRecord {
         K12,
         "tiny-2llc",
         Some(run),
-        Verdict::fail(Gate::Topology, "guest sees 1n1l4c1t, preset is 1n2l2c1t"),
+        Verdict::env_error(
+            EnvCause::Topology,
+            "backend qemu (tcg) did not present preset tiny-2llc: guest sees 1n1l4c1t, preset \
+             is 1n2l2c1t",
+        ),
     )
 }
 
