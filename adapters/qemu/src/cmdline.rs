@@ -112,18 +112,7 @@ pub fn qemu_args(
         format!("pc,max-ram-below-4g={}M", LOW_RAM_TOP >> 20),
     );
     push("-m", format!("{}M", spec.memory_mib));
-    // Sockets are NUMA nodes, dies are LLCs inside a node.
-    push(
-        "-smp",
-        format!(
-            "cpus={},sockets={},dies={},cores={},threads={}",
-            t.cpus(),
-            t.numa_nodes,
-            t.llcs_per_node(),
-            t.cores_per_llc,
-            t.threads_per_core
-        ),
-    );
+    push("-smp", smp(t, accel));
     for (node, path) in NumaLayout::new(t, spec.memory_mib)
         .nodes()
         .iter()
@@ -163,6 +152,27 @@ pub fn qemu_args(
             .map(|s| s.to_string()),
     );
     args
+}
+
+/// `-smp` for the preset: which CPUs share an L3 must come out right whatever CPU the
+/// guest is given.
+///
+/// Under TCG (an Intel model) dies are the LLCs inside a node's socket. Under KVM the guest
+/// has the host's vendor, and a Linux guest on an AMD CPU keeps dies in one L3 unless the
+/// CPU offers TOPOEXT (nested SVM under TCG does not; family 17h's first models fix the
+/// LLC at 8 APIC IDs besides). A package boundary splits the L3 for every vendor and
+/// family, so on KVM each LLC is a socket, and `-numa` gives a node its sockets.
+fn smp(t: &Topology, accel: Accel) -> String {
+    let (sockets, dies) = match accel {
+        Accel::Tcg => (t.numa_nodes, t.llcs_per_node()),
+        Accel::Kvm => (t.llcs, 1),
+    };
+    format!(
+        "cpus={},sockets={sockets},dies={dies},cores={},threads={}",
+        t.cpus(),
+        t.cores_per_llc,
+        t.threads_per_core
+    )
 }
 
 fn file_chardev(path: &Path) -> String {
@@ -262,9 +272,10 @@ mod tests {
             SerialLayout::FramesFirst,
             &files(4),
         );
+        // On KVM every LLC is a socket, whatever the host's vendor; each node its two.
         assert_eq!(
             value_of(&args, "-smp"),
-            ["cpus=32,sockets=4,dies=2,cores=4,threads=1"]
+            ["cpus=32,sockets=8,dies=1,cores=4,threads=1"]
         );
         assert_eq!(value_of(&args, "-cpu"), ["host"]);
         assert_eq!(
