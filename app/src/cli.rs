@@ -67,9 +67,15 @@ pub enum KernelCommand {
         /// Kernel source: a tarball or a clean tree (default: Debian's linux-source-6.12).
         #[arg(long)]
         source: Option<PathBuf>,
-        /// Label shown in sweeps (default: the kernel version).
+        /// Label shown in sweeps (default: the kernel version). With --kconfig, the
+        /// variant's name: the label becomes VERSION+NAME.
         #[arg(long)]
         label: Option<String>,
+        /// A kconfig fragment merged after ktstr's own (repeatable, in order): the kernel
+        /// becomes a variant labelled VERSION+NAME (NAME from --label or the file name),
+        /// chosen only by that label or its key, never by a version, range or default.
+        #[arg(long = "kconfig", value_name = "FRAGMENT")]
+        kconfig: Vec<PathBuf>,
         /// Parallel compile jobs (default: host CPUs).
         #[arg(long, value_parser = at_least_one::<usize>)]
         jobs: Option<usize>,

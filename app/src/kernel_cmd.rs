@@ -8,7 +8,7 @@ use comfy_table::{Table, presets::NOTHING};
 use indicatif::{ProgressBar, ProgressStyle};
 use ktstr_domain::kernel::KernelSpec;
 use ktstr_kernel_cache::{
-    BuildRequest, BuildStage, Builder, CacheDir, FsKernelCache, KernelSource,
+    BuildRequest, BuildStage, Builder, CacheDir, FsKernelCache, KernelSource, UserFragment,
 };
 
 /// Where ktstr caches things: `KTSTR_CACHE_DIR`, else `$XDG_CACHE_HOME/ktstr`, else
@@ -35,6 +35,8 @@ pub fn cache_base(
 pub struct BuildArgs {
     pub source: Option<PathBuf>,
     pub label: Option<String>,
+    /// `--kconfig` fragments, in order.
+    pub kconfig: Vec<PathBuf>,
     pub jobs: Option<usize>,
     pub allow_dropped: bool,
     pub force: bool,
@@ -46,9 +48,15 @@ pub fn build(cache: &CacheDir, args: &BuildArgs, show_progress: bool) -> Result<
         Some(path) => KernelSource::from_path(path)?,
         None => KernelSource::default_source()?,
     };
+    let fragments = args
+        .kconfig
+        .iter()
+        .map(|path| UserFragment::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
     let request = BuildRequest {
         source,
         label: args.label.clone(),
+        fragments,
         jobs: args.jobs.unwrap_or_else(crate::host::host_cpus_usize),
         allow_dropped: args.allow_dropped,
         force: args.force,

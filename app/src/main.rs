@@ -99,6 +99,7 @@ fn kernel(command: KernelCommand) -> Result<String> {
         KernelCommand::Build {
             source,
             label,
+            kconfig,
             jobs,
             allow_dropped,
             force,
@@ -106,6 +107,7 @@ fn kernel(command: KernelCommand) -> Result<String> {
             let args = kernel_cmd::BuildArgs {
                 source,
                 label,
+                kconfig,
                 jobs,
                 allow_dropped,
                 force,

@@ -27,6 +27,7 @@ fn write_entry(root: &Path, key: &str, version: &str, sched_ext: bool, built_at:
         source: "test".into(),
         source_identity: "id".into(),
         fragment_sha256: "f".into(),
+        variant: None,
         arch: "x86_64".into(),
         built_at_unix: built_at,
         build_seconds: 1,

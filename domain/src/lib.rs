@@ -7,6 +7,7 @@ pub mod baseline;
 pub mod boot_profile;
 pub mod cell;
 pub mod collapse;
+pub mod config_variant;
 pub mod constraints;
 pub mod crosscheck;
 pub mod determinism;

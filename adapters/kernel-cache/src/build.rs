@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ktstr_domain::kconfig::KernelConfig;
+use ktstr_domain::config_variant::{self, check_name, name_from_stems, overlay, variant_label};
+use ktstr_domain::kconfig::{FragmentOption, KernelConfig};
 use sha2::{Digest, Sha256};
 
-use crate::cache_dir::{BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VMLINUX};
+use crate::cache_dir::{
+    BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VARIANT_FRAGMENT, VMLINUX,
+};
 use crate::source::{KernelSource, cache_key, hex};
 use crate::{CacheError, FRAGMENT, fragment_options};
 
@@ -25,13 +28,71 @@ const TOOLS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildRequest {
     pub source: KernelSource,
-    /// The label sweeps show; the kernel version when absent.
+    /// The label sweeps show; the kernel version when absent. With `fragments`, the
+    /// variant's name instead: the label is then `<version>+<name>`.
     pub label: Option<String>,
+    /// The user's kconfig fragments (`--kconfig`), merged after ktstr's in this order;
+    /// any makes the kernel a variant.
+    pub fragments: Vec<UserFragment>,
     pub jobs: usize,
     /// Keep a kernel even if some fragment options did not survive (e.g. no sched_ext).
     pub allow_dropped: bool,
     /// Rebuild even when the cache already has this key.
     pub force: bool,
+}
+
+/// One of the user's kconfig fragments, read and checked before anything is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserFragment {
+    pub path: PathBuf,
+    pub text: String,
+    pub options: Vec<FragmentOption>,
+}
+
+impl UserFragment {
+    pub fn read(path: &Path) -> Result<Self, CacheError> {
+        let text = fs::read_to_string(path).map_err(|e| CacheError::io(path, e))?;
+        let options = config_variant::parse_user_fragment(&path.display().to_string(), &text)?;
+        Ok(UserFragment {
+            path: path.to_path_buf(),
+            text,
+            options,
+        })
+    }
+
+    fn stem(&self) -> String {
+        self.path
+            .file_stem()
+            .map_or_else(|| "fragment".into(), |s| s.to_string_lossy().into_owned())
+    }
+}
+
+impl BuildRequest {
+    /// The variant's name: `--label` when given, else derived from the fragments' file
+    /// names; `None` for a plain kernel.
+    pub fn variant(&self) -> Result<Option<String>, CacheError> {
+        if self.fragments.is_empty() {
+            return Ok(None);
+        }
+        let name = match &self.label {
+            Some(label) => label.clone(),
+            None => {
+                let stems: Vec<String> = self.fragments.iter().map(UserFragment::stem).collect();
+                name_from_stems(stems.iter().map(String::as_str))
+            }
+        };
+        check_name(&name)?;
+        Ok(Some(name))
+    }
+
+    /// Everything the fragments add, for the cache key: empty for a plain kernel, so
+    /// plain kernels keep the keys they always had.
+    fn fragment_inputs(&self) -> String {
+        self.fragments
+            .iter()
+            .map(|f| format!("\0{}", f.text))
+            .collect()
+    }
 }
 
 /// What the build is doing now, for a progress display.
@@ -68,6 +129,7 @@ impl Builder {
         progress: &mut dyn FnMut(BuildStage),
     ) -> Result<Entry, CacheError> {
         check_tools()?;
+        let variant = req.variant()?;
         let root = self.cache.root();
         fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
         progress(BuildStage::Fingerprinting);
@@ -75,7 +137,7 @@ impl Builder {
         let arch = std::env::consts::ARCH;
         // The version is known only after configuring, so the lock and the lookup use
         // the key's hash part; the entry directory adds the version in front.
-        let digest = inputs_digest(&identity, arch);
+        let digest = inputs_digest(&identity, arch, &req.fragment_inputs());
         let lock = self.lock(&digest, progress)?;
 
         if !req.force
@@ -96,7 +158,15 @@ impl Builder {
         let scratch = self.cache.scratch_dir(&digest);
         remove_dir(&scratch)?;
         fs::create_dir_all(&scratch).map_err(|e| CacheError::io(&scratch, e))?;
-        let result = self.build_in(req, &identity, &digest, &scratch, started, progress);
+        let result = self.build_in(
+            req,
+            variant.as_deref(),
+            &identity,
+            &digest,
+            &scratch,
+            started,
+            progress,
+        );
         // Scratch space never outlives the build, failed or not.
         let cleanup = remove_dir(&scratch);
         drop(lock);
@@ -105,9 +175,11 @@ impl Builder {
         Ok(entry)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build_in(
         &self,
         req: &BuildRequest,
+        variant: Option<&str>,
         identity: &str,
         digest: &str,
         scratch: &Path,
@@ -145,14 +217,24 @@ impl Builder {
         log.run("make tinyconfig", make().arg("tinyconfig"))?;
         let fragment = scratch.join("ktstr.kconfig");
         fs::write(&fragment, FRAGMENT).map_err(|e| CacheError::io(&fragment, e))?;
+        let mut merge = Command::new(src.join("scripts/kconfig/merge_config.sh"));
+        merge
+            .arg("-m")
+            .arg("-O")
+            .arg(&obj)
+            .arg(obj.join(".config"))
+            .arg(&fragment);
+        // The user's fragments come after ktstr's: where both set an option, theirs wins.
+        let mut expected = fragment_options();
+        for (i, user) in req.fragments.iter().enumerate() {
+            let copy = scratch.join(format!("variant-{i}.kconfig"));
+            fs::write(&copy, &user.text).map_err(|e| CacheError::io(&copy, e))?;
+            merge.arg(&copy);
+            expected = overlay(&expected, &user.options);
+        }
         log.run(
-            "merging ktstr.kconfig",
-            Command::new(src.join("scripts/kconfig/merge_config.sh"))
-                .arg("-m")
-                .arg("-O")
-                .arg(&obj)
-                .arg(obj.join(".config"))
-                .arg(&fragment),
+            "merging ktstr.kconfig and the variant's fragments",
+            &mut merge,
         )?;
         log.run("make olddefconfig", make().arg("olddefconfig"))?;
         let config_path = obj.join(".config");
@@ -164,8 +246,11 @@ impl Builder {
                 path: req.source.path().display().to_string(),
                 reason: "the generated .config names no kernel version".into(),
             })?;
-        let label = req.label.clone().unwrap_or_else(|| version.to_string());
-        let dropped = config.dropped(&fragment_options());
+        let label = match variant {
+            Some(name) => variant_label(&version.to_string(), name),
+            None => req.label.clone().unwrap_or_else(|| version.to_string()),
+        };
+        let dropped = config.dropped(&expected);
         if !dropped.is_empty() && !req.allow_dropped {
             return Err(CacheError::Dropped { label, dropped });
         }
@@ -179,7 +264,10 @@ impl Builder {
         )?;
 
         progress(BuildStage::Installing);
-        let key = format!("{version}-{digest}");
+        let key = match variant {
+            Some(name) => format!("{}-{digest}", variant_label(&version.to_string(), name)),
+            None => format!("{version}-{digest}"),
+        };
         let staged = scratch.join("entry");
         fs::create_dir_all(&staged).map_err(|e| CacheError::io(&staged, e))?;
         copy(&obj.join("arch/x86/boot/bzImage"), &staged.join(IMAGE))?;
@@ -194,8 +282,20 @@ impl Builder {
         copy(&config_path, &staged.join(CONFIG))?;
         drop(log);
         copy(&log_path, &staged.join(BUILD_LOG))?;
+        let mut names = vec![IMAGE, VMLINUX, CONFIG, BUILD_LOG];
+        if variant.is_some() {
+            // The variant's own fragments stay with it, for whoever asks what it is.
+            let kept: String = req
+                .fragments
+                .iter()
+                .map(|f| format!("# --kconfig {}\n{}\n", f.path.display(), f.text))
+                .collect();
+            let path = staged.join(VARIANT_FRAGMENT);
+            fs::write(&path, kept).map_err(|e| CacheError::io(&path, e))?;
+            names.push(VARIANT_FRAGMENT);
+        }
         let mut files = BTreeMap::new();
-        for name in [IMAGE, VMLINUX, CONFIG, BUILD_LOG] {
+        for name in names {
             let path = staged.join(name);
             let size = fs::metadata(&path)
                 .map_err(|e| CacheError::io(&path, e))?
@@ -210,6 +310,7 @@ impl Builder {
             source: req.source.path().display().to_string(),
             source_identity: identity.to_string(),
             fragment_sha256: hex(&Sha256::digest(FRAGMENT.as_bytes())),
+            variant: variant.map(str::to_string),
             arch: std::env::consts::ARCH.to_string(),
             built_at_unix: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -317,8 +418,8 @@ impl Log {
 }
 
 /// The part of the cache key that does not need the version: `<arch>-<hash>`.
-fn inputs_digest(identity: &str, arch: &str) -> String {
-    cache_key("", identity, FRAGMENT, arch)
+fn inputs_digest(identity: &str, arch: &str, user_fragments: &str) -> String {
+    cache_key("", identity, &format!("{FRAGMENT}{user_fragments}"), arch)
         .trim_start_matches('-')
         .to_string()
 }
@@ -365,7 +466,7 @@ mod tests {
         let tarball = tmp.path().join("linux.tar.xz");
         fs::write(&tarball, b"not a tarball").unwrap();
         let source = KernelSource::from_path(&tarball).unwrap();
-        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH);
+        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
         // Another build of the same inputs holds the lock.
         let held = File::create(cache.lock_path(&digest)).unwrap();
         held.lock().unwrap();
@@ -376,6 +477,7 @@ mod tests {
         let request = BuildRequest {
             source,
             label: None,
+            fragments: vec![],
             jobs: 1,
             allow_dropped: false,
             force: false,

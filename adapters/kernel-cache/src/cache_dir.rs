@@ -15,6 +15,8 @@ pub const VMLINUX: &str = "vmlinux";
 pub const CONFIG: &str = "config";
 pub const METADATA: &str = "metadata.json";
 pub const BUILD_LOG: &str = "build.log";
+/// The user's fragments a variant was built with, concatenated.
+pub const VARIANT_FRAGMENT: &str = "variant.kconfig";
 
 /// What a cache entry records about its kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +29,10 @@ pub struct Metadata {
     /// The fingerprint of the source the key was derived from.
     pub source_identity: String,
     pub fragment_sha256: String,
+    /// The name of the kconfig variant (`--kconfig`), when the kernel is one: selected
+    /// only by its label or key, never by a version, a range or the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub arch: String,
     pub built_at_unix: u64,
     pub build_seconds: u64,
@@ -192,6 +198,7 @@ pub(crate) mod tests {
             source: "test".into(),
             source_identity: "id".into(),
             fragment_sha256: "f".into(),
+            variant: None,
             arch: "x86_64".into(),
             built_at_unix: 1_700_000_000 + fs::read_dir(cache.root()).unwrap().count() as u64,
             build_seconds: 1,

@@ -9,10 +9,11 @@ pub mod spec_lookup;
 use std::io;
 use std::path::Path;
 
+use ktstr_domain::config_variant::VariantError;
 use ktstr_domain::kconfig::{FragmentOption, parse_fragment};
 use thiserror::Error;
 
-pub use build::{BuildRequest, BuildStage, Builder};
+pub use build::{BuildRequest, BuildStage, Builder, UserFragment};
 pub use cache_dir::{CacheDir, Corrupt, Entry, Metadata};
 pub use source::KernelSource;
 pub use spec_lookup::FsKernelCache;
@@ -55,6 +56,8 @@ pub enum CacheError {
     Tool { tool: String, hint: String },
     #[error("no cached kernel matches `{spec}`")]
     NoMatch { spec: String },
+    #[error("--kconfig: {0}")]
+    Variant(#[from] VariantError),
 }
 
 impl CacheError {

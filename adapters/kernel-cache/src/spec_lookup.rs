@@ -80,12 +80,16 @@ impl FsKernelCache {
     pub fn entries(&self, spec: &KernelSpec) -> Result<Vec<Entry>, KernelCacheError> {
         let all = self.complete_entries()?;
         let mut chosen: Vec<Entry> = match spec {
+            // A kconfig variant is chosen only by its label or key: a version or a range
+            // means the plain kernel, so a sweep never lands on a variant unasked.
             KernelSpec::Version { version, raw } => all
                 .into_iter()
+                .filter(|e| e.meta.variant.is_none())
                 .filter(|e| e.meta.version == *version || e.meta.label == *raw)
                 .collect(),
             KernelSpec::Range { start, end, .. } => all
                 .into_iter()
+                .filter(|e| e.meta.variant.is_none())
                 .filter(|e| (*start..=*end).contains(&e.meta.version))
                 .collect(),
             KernelSpec::CacheKey(key) => {
@@ -137,12 +141,13 @@ impl FsKernelCache {
         }
     }
 
-    /// The newest kernel that can run a sweep: one kept without sched_ext is only ever
-    /// used when named.
+    /// The newest kernel that can run a sweep: one kept without sched_ext, or a kconfig
+    /// variant, is only ever used when named.
     fn newest(&self) -> Result<Found, KernelCacheError> {
         self.complete_entries()?
             .into_iter()
             .filter(|e| e.meta.sched_ext && e.meta.missing_options.is_empty())
+            .filter(|e| e.meta.variant.is_none())
             .max_by_key(|e| e.meta.built_at_unix)
             .map(from_entry)
             .ok_or_else(|| KernelCacheError::NoDefault {

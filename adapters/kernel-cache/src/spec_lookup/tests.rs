@@ -77,6 +77,39 @@ fn versions_ranges_and_keys_resolve_from_the_cache() {
     assert_eq!(labels(&got), ["6.12.117"]);
 }
 
+/// A kconfig variant (the nested-KVM host kernel, say) is chosen by its label or key only:
+/// a version, a range or the default never lands a sweep on it, even when it is newer.
+#[test]
+fn a_kconfig_variant_is_selected_only_by_its_label_or_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kc = cache_in(tmp.path());
+    cached(&kc, "6.12.118", 'a');
+    let key = "6.12.118+kvm_host-x86_64-dddddddddddd";
+    let variant = write_entry(kc.cache(), key, "6.12.118", "6.12.118+kvm_host");
+    let mut meta = variant.meta.clone();
+    meta.variant = Some("kvm_host".into());
+    meta.built_at_unix += 1000;
+    fs::write(
+        variant.dir.join("metadata.json"),
+        serde_json::to_string(&meta).unwrap(),
+    )
+    .unwrap();
+
+    for plain in ["6.12.118", "6.12..6.13", "6.12.118..=6.12.118"] {
+        assert_eq!(
+            labels(&kc.resolve_specs(&[spec(plain)]).unwrap()),
+            ["6.12.118"],
+            "{plain}"
+        );
+    }
+    assert_eq!(labels(&kc.resolve_specs(&[]).unwrap()), ["6.12.118"]);
+    for named in ["6.12.118+kvm_host", key, "kernel_6_12_118_kvm_host"] {
+        let got = kc.resolve_specs(&[spec(named)]).unwrap();
+        assert_eq!(labels(&got), ["6.12.118+kvm_host"], "{named}");
+        assert!(got[0].image.starts_with(&variant.dir), "{named}");
+    }
+}
+
 #[test]
 fn no_spec_means_the_default_spec_or_the_newest_entry() {
     let tmp = tempfile::tempdir().unwrap();
