@@ -1,8 +1,13 @@
 //! Per-vCPU CPUID that tells the guest the preset's topology: the hypervisor's supported
 //! leaves with the topology leaves written from the domain's APIC ID layout. Leaf 1 (the
-//! APIC ID and logical count), leaf 4 and AMD's 0x8000_001D (which CPUs share each cache:
-//! SMT siblings share L1 and L2, an LLC group shares L3), leaves 0xB and 0x1F (the
-//! SMT/core/die levels), and AMD's 0x8000_001E (the extended APIC ID).
+//! APIC ID and logical count, and the hypervisor bit), leaf 4 and AMD's 0x8000_001D (which
+//! CPUs share each cache: SMT siblings share L1 and L2, an LLC group shares L3), leaves
+//! 0xB and 0x1F (the SMT/core/die levels), and AMD's 0x8000_001E (the extended APIC ID and
+//! the LLC's node ID).
+//!
+//! On AMD a Linux guest finds its LLCs only through TOPOEXT (0x8000_001D/0x8000_001E);
+//! without it every package is one L3. So on AMD those leaves are always offered, made up
+//! where the CPU has none (nested SVM under QEMU's TCG, older parts).
 
 use ktstr_domain::apic::ApicIdLayout;
 
@@ -21,8 +26,19 @@ const LEAF_AMD_IDS: u32 = 0x8000_001e;
 const LEVEL_SMT: u32 = 1;
 const LEVEL_CORE: u32 = 2;
 const LEVEL_DIE: u32 = 5;
+const LEAF_EXT_MAX: u32 = 0x8000_0000;
+const LEAF_EXT_FEATURES: u32 = 0x8000_0001;
+const LEAF_AMD_L2_L3: u32 = 0x8000_0006;
 /// Leaf 1 EDX: more than one logical processor per package.
 const EDX_HTT: u32 = 1 << 28;
+/// Leaf 1 ECX: running under a hypervisor. KVM's supported CPUID leaves it clear; without
+/// it the guest never looks for KVM's leaves, so it has no kvmclock and calibrates its TSC
+/// and reads the wall clock from emulated legacy hardware.
+const ECX_HYPERVISOR: u32 = 1 << 31;
+/// 0x8000_0001 ECX: topology extensions (leaves 0x8000_001D and 0x8000_001E).
+const ECX_TOPOEXT: u32 = 1 << 22;
+/// "AuthenticAMD" in leaf 0's EBX.
+const AMD_EBX: u32 = 0x6874_7541;
 
 /// `base` (the hypervisor's supported CPUID) for the vCPU with `apic_id`.
 pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Vec<CpuidEntry> {
@@ -32,6 +48,12 @@ pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Ve
         .filter(|e| !matches!(e.function, LEAF_TOPOLOGY | LEAF_TOPOLOGY_V2))
         .copied()
         .collect();
+    let amd = out
+        .iter()
+        .any(|e| e.function == LEAF_VENDOR && e.ebx == AMD_EBX);
+    if amd {
+        offer_topoext(&mut out);
+    }
     for e in &mut out {
         match e.function {
             // Leaf 0x1F exists now, whatever the host's highest basic leaf was.
@@ -42,6 +64,7 @@ pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Ve
                 if per_package > 1 {
                     e.edx |= EDX_HTT;
                 }
+                e.ecx |= ECX_HYPERVISOR;
             }
             LEAF_CACHES | LEAF_AMD_CACHES if e.eax & 0x1f != 0 => {
                 let level = (e.eax >> 5) & 0x7;
@@ -58,11 +81,15 @@ pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Ve
             }
             LEAF_AMD_IDS => {
                 let threads = 1u32 << layout.thread_bits;
+                let llcs_per_package = 1u32 << layout.die_bits;
                 e.eax = apic_id;
                 e.ebx = (e.ebx & !0xffff)
                     | ((threads - 1) << 8)
                     | (apic_id >> layout.thread_bits & 0xff);
-                e.ecx = (e.ecx & !0xff) | (apic_id >> layout.package_shift() & 0xff);
+                // The node ID is the LLC's: before family 17h Linux takes it as the LLC ID.
+                e.ecx = (e.ecx & !0x7ff)
+                    | ((llcs_per_package.min(8) - 1) << 8)
+                    | (apic_id >> (layout.thread_bits + layout.core_bits) & 0xff);
             }
             _ => {}
         }
@@ -102,6 +129,72 @@ pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Ve
         });
     }
     out
+}
+
+/// Makes the AMD topology leaves exist: the TOPOEXT bit, an extended range reaching
+/// 0x8000_001E, cache descriptors in 0x8000_001D (their sharing is written per vCPU
+/// afterwards), an L3 in 0x8000_0006 (Linux looks for LLCs only when one is there) and an
+/// 0x8000_001E to fill in.
+fn offer_topoext(out: &mut Vec<CpuidEntry>) {
+    let entry = |function, index, flags, eax, ebx, ecx, edx| CpuidEntry {
+        function,
+        index,
+        flags,
+        eax,
+        ebx,
+        ecx,
+        edx,
+    };
+    match out.iter_mut().find(|e| e.function == LEAF_EXT_MAX) {
+        Some(max) => max.eax = max.eax.max(LEAF_AMD_IDS),
+        None => out.push(entry(LEAF_EXT_MAX, 0, 0, LEAF_AMD_IDS, 0, 0, 0)),
+    }
+    match out.iter_mut().find(|e| e.function == LEAF_EXT_FEATURES) {
+        Some(features) => features.ecx |= ECX_TOPOEXT,
+        None => out.push(entry(LEAF_EXT_FEATURES, 0, 0, 0, 0, ECX_TOPOEXT, 0)),
+    }
+    // A 16 MiB, 16-way L3 of 64-byte lines, in 512 KiB units.
+    let l3 = (32 << 18) | (0x8 << 12) | 64;
+    match out.iter_mut().find(|e| e.function == LEAF_AMD_L2_L3) {
+        Some(caches) if caches.edx == 0 => caches.edx = l3,
+        Some(_) => {}
+        None => out.push(entry(LEAF_AMD_L2_L3, 0, 0, 0, 0, 0, l3)),
+    }
+    if !out.iter().any(|e| e.function == LEAF_AMD_CACHES) {
+        // (type, level, ways, sets) of 64-byte lines: L1d and L1i 32 KiB, L2 512 KiB,
+        // L3 16 MiB; then the terminating null descriptor.
+        let caches = [
+            (1, 1, 8, 64),
+            (2, 1, 8, 64),
+            (3, 2, 8, 1024),
+            (3, 3, 16, 16384),
+        ];
+        for (index, &(kind, level, ways, sets)) in caches.iter().enumerate() {
+            let eax = kind | (level << 5) | (1 << 8);
+            let ebx = 63 | ((ways - 1) << 22);
+            out.push(entry(
+                LEAF_AMD_CACHES,
+                index as u32,
+                SUBLEAF_FLAG,
+                eax,
+                ebx,
+                sets - 1,
+                0,
+            ));
+        }
+        out.push(entry(
+            LEAF_AMD_CACHES,
+            caches.len() as u32,
+            SUBLEAF_FLAG,
+            0,
+            0,
+            0,
+            0,
+        ));
+    }
+    if !out.iter().any(|e| e.function == LEAF_AMD_IDS) {
+        out.push(entry(LEAF_AMD_IDS, 0, 0, 0, 0, 0, 0));
+    }
 }
 
 #[cfg(test)]
@@ -165,5 +258,52 @@ mod tests {
         // 0xB has no die level: its core level spans the package. The host's 0xB is gone.
         assert_eq!(leaf(&c, 0xb, 1).eax, 3);
         assert_eq!(c.iter().filter(|e| e.function == 0xb).count(), 3);
+    }
+
+    /// An AMD CPU without TOPOEXT (nested SVM under TCG): the leaves Linux needs to find
+    /// LLCs are made up, and each vCPU's node ID is its LLC's.
+    #[test]
+    fn an_amd_cpu_without_topoext_gets_llcs_all_the_same() {
+        let e = |function, eax, ebx, ecx, edx| CpuidEntry {
+            function,
+            index: 0,
+            flags: 0,
+            eax,
+            ebx,
+            ecx,
+            edx,
+        };
+        let amd = vec![
+            e(0, 0xd, AMD_EBX, 0x444d_4163, 0x6974_6e65),
+            e(1, 0xf61, 0x0000_0800, 0, 0),
+            e(LEAF_EXT_MAX, 0x8000_000a, 0, 0, 0),
+            e(LEAF_EXT_FEATURES, 0, 0, 0x4, 0),
+        ];
+        let layout = ApicIdLayout::new(&"1n2l2c2t".parse().unwrap());
+        let c = vcpu_cpuid(&amd, layout, 5);
+        assert_ne!(leaf(&c, 1, 0).ecx & ECX_HYPERVISOR, 0);
+        assert_eq!(leaf(&c, LEAF_EXT_MAX, 0).eax, LEAF_AMD_IDS);
+        assert_eq!(leaf(&c, LEAF_EXT_FEATURES, 0).ecx, 0x4 | ECX_TOPOEXT);
+        assert_ne!(leaf(&c, LEAF_AMD_L2_L3, 0).edx, 0);
+        // The L3 descriptor is shared by the LLC's four CPUs, L1 by the two siblings.
+        let l3 = leaf(&c, LEAF_AMD_CACHES, 3);
+        assert_eq!((l3.eax >> 5) & 7, 3);
+        assert_eq!((l3.eax >> 14) & 0xfff, 3);
+        assert_eq!((leaf(&c, LEAF_AMD_CACHES, 0).eax >> 14) & 0xfff, 1);
+        assert_eq!(
+            leaf(&c, LEAF_AMD_CACHES, 4).eax,
+            0,
+            "the null descriptor ends them"
+        );
+        // APIC 5 is thread 1 of core 0 in LLC 1: node (LLC) 1 of two in the package.
+        let ids = leaf(&c, LEAF_AMD_IDS, 0);
+        assert_eq!(ids.eax, 5);
+        assert_eq!(ids.ecx & 0xff, 1);
+        assert_eq!((ids.ecx >> 8) & 7, 1);
+        assert_eq!((ids.ebx >> 8) & 0xff, 1, "two threads per core");
+        // An Intel CPU gets none of it, but the hypervisor bit.
+        let intel = vcpu_cpuid(&host(), layout, 5);
+        assert!(intel.iter().all(|e| e.function != LEAF_AMD_CACHES));
+        assert_ne!(leaf(&intel, 1, 0).ecx & ECX_HYPERVISOR, 0);
     }
 }

@@ -25,6 +25,17 @@ pub enum VcpuStop {
     Failed(String),
 }
 
+/// An error and its causes, so the OS's own words (the errno) reach the verdict.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
 /// Runs `vcpu` until it stops; `stop` is checked after every exit.
 pub fn run_vcpu(vcpu: &mut dyn Vcpu, devices: &Mutex<PortDevices>, stop: &AtomicBool) -> VcpuStop {
     let lock = || devices.lock().unwrap_or_else(PoisonError::into_inner);
@@ -41,7 +52,7 @@ pub fn run_vcpu(vcpu: &mut dyn Vcpu, devices: &Mutex<PortDevices>, stop: &Atomic
             Ok(VcpuExit::Halt) => return VcpuStop::Halted,
             Ok(VcpuExit::TripleFault) => return VcpuStop::TripleFault,
             Ok(VcpuExit::Failed(why)) => return VcpuStop::Failed(why),
-            Err(e) => return VcpuStop::Failed(e.to_string()),
+            Err(e) => return VcpuStop::Failed(with_sources(&e)),
         }
         let devices = lock();
         if devices.reset_requested() {

@@ -17,6 +17,9 @@ use crate::x86::{
 const TSS_ADDR: usize = 0xfffb_d000;
 /// `EINTR`: a signal took the vCPU out of `KVM_RUN`.
 const EINTR: i32 = 4;
+/// `EAGAIN`: an application processor waiting for INIT/SIPI was woken (by them, or by
+/// anything else); `KVM_RUN` must simply be called again.
+const EAGAIN: i32 = 11;
 
 #[derive(Debug)]
 pub struct KvmHypervisor {
@@ -190,7 +193,7 @@ impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VcpuExit<'_>, HvError> {
         match self.fd.run() {
             Ok(exit) => Ok(core_exit(exit)),
-            Err(e) if e.errno() == EINTR => Ok(VcpuExit::Interrupted),
+            Err(e) if e.errno() == EINTR || e.errno() == EAGAIN => Ok(VcpuExit::Interrupted),
             Err(e) => Err(HvError::os("running a vCPU", e)),
         }
     }
