@@ -116,3 +116,51 @@ fn list_row(entry: &Path) -> String {
         .unwrap_or_else(|| panic!("{key} not listed:\n{list}"))
         .to_string()
 }
+
+/// The nested-KVM bed's L1 kernel, a real `--kconfig` variant: its fragment's options are
+/// in, it is labelled `<version>+kvm_host`, and only that label or its key selects it; a
+/// version still means the plain kernel. A broken fragment is refused before any build.
+#[test]
+fn a_kconfig_variant_is_built_labelled_and_only_chosen_by_name() {
+    let fragment = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts/nested-kvm/kvm-host.kconfig")
+        .canonicalize()
+        .unwrap();
+    let fragment = fragment.to_str().unwrap();
+    let plain = ktstr(&["kernel", "build"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let plain_dir = entry_dir_of(&stdout(&plain));
+
+    let built = ktstr(&["kernel", "build", "--kconfig", fragment]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let dir = entry_dir_of(&stdout(&built));
+    assert_ne!(dir, plain_dir);
+    let meta = metadata(&dir);
+    let version = meta["version"].as_str().unwrap().to_string();
+    let label = format!("{version}+kvm_host");
+    assert_eq!(meta["label"], label.as_str());
+    assert_eq!(meta["variant"], "kvm_host");
+    assert!(meta["key"].as_str().unwrap().starts_with(&label), "{meta}");
+    let config = KernelConfig::parse(&fs::read_to_string(dir.join("config")).unwrap());
+    for option in ["CONFIG_KVM_AMD", "CONFIG_9P_FS", "CONFIG_SCHED_CLASS_EXT"] {
+        assert!(config.is_builtin(option), "{option} not built in");
+    }
+    let kept = fs::read_to_string(dir.join("variant.kconfig")).unwrap();
+    assert!(kept.contains("CONFIG_KVM_AMD=y"), "{kept}");
+
+    let by_label = ktstr(&["kernel", "path", &label]);
+    assert_eq!(stdout(&by_label).trim(), dir.display().to_string());
+    let by_version = ktstr(&["kernel", "path", &version]);
+    assert_eq!(stdout(&by_version).trim(), plain_dir.display().to_string());
+
+    let broken = std::env::temp_dir().join(format!("ktstr-broken-{}.kconfig", std::process::id()));
+    fs::write(&broken, "CONFIG_KVM=y\nKVM_AMD=y\n").unwrap();
+    let refused = ktstr(&["kernel", "build", "--kconfig", broken.to_str().unwrap()]);
+    fs::remove_file(&broken).unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("line 2: `KVM_AMD=y` is not CONFIG_NAME=value"),
+        "{}",
+        stderr(&refused)
+    );
+}
