@@ -129,7 +129,8 @@ impl Builder {
         progress: &mut dyn FnMut(BuildStage),
     ) -> Result<Entry, CacheError> {
         check_tools()?;
-        let variant = req.variant()?;
+        // A bad variant name is refused before the source is even fingerprinted.
+        req.variant()?;
         let root = self.cache.root();
         fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
         progress(BuildStage::Fingerprinting);
@@ -158,15 +159,7 @@ impl Builder {
         let scratch = self.cache.scratch_dir(&digest);
         remove_dir(&scratch)?;
         fs::create_dir_all(&scratch).map_err(|e| CacheError::io(&scratch, e))?;
-        let result = self.build_in(
-            req,
-            variant.as_deref(),
-            &identity,
-            &digest,
-            &scratch,
-            started,
-            progress,
-        );
+        let result = self.build_in(req, &identity, &digest, &scratch, started, progress);
         // Scratch space never outlives the build, failed or not.
         let cleanup = remove_dir(&scratch);
         drop(lock);
@@ -175,17 +168,17 @@ impl Builder {
         Ok(entry)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn build_in(
         &self,
         req: &BuildRequest,
-        variant: Option<&str>,
         identity: &str,
         digest: &str,
         scratch: &Path,
         started: Instant,
         progress: &mut dyn FnMut(BuildStage),
     ) -> Result<Entry, CacheError> {
+        let variant = req.variant()?;
+        let variant = variant.as_deref();
         let log_path = scratch.join(BUILD_LOG);
         let log = Log::create(&log_path)?;
         let src = match &req.source {
