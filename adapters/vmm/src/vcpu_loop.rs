@@ -26,7 +26,7 @@ pub enum VcpuStop {
 }
 
 /// An error and its causes, so the OS's own words (the errno) reach the verdict.
-fn with_sources(error: &dyn std::error::Error) -> String {
+pub fn with_sources(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

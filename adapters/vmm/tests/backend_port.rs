@@ -23,6 +23,7 @@ use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
 use ktstr_vmm::hypervisor::mshv::MshvHypervisor;
+use ktstr_vmm::vcpu_loop::with_sources;
 use tokio::sync::{Mutex, MutexGuard};
 
 mod common;
@@ -78,30 +79,19 @@ fn pvh_frames_then_reset(data: &[u8]) -> Vec<u8> {
 /// `jmp .`
 const SPIN: [u8; 2] = [0xeb, 0xfe];
 
-/// An error and its causes, for a skip message.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// Our VMM on each hypervisor this host has: KVM (PVM's emulator here) and MSHV.
 fn backends() -> Vec<VmmBackend> {
     let mut out = Vec::new();
     match KvmHypervisor::open() {
         Ok(kvm) => out.push(VmmBackend::new(Arc::new(kvm), CpuMode::Emulated)),
-        Err(e) => eprintln!("skipped on KVM: {} (needs /dev/kvm)", chain(&e)),
+        Err(e) => eprintln!("skipped on KVM: {} (needs /dev/kvm)", with_sources(&e)),
     }
     match MshvHypervisor::open() {
         Ok(mshv) => out.push(VmmBackend::new(Arc::new(mshv), CpuMode::Hardware)),
         Err(e) => eprintln!(
             "skipped on MSHV: {} (needs /dev/mshv: a Linux root partition of the Microsoft \
              Hypervisor)",
-            chain(&e)
+            with_sources(&e)
         ),
     }
     out
