@@ -22,6 +22,10 @@ pub struct EnvEvidence<'a> {
     pub memory: GuestMemorySize,
     /// The guest's milestones (`init`, `scheduler_started`, ...) with its uptime in ms.
     pub phases: &'a [(String, u64)],
+    /// Frames the guest's init sent that decoded; none means it never spoke.
+    pub frames: usize,
+    /// The init reported the scheduler's own failure (it died, or never attached).
+    pub scheduler_failed: bool,
     /// What the guest saw when its attach wait ran out, when it did.
     pub attach_expiry: Option<&'a AttachExpiry>,
 }
@@ -86,7 +90,45 @@ pub fn diagnose(e: &EnvEvidence<'_>) -> Option<(EnvCause, String)> {
             ),
         ));
     }
+    if let Some(reason) = stopped_on_its_own(e) {
+        return Some((EnvCause::VmDied, reason));
+    }
     None
+}
+
+/// A guest that ended by itself, not by the watchdog, yet never reached its init's last
+/// milestone (`reboot`, always sent before the init reboots): the machine reset under it.
+/// Before the init said anything, the scheduler never started, whatever the console
+/// says; after its milestones began, only a reset without a kernel panic and without a
+/// word of the scheduler failing is the machine's (QEMU exits the same way on a
+/// triple fault as on the init's reboot, so only the milestones tell them apart).
+fn stopped_on_its_own(e: &EnvEvidence<'_>) -> Option<String> {
+    if e.timed_out || e.phases.iter().any(|(phase, _)| phase == "reboot") {
+        return None;
+    }
+    let last_console_line = e
+        .console
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map_or("nothing".to_string(), |l| format!("`{}`", l.trim()));
+    if e.frames == 0 {
+        return Some(format!(
+            "the guest stopped on its own before its init ran (the kernel reset or \
+             triple-faulted while booting; its console's last line: {last_console_line}); \
+             the scheduler never started, rerun the cell"
+        ));
+    }
+    let kernel_died = ["Kernel panic", "Oops", "BUG:"]
+        .iter()
+        .any(|mark| e.console.contains(mark));
+    (!e.phases.is_empty() && !e.scheduler_failed && !kernel_died).then(|| {
+        format!(
+            "the guest reset on its own {} with no kernel panic on its console (a triple \
+             fault or the hypervisor's doing); not a scheduler failure, rerun the cell",
+            doing(e.phases)
+        )
+    })
 }
 
 /// What the guest was doing when it stopped, from its last milestone.
@@ -160,6 +202,8 @@ mod tests {
                 source: MemorySource::Sized,
             },
             phases: &[],
+            frames: 3,
+            scheduler_failed: false,
             attach_expiry: None,
         }
     }
@@ -253,6 +297,62 @@ mod tests {
              scheduler to load and attach (last milestone `scheduler_started` at 1.6 s); not a \
              scheduler failure, rerun the cell"
         );
+    }
+
+    /// A guest that stopped by itself short of its init's `reboot` milestone was reset
+    /// under it: before the init, always the machine's; after, unless the kernel panicked.
+    #[test]
+    fn a_guest_that_stopped_short_of_its_inits_reboot_was_reset_under_it() {
+        let booting = diagnose(&EnvEvidence {
+            frames: 0,
+            ..evidence("smpboot: Booting SMP configuration:\n", "")
+        });
+        let (cause, reason) = booting.unwrap();
+        assert_eq!(cause, EnvCause::VmDied);
+        assert_eq!(
+            reason,
+            "the guest stopped on its own before its init ran (the kernel reset or \
+             triple-faulted while booting; its console's last line: `smpboot: Booting SMP \
+             configuration:`); the scheduler never started, rerun the cell"
+        );
+        let started = [
+            ("init".to_string(), 2200),
+            ("scheduler_started".to_string(), 2300),
+        ];
+        let (cause, reason) = diagnose(&EnvEvidence {
+            phases: &started,
+            ..evidence("", "")
+        })
+        .unwrap();
+        assert_eq!(cause, EnvCause::VmDied);
+        assert!(
+            reason.starts_with(
+                "the guest reset on its own while the guest was waiting for the scheduler to \
+                 load and attach (last milestone `scheduler_started` at 2.3 s) with no kernel \
+                 panic"
+            ),
+            "{reason}"
+        );
+        // A kernel that panicked with the scheduler running is judged by the gates.
+        let panicked = EnvEvidence {
+            phases: &started,
+            ..evidence("Kernel panic - not syncing: Fatal exception\n", "")
+        };
+        assert_eq!(diagnose(&panicked), None);
+        // So is one whose init said the scheduler died before the reset.
+        let died = EnvEvidence {
+            phases: &started,
+            scheduler_failed: true,
+            ..evidence("", "")
+        };
+        assert_eq!(diagnose(&died), None);
+        // The init's own reboot ends a healthy run.
+        let finished = [("init".to_string(), 2200), ("reboot".to_string(), 3300)];
+        let done = EnvEvidence {
+            phases: &finished,
+            ..evidence("", "")
+        };
+        assert_eq!(diagnose(&done), None);
     }
 
     #[test]

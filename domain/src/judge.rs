@@ -166,6 +166,8 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
             watchdog: vm.waits.watchdog,
             memory: vm.memory,
             phases: &guest.phases,
+            frames: decoded.frames.len(),
+            scheduler_failed: matches!(attach, AttachOutcome::Died | AttachOutcome::NotAttached(_)),
             attach_expiry: guest.attach_expiry.as_ref(),
         })
         .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),

@@ -124,10 +124,15 @@ pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
         Frame::SchedulerLog {
             text: "scheduler up\n".into(),
         },
-        // Milestones may arrive anywhere in the stream; the init's first is enough here.
+        // Milestones may arrive anywhere in the stream; the init's first and its last
+        // (sent before it reboots) are enough here.
         Frame::Phase {
             phase: "init".into(),
             uptime_ms: 1500,
+        },
+        Frame::Phase {
+            phase: "reboot".into(),
+            uptime_ms: 3000,
         },
     ]
 }
