@@ -81,15 +81,16 @@ pub fn vcpu_cpuid(base: &[CpuidEntry], layout: ApicIdLayout, apic_id: u32) -> Ve
             }
             LEAF_AMD_IDS => {
                 let threads = 1u32 << layout.thread_bits;
-                let llcs_per_package = 1u32 << layout.die_bits;
                 e.eax = apic_id;
                 e.ebx = (e.ebx & !0xffff)
                     | ((threads - 1) << 8)
                     | (apic_id >> layout.thread_bits & 0xff);
                 // The node ID is the LLC's: before family 17h Linux takes it as the LLC ID.
-                e.ecx = (e.ecx & !0x7ff)
-                    | ((llcs_per_package.min(8) - 1) << 8)
-                    | (apic_id >> (layout.thread_bits + layout.core_bits) & 0xff);
+                // One node per package all the same: with more, those families number
+                // cores per node, and sysfs core IDs repeat inside the package (scx_utils
+                // then merges two LLCs' cores, and scx_layered refuses its proximity map).
+                e.ecx =
+                    (e.ecx & !0x7ff) | (apic_id >> (layout.thread_bits + layout.core_bits) & 0xff);
             }
             _ => {}
         }
@@ -295,11 +296,15 @@ mod tests {
             0,
             "the null descriptor ends them"
         );
-        // APIC 5 is thread 1 of core 0 in LLC 1: node (LLC) 1 of two in the package.
+        // APIC 5 is thread 1 of core 0 in LLC 1: node (LLC) 1.
         let ids = leaf(&c, LEAF_AMD_IDS, 0);
         assert_eq!(ids.eax, 5);
         assert_eq!(ids.ecx & 0xff, 1);
-        assert_eq!((ids.ecx >> 8) & 7, 1);
+        assert_eq!(
+            (ids.ecx >> 8) & 7,
+            0,
+            "one node per package: core IDs stay unique"
+        );
         assert_eq!((ids.ebx >> 8) & 0xff, 1, "two threads per core");
         // An Intel CPU gets none of it, but the hypervisor bit.
         let intel = vcpu_cpuid(&host(), layout, 5);
