@@ -142,11 +142,18 @@ impl Machine {
     /// reset), the guest's RAM, the console and the frame channel.
     pub fn shut_down(mut self) -> (Option<String>, GuestRam, Vec<u8>, Vec<u8>) {
         let stops: Vec<VcpuStop> = self.vcpus.drain(..).map(VcpuThread::stop).collect();
-        let died = stops.iter().find_map(|stop| match stop {
-            VcpuStop::Reset | VcpuStop::PowerOff | VcpuStop::Stopped | VcpuStop::Halted => None,
-            VcpuStop::TripleFault => Some("the guest CPU triple-faulted".to_string()),
-            VcpuStop::Failed(why) => Some(format!("the hypervisor stopped the guest: {why}")),
-        });
+        let died = stops
+            .iter()
+            .enumerate()
+            .find_map(|(index, stop)| match stop {
+                VcpuStop::Reset | VcpuStop::PowerOff | VcpuStop::Stopped | VcpuStop::Halted => None,
+                VcpuStop::TripleFault(None) => Some(format!("vCPU {index} triple-faulted")),
+                // Guests boot with nokaslr: RIP is a vmlinux address (`nm vmlinux` names it).
+                VcpuStop::TripleFault(Some(at)) => {
+                    Some(format!("vCPU {index} triple-faulted at {at}"))
+                }
+                VcpuStop::Failed(why) => Some(format!("the hypervisor stopped the guest: {why}")),
+            });
         let Machine {
             ram,
             console,

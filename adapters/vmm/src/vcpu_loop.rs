@@ -15,8 +15,8 @@ pub enum VcpuStop {
     Reset,
     /// The guest powered off through ACPI (S5): done as well.
     PowerOff,
-    /// The CPU shut down: a triple fault.
-    TripleFault,
+    /// The CPU shut down: a triple fault, with where it was when the hypervisor can say.
+    TripleFault(Option<String>),
     /// `hlt` with nothing that could ever wake it (no interrupt controller).
     Halted,
     /// The VMM asked it to stop (the watchdog, teardown).
@@ -50,7 +50,7 @@ pub fn run_vcpu(vcpu: &mut dyn Vcpu, devices: &Mutex<PortDevices>, stop: &Atomic
             Ok(VcpuExit::MmioRead { data, .. }) => data.fill(0xff),
             Ok(VcpuExit::MmioWrite { .. }) | Ok(VcpuExit::Interrupted) => {}
             Ok(VcpuExit::Halt) => return VcpuStop::Halted,
-            Ok(VcpuExit::TripleFault) => return VcpuStop::TripleFault,
+            Ok(VcpuExit::TripleFault) => return VcpuStop::TripleFault(vcpu.registers()),
             Ok(VcpuExit::Failed(why)) => return VcpuStop::Failed(why),
             Err(e) => return VcpuStop::Failed(with_sources(&e)),
         }

@@ -365,7 +365,7 @@ async fn a_hypervisor_failure_or_a_triple_fault_is_the_vms_death() {
     assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0);
 
     let (vm, _) = run(vec![Step::TripleFault], "1n1l1c1t", Duration::from_secs(30)).await;
-    assert_eq!(vm.vm_died.as_deref(), Some("the guest CPU triple-faulted"));
+    assert_eq!(vm.vm_died.as_deref(), Some("vCPU 0 triple-faulted"));
 }
 
 #[tokio::test]

@@ -133,7 +133,7 @@ fn a_triple_fault_is_named() {
     // cannot deliver. Either way it is a named stop, never a hang or a reset.
     eprintln!("triple fault stopped the vCPU as {:?}", run.stop);
     match &run.stop {
-        VcpuStop::TripleFault => {}
+        VcpuStop::TripleFault(_) => {}
         VcpuStop::Failed(why) => assert!(why.contains("KVM"), "{why}"),
         other => panic!("expected a triple fault, got {other:?}"),
     }

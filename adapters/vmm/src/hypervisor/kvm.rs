@@ -190,6 +190,15 @@ impl Vcpu for KvmVcpu {
             .map_err(|e| HvError::os("setting registers", e))
     }
 
+    fn registers(&self) -> Option<String> {
+        let regs = self.fd.get_regs().ok()?;
+        let sregs = self.fd.get_sregs().ok()?;
+        Some(format!(
+            "RIP {:#x} RSP {:#x} CR0 {:#x} CR2 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
+            regs.rip, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
+        ))
+    }
+
     fn run(&mut self) -> Result<VcpuExit<'_>, HvError> {
         match self.fd.run() {
             Ok(exit) => Ok(core_exit(exit)),

@@ -64,6 +64,11 @@ pub trait Vcpu: Send + std::fmt::Debug {
     fn set_boot_state(&self, entry: &BootEntry) -> Result<(), HvError>;
     /// Runs until the guest needs the VMM.
     fn run(&mut self) -> Result<VcpuExit<'_>, HvError>;
+    /// Where the vCPU was, in words (RIP, RSP, control registers), for the report of a
+    /// guest that died silently; `None` where the hypervisor cannot say.
+    fn registers(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a vCPU stopped running guest code.
