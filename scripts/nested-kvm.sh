@@ -4,7 +4,7 @@
 # sees this machine's root over 9p, so the command runs the same ktstr binary against the
 # same kernel cache, on real KVM. See docs/nested-kvm.md.
 #
-#   scripts/nested-kvm.sh [--ktstr PATH] [--timeout S] [--memory SIZE] -- COMMAND...
+#   scripts/nested-kvm.sh [--ktstr PATH] [--timeout S] [--memory SIZE] [--cpus N] -- COMMAND...
 #
 # Builds (once, cached) the L1 kernel, the ktstr variant `<version>+kvm_host` of
 # scripts/nested-kvm/kvm-host.kconfig, and installs virtme-ng into a venv in the cache.
@@ -17,13 +17,15 @@ cd "$(dirname "$0")/.."
 
 timeout_s=1800
 memory=6G
+cpus=2
 ktstr=""
-usage="usage: nested-kvm.sh [--ktstr PATH] [--timeout S] [--memory SIZE] -- COMMAND..."
+usage="usage: nested-kvm.sh [--ktstr PATH] [--timeout S] [--memory SIZE] [--cpus N] -- COMMAND..."
 while [ $# -gt 0 ]; do
     case "$1" in
         --ktstr) ktstr="$2"; shift 2 ;;
         --timeout) timeout_s="$2"; shift 2 ;;
         --memory) memory="$2"; shift 2 ;;
+        --cpus) cpus="$2"; shift 2 ;;
         --) shift; break ;;
         *) echo "nested-kvm.sh: unknown option $1 ($usage)" >&2; exit 2 ;;
     esac
@@ -64,7 +66,7 @@ marker="ktstr-nested-kvm-exit:"
 inner="cd $(printf '%q' "$PWD") && { $(printf '%q ' "$@"); }; echo \"$marker \$?\""
 set +e
 PATH="$venv/bin:$PATH" timeout --kill-after=10 "$timeout_s" "$venv/bin/vng" -r "$l1_dir/bzImage" \
-    --disable-kvm --force-9p --cpus 2 --memory "$memory" \
+    --disable-kvm --force-9p --cpus "$cpus" --memory "$memory" \
     --qemu-opts='-cpu max' \
     --append 'root=/dev/root oops=panic panic=-1' \
     --rwdir "$cache" --rwdir "$PWD" \
