@@ -193,6 +193,11 @@ impl Vcpu for KvmVcpu {
     fn registers(&self) -> Option<String> {
         let regs = self.fd.get_regs().ok()?;
         let sregs = self.fd.get_sregs().ok()?;
+        // On AMD, KVM resets a vCPU on its shutdown intercept: the state is the reset
+        // vector's, not the fault's, and would only mislead.
+        if is_reset_state(regs.rip, sregs.cr0) {
+            return None;
+        }
         Some(format!(
             "RIP {:#x} RSP {:#x} CR0 {:#x} CR2 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x}",
             regs.rip, regs.rsp, sregs.cr0, sregs.cr2, sregs.cr3, sregs.cr4, sregs.efer
@@ -206,6 +211,11 @@ impl Vcpu for KvmVcpu {
             Err(e) => Err(HvError::os("running a vCPU", e)),
         }
     }
+}
+
+/// A vCPU just out of reset: RIP at the reset vector's offset, only CR0.ET set.
+fn is_reset_state(rip: u64, cr0: u64) -> bool {
+    rip == 0xfff0 && cr0 == 0x10
 }
 
 /// What one of KVM's exits means to the core.
@@ -226,5 +236,18 @@ pub fn core_exit(exit: kvm_ioctls::VcpuExit<'_>) -> VcpuExit<'_> {
             "KVM internal error (on PVM hosts: an instruction the emulator cannot run)".to_string(),
         ),
         other => VcpuExit::Failed(format!("unexpected KVM exit {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_reset_state;
+
+    #[test]
+    fn only_the_reset_vector_state_reads_as_reset() {
+        assert!(is_reset_state(0xfff0, 0x10));
+        // A long-mode kernel that faulted keeps its own RIP and CR0 (PG, PE, ...).
+        assert!(!is_reset_state(0xffff_ffff_8100_53e5, 0x8005_0033));
+        assert!(!is_reset_state(0xfff0, 0x8005_0033));
     }
 }
