@@ -62,8 +62,9 @@ impl BackendKind {
                  schedulers) and on nested KVM (AMD)",
             ),
             BackendKind::Kvm => Proof::BeingProven(
-                "no real cell has passed on it yet; the nested-KVM bed \
-                 (scripts/nested-kvm.sh) is where it is being proven",
+                "real cells pass only in the nested-KVM bed (scripts/nested-kvm.sh: AMD SVM \
+                 emulated by TCG), with QEMU's verdicts and counts; no Intel or bare-metal \
+                 KVM host has run it yet",
             ),
             BackendKind::Mshv => Proof::BeingProven(
                 "it has never run on a Microsoft Hypervisor host; no real cell has passed on it",
@@ -309,11 +310,11 @@ pub fn report(facts: &HostFacts) -> String {
     }
     match select(BackendChoice::Auto, facts) {
         Ok(selection) => out.push_str(&format!(
-            "auto picks: {} (the first available backend real cells have passed on)\n",
+            "auto picks: {} (the first available proven backend)\n",
             selection.kind
         )),
         Err(_) => out.push_str(
-            "auto picks: nothing real cells have passed on; install QEMU (apt-get install \
+            "auto picks: no proven backend is available; install QEMU (apt-get install \
              qemu-system-x86), or name an available backend with --backend\n",
         ),
     }
@@ -370,9 +371,10 @@ mod tests {
             auto.explain(),
             format!(
                 "backend: qemu (kvm) — hardware KVM (kvm_amd); /usr/bin/qemu-system-x86_64\n  \
-                 not chosen: kvm — kvm (own VMM) — hardware KVM (kvm_amd); being proven (no \
-                 real cell has passed on it yet; the nested-KVM bed (scripts/nested-kvm.sh) is \
-                 where it is being proven): name it with --backend kvm\n{NO_MSHV}"
+                 not chosen: kvm — kvm (own VMM) — hardware KVM (kvm_amd); being proven (real \
+                 cells pass only in the nested-KVM bed (scripts/nested-kvm.sh: AMD SVM emulated \
+                 by TCG), with QEMU's verdicts and counts; no Intel or bare-metal KVM host has \
+                 run it yet): name it with --backend kvm\n{NO_MSHV}"
             )
         );
         let named = select(BackendChoice::Kvm, &facts).unwrap();
@@ -380,7 +382,7 @@ mod tests {
         assert!(
             named.explain().starts_with(
                 "backend: kvm (own VMM) — hardware KVM (kvm_amd)\n  warning: kvm is being \
-                 proven: no real cell has passed on it yet"
+                 proven: real cells pass only in the nested-KVM bed"
             ),
             "{}",
             named.explain()
@@ -389,15 +391,13 @@ mod tests {
         assert!(
             text.contains(
                 "kvm    available    kvm (own VMM) — hardware KVM (kvm_amd)\n       being \
-                 proven: no real cell"
+                 proven: real cells pass only in the nested-KVM bed"
             ),
             "{text}"
         );
         assert!(text.contains("qemu   available    qemu (kvm)"), "{text}");
         assert!(
-            text.ends_with(
-                "auto picks: qemu (the first available backend real cells have passed on)\n"
-            ),
+            text.ends_with("auto picks: qemu (the first available proven backend)\n"),
             "{text}"
         );
     }
@@ -415,9 +415,10 @@ mod tests {
         let err = select(BackendChoice::Auto, &facts).unwrap_err().to_string();
         assert!(
             err.contains(
-                "  kvm: available, but being proven (no real cell has passed on it yet; the \
-                 nested-KVM bed (scripts/nested-kvm.sh) is where it is being proven); run it \
-                 with --backend kvm"
+                "  kvm: available, but being proven (real cells pass only in the nested-KVM \
+                 bed (scripts/nested-kvm.sh: AMD SVM emulated by TCG), with QEMU's verdicts and \
+                 counts; no Intel or bare-metal KVM host has run it yet); run it with \
+                 --backend kvm"
             ),
             "{err}"
         );
@@ -450,7 +451,7 @@ mod tests {
         );
         assert!(
             text.ends_with(
-                "auto picks: nothing real cells have passed on; install QEMU (apt-get install \
+                "auto picks: no proven backend is available; install QEMU (apt-get install \
                  qemu-system-x86), or name an available backend with --backend\n"
             ),
             "{text}"
@@ -463,15 +464,16 @@ mod tests {
         assert_eq!(
             text,
             "kvm    unavailable  needs hardware KVM: no hardware KVM on this host\n       \
-             being proven: no real cell has passed on it yet; the nested-KVM bed \
-             (scripts/nested-kvm.sh) is where it is being proven\n\
+             being proven: real cells pass only in the nested-KVM bed \
+             (scripts/nested-kvm.sh: AMD SVM emulated by TCG), with QEMU's verdicts and \
+             counts; no Intel or bare-metal KVM host has run it yet\n\
              mshv   unavailable  needs the Microsoft Hypervisor: no /dev/mshv: this host is \
              not the root partition of the Microsoft Hypervisor\n       being proven: it has \
              never run on a Microsoft Hypervisor host; no real cell has passed on it\n\
              qemu   available    qemu (tcg) — no hardware KVM on this host; \
              /usr/bin/qemu-system-x86_64\n       proven: real cells pass under TCG (fixture, \
              published and kernel example schedulers) and on nested KVM (AMD)\n\
-             auto picks: qemu (the first available backend real cells have passed on)\n"
+             auto picks: qemu (the first available proven backend)\n"
         );
     }
 

@@ -199,16 +199,24 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
     }
 }
 
+/// This process's open file descriptors.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
 #[tokio::test]
 async fn a_silent_guest_is_stopped_by_the_watchdog_and_nothing_is_left() {
     let _serial = one_at_a_time().await;
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(dir.path(), &SPIN, "1n2l2c2t", Duration::from_millis(300));
+        let fds = open_fds();
         let run = backend.run(spec).await.unwrap();
         assert!(run.timed_out, "{run:?}");
         assert!(run.frame_bytes.is_empty());
         assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the run");
+        // The VM's, its vCPUs' and its RAM's descriptors are closed with it.
+        assert_eq!(open_fds(), fds, "a descriptor outlived the run");
     }
 }
 
