@@ -76,6 +76,12 @@ fn the_own_vmm_gives_qemus_verdicts_and_counts_on_nested_kvm() {
             insns(theirs),
             "{cell}: verified_insns differ\n{logs}"
         );
+        // The same guest: counts move with its RAM (ENVIRONMENT.md).
+        assert_eq!(
+            own.run.as_ref().unwrap().memory_mib,
+            theirs.run.as_ref().unwrap().memory_mib,
+            "{cell}"
+        );
         assert_eq!(own.run.as_ref().unwrap().backend, "kvm (own VMM)", "{cell}");
         assert_eq!(theirs.run.as_ref().unwrap().backend, "qemu (kvm)", "{cell}");
     }
