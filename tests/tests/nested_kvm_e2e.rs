@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{bin_dir, ktstr_bin, published_scheduler, tempfile_dir};
+use common::{bin_dir, ktstr_bin, published_manifest, tempfile_dir};
 use ktstr_domain::report::CellRecord;
 use ktstr_domain::verdict::{Gate, Verdict};
 
@@ -133,14 +133,7 @@ fn write_manifests(dir: &Path) {
         ));
     }
     fs::write(dir.join("knobs.toml"), knobs).unwrap();
-    let mut published = String::new();
-    for (name, args) in [("scx_bpfland", ""), ("scx_layered", "\"--run-example\"")] {
-        published.push_str(&format!(
-            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [{args}]\n\n",
-            published_scheduler(name, "1.1.4").display()
-        ));
-    }
-    fs::write(dir.join("published.toml"), published).unwrap();
+    fs::write(dir.join("published.toml"), published_manifest()).unwrap();
 }
 
 /// The own VMM's port tests (tiny hand-made guests through the hypervisor port), built

@@ -8,12 +8,10 @@ mod common;
 use std::fs;
 
 use common::{
-    KERNEL_6_12, assert_passed_host_read, cell_block, ensure_kernels, ktstr_in,
-    published_scheduler, stderr, stdout, tempfile_dir,
+    KERNEL_6_12, assert_passed_host_read, cell_block, ensure_kernels, ktstr_in, published_manifest,
+    stderr, stdout, tempfile_dir,
 };
 
-/// The version of the scx crates the suite sweeps.
-const SCX_VERSION: &str = "1.1.4";
 const PRESETS: [&str; 2] = ["tiny-1llc", "smt-2llc"];
 
 /// Both schedulers in one sweep (two cells at a time, as on a user's 2-core machine), so
@@ -22,14 +20,7 @@ const PRESETS: [&str; 2] = ["tiny-1llc", "smt-2llc"];
 fn scx_bpfland_and_scx_layered_verify_attach_and_dispatch() {
     ensure_kernels();
     let dir = tempfile_dir("published");
-    let mut manifest = String::new();
-    for (name, args) in [("scx_bpfland", ""), ("scx_layered", "\"--run-example\"")] {
-        manifest.push_str(&format!(
-            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [{args}]\n\n",
-            published_scheduler(name, SCX_VERSION).display()
-        ));
-    }
-    fs::write(dir.join("ktstr.toml"), manifest).unwrap();
+    fs::write(dir.join("ktstr.toml"), published_manifest()).unwrap();
     let mut cmd = vec!["verifier", "--kernel", KERNEL_6_12, "--show", "all"];
     cmd.extend(PRESETS);
     let out = ktstr_in(&dir, &cmd);

@@ -193,6 +193,22 @@ pub fn published_scheduler(name: &str, version: &str) -> PathBuf {
     binary
 }
 
+/// The version of the scx crates the suite sweeps.
+pub const SCX_VERSION: &str = "1.1.4";
+
+/// A manifest of the two published schedulers the suite sweeps: `scx_bpfland`, and
+/// `scx_layered` with its example configuration.
+pub fn published_manifest() -> String {
+    let mut manifest = String::new();
+    for (name, args) in [("scx_bpfland", ""), ("scx_layered", "\"--run-example\"")] {
+        manifest.push_str(&format!(
+            "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [{args}]\n\n",
+            published_scheduler(name, SCX_VERSION).display()
+        ));
+    }
+    manifest
+}
+
 /// veristat, the kernel's verifier statistics tool, built once from Debian's
 /// linux-source-6.12 into `<cache>/tools/veristat-6.12` (about 30 s) and reused after.
 pub fn veristat() -> PathBuf {
