@@ -284,12 +284,7 @@ pub fn build(
         BackendKind::Qemu => {
             let binary = facts.qemu.clone().unwrap_or_else(|| PathBuf::from(QEMU));
             let (accel, _) = accel_for(&facts.kvm);
-            Arc::new(QemuBackend::new(
-                binary,
-                accel,
-                SerialLayout::default(),
-                PathBuf::from("/dev/shm"),
-            ))
+            Arc::new(QemuBackend::new(binary, accel, SerialLayout::default()))
         }
     })
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use comfy_table::{Table, presets::NOTHING};
 use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{CellRecord, SweepReport};
@@ -16,8 +16,9 @@ use ktstr_ports::{ReportError, Reporter};
 use crate::bench_profile::{self, PROFILE_KERNEL_ARGS};
 use crate::cli::at_least_one;
 use crate::host_env::HostEnv;
+use crate::stop::Stop;
 use crate::sweep::run_sweep;
-use crate::verifier::{VerifierArgs, ctrl_c, prepare};
+use crate::verifier::{VerifierArgs, prepare};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -159,16 +160,20 @@ pub async fn run(env: &HostEnv, mut args: BenchArgs) -> Result<ExitCode> {
         let words = PROFILE_KERNEL_ARGS.iter().map(|w| w.to_string());
         args.sweep.kernel_args.extend(words);
     }
+    let stop = Stop::listen().context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let collector = Arc::new(Collector::default());
     let p = prepare(env, &args.sweep, collector.clone())?;
     let mut sweep_walls = Vec::new();
     let mut all_passed = true;
     for _ in 0..args.repeat {
         let started = Instant::now();
-        let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
-        if !report.complete {
-            eprintln!("bench interrupted");
-            return Ok(ExitCode::from(130));
+        let interrupt = async {
+            stop.requested().await;
+        };
+        let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, interrupt).await?;
+        if let Some(signal) = stop.received() {
+            eprintln!("bench stopped by {}", signal.name());
+            return Ok(ExitCode::from(signal.exit_code()));
         }
         all_passed &= report.succeeded();
         sweep_walls.push(started.elapsed().as_millis() as u64);

@@ -13,5 +13,6 @@ pub mod kernel_cmd;
 pub mod manifest_file;
 pub mod outputs;
 pub mod results_cmd;
+pub mod stop;
 pub mod sweep;
 pub mod verifier;

@@ -27,6 +27,7 @@ use crate::host;
 use crate::host_env::HostEnv;
 use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
 use crate::outputs::{Format, PublishArgs, publish, write_formats};
+use crate::stop::Stop;
 use crate::sweep::{SweepPorts, SweepSettings, plan_cells, run_sweep};
 
 /// The fixture scheduler's binary and the guest init, installed beside `ktstr`.
@@ -323,14 +324,6 @@ pub fn prepare(
     })
 }
 
-/// Resolves when the user presses Ctrl-C.
-pub async fn ctrl_c() {
-    // If the handler cannot be installed, a sweep simply cannot be interrupted early.
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 /// `ktstr verifier`: the sweep's options, and how often to boot each cell.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifierCommand {
@@ -357,6 +350,7 @@ pub struct VerifierCommand {
 
 pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
     let args = &command.sweep;
+    let stop = Stop::listen().context("listening for SIGINT, SIGTERM and SIGHUP")?;
     let mut p = prepare(env, args, reporter_for(env, &command))?;
     p.settings.boots_per_cell = command.repeat;
     if command.list {
@@ -366,8 +360,15 @@ pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, ctrl_c()).await?;
+    let interrupt = async {
+        stop.requested().await;
+    };
+    let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, interrupt).await?;
     write_formats(&report, &command.format, &env.cwd.join(&command.output))?;
     let status = publish(env, &report, &command.publish, &text_options(env, args))?;
-    Ok(ExitCode::from(status))
+    // An incomplete sweep ends with the status of the signal that stopped it.
+    Ok(ExitCode::from(match stop.received() {
+        Some(signal) if !report.complete => signal.exit_code(),
+        _ => status,
+    }))
 }

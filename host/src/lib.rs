@@ -1,12 +1,15 @@
 //! Host probing shared by the backends and the app: what KVM and MSHV this host offers, memory and
-//! process figures from `/proc`, executables on `PATH`. It reads the host and nothing else;
-//! every decision made from these facts lives with whoever makes it.
+//! process figures from `/proc`, executables on `PATH`; and children tied to ktstr's life. It
+//! reads the host and nothing else; every decision made from these facts lives with whoever
+//! makes it.
 
+pub mod child;
 pub mod kvm;
 pub mod mshv;
 pub mod path;
 pub mod procfs;
 
+pub use child::die_with_parent;
 pub use kvm::{KvmAccess, probe_kvm};
 pub use mshv::{MshvAccess, probe_mshv};
 pub use path::find_executable;

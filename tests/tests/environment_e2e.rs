@@ -114,8 +114,8 @@ fn a_vm_killed_under_the_guest_is_a_vm_died_environment_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The cell's QEMU carries the sweep's pid in its RAM file names.
-    let mine = format!("ktstr-{}-", child.id());
+    // The cell's QEMU opens its files through the sweep's /proc/<pid>/fd.
+    let mine = format!("/proc/{}/fd/", child.id());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let killed = Command::new("pkill")

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -223,12 +223,7 @@ fn assert_host_matches_guest(cell: &CellPrograms, topology: &str) {
 fn qemu(serial: SerialLayout) -> QemuBackend {
     let path = std::env::var_os("PATH").unwrap();
     let binary = find_executable(&path, QEMU).expect("QEMU is installed");
-    QemuBackend::new(
-        binary,
-        accel_for(&KvmAccess::probe_host()).0,
-        serial,
-        PathBuf::from("/dev/shm"),
-    )
+    QemuBackend::new(binary, accel_for(&KvmAccess::probe_host()).0, serial)
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! The QEMU backend: boots one cell's VM (hardware KVM when usable, TCG otherwise) with the
 //! preset's topology, a watchdog, the console and frame channel on two serial ports, and
-//! guest RAM in shared files the host reads after the VM stops.
+//! guest RAM in shared files the host reads after the VM stops. None of these has a name on
+//! disk (see [`mem_file`]), and QEMU dies with the thread that started it, so nothing of a
+//! VM outlives ktstr, however ktstr ends.
 
 pub mod boot_image;
 pub mod cmdline;
-pub mod shm_ram;
+pub mod guest_ram;
+pub mod mem_file;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -20,12 +23,15 @@ use tokio::process::Command;
 
 pub use cmdline::{Accel, SerialLayout};
 use cmdline::{VmFiles, qemu_args};
-use shm_ram::{RamFiles, ShmGuestMemory};
+use guest_ram::ShmGuestMemory;
+use mem_file::MemFile;
 
 /// The QEMU binary the backend runs.
 pub const QEMU: &str = "qemu-system-x86_64";
 /// QEMU's own error output kept for a failed launch.
 const STDERR_LIMIT: u64 = 64 << 10;
+/// The most of the guest's console and frame channel the host reads back.
+const SERIAL_READ_LIMIT: u64 = 64 << 20;
 
 /// Hardware KVM when the host has it and we may open it, otherwise TCG, with the reason.
 pub fn accel_for(kvm: &KvmAccess) -> (Accel, String) {
@@ -41,17 +47,14 @@ pub struct QemuBackend {
     binary: PathBuf,
     accel: Accel,
     serial: SerialLayout,
-    /// Where RAM backing files live: a tmpfs the host can map (`/dev/shm`).
-    shm_dir: PathBuf,
 }
 
 impl QemuBackend {
-    pub fn new(binary: PathBuf, accel: Accel, serial: SerialLayout, shm_dir: PathBuf) -> Self {
+    pub fn new(binary: PathBuf, accel: Accel, serial: SerialLayout) -> Self {
         QemuBackend {
             binary,
             accel,
             serial,
-            shm_dir,
         }
     }
 }
@@ -78,54 +81,39 @@ impl Hypervisor for QemuBackend {
             what: what.to_string(),
             source,
         };
-        // The pid in the names tells whose files these are.
-        let work = tempfile::Builder::new()
-            .prefix(&format!("ktstr-vm-{}-", std::process::id()))
-            .tempdir()
-            .map_err(|e| io("creating the VM's work directory", e))?;
-        // Empty files with names no other VM of any backend or process can have; QEMU
-        // grows each to its node's size. Removed on every path out of here, unless handed
-        // to the caller as guest memory.
-        let mut ram = RamFiles::default();
-        for node in 0..spec.topology.numa_nodes {
-            let file = tempfile::Builder::new()
-                .prefix(&format!("ktstr-{}-ram{node}-", std::process::id()))
-                .tempfile_in(&self.shm_dir)
-                .map_err(|e| {
-                    io(
-                        &format!("creating a RAM file in {}", self.shm_dir.display()),
-                        e,
-                    )
-                })?;
-            let path = file
-                .into_temp_path()
-                .keep()
-                .map_err(|e| io("keeping a RAM file", e.error))?;
-            ram.paths.push(path);
-        }
+        let mem_file = |name: String| {
+            MemFile::create(&name).map_err(|e| io(&format!("creating the VM's {name}"), e))
+        };
+        let console = mem_file("console".into())?;
+        let frames = mem_file("frames".into())?;
+        // QEMU grows each to its node's size.
+        let ram = (0..spec.topology.numa_nodes)
+            .map(|node| mem_file(format!("ram{node}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let files = VmFiles {
             kernel: boot_image::boot_image(&spec.kernel_image, spec.vmlinux.as_deref())
                 .to_path_buf(),
-            console: work.path().join("console.log"),
-            frames: work.path().join("frames.bin"),
-            ram: ram.paths.clone(),
+            console: console.path().to_path_buf(),
+            frames: frames.path().to_path_buf(),
+            ram: ram.iter().map(|f| f.path().to_path_buf()).collect(),
         };
         let args = qemu_args(&spec, self.accel, self.serial, &files);
         tracing::info!(
             command = %format!("{} {}", self.binary.display(), args.join(" ")),
             "launching QEMU"
         );
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| HypervisorError::Spawn {
-                what: self.binary.display().to_string(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        ktstr_host::die_with_parent(command.as_std_mut());
+        let mut child = command.spawn().map_err(|source| HypervisorError::Spawn {
+            what: self.binary.display().to_string(),
+            source,
+        })?;
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let stderr_task = tokio::spawn(async move {
             let mut buf = Vec::new();
@@ -149,7 +137,7 @@ impl Hypervisor for QemuBackend {
                     if let Some(kib) = pid.and_then(vm_hwm_kib) {
                         peak_rss_kib = Some(kib);
                     }
-                    let heard = std::fs::metadata(&files.frames).map_or(0, |m| m.len());
+                    let heard = frames.len();
                     if watchdog.expired(heard, started.elapsed()) {
                         break None;
                     }
@@ -165,9 +153,9 @@ impl Hypervisor for QemuBackend {
                 .map_err(|e| io("killing the timed-out VM", e))?;
         }
         let qemu_stderr = stderr_task.await.unwrap_or_default();
-        let console = String::from_utf8_lossy(&std::fs::read(&files.console).unwrap_or_default())
-            .into_owned();
-        let frame_bytes = std::fs::read(&files.frames).unwrap_or_default();
+        let console =
+            String::from_utf8_lossy(&console.read_to_limit(SERIAL_READ_LIMIT)).into_owned();
+        let frame_bytes = frames.read_to_limit(SERIAL_READ_LIMIT);
         // With -no-reboot the guest's reboot or power-off is a clean exit; anything else
         // ended QEMU under the guest.
         let vm_died = match status {
@@ -190,11 +178,7 @@ impl Hypervisor for QemuBackend {
         // QEMU grows each RAM file to its node's size as it starts; a VM that died before
         // that left files with nothing to read, which is no guest memory, not an error.
         let map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
-        let backed: u64 = ram
-            .paths
-            .iter()
-            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-            .sum();
+        let backed: u64 = ram.iter().map(MemFile::len).sum();
         let memory: Option<Box<dyn GuestMemory>> = if backed == map.size() {
             Some(Box::new(
                 ShmGuestMemory::open(ram, map).map_err(HypervisorError::Memory)?,

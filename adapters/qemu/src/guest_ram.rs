@@ -1,52 +1,34 @@
 //! Guest RAM as the host sees it after the VM stopped: QEMU's shared backing files (one
-//! per NUMA node, concatenated they are the guest's RAM in order), mapped read-only and
-//! addressed through the [`RamMap`] QEMU was told to use. The files are removed when this
-//! is dropped.
-
-use std::fs::{self, File};
-use std::path::PathBuf;
+//! memfd per NUMA node, concatenated they are the guest's RAM in order), mapped read-only
+//! and addressed through the [`RamMap`] QEMU was told to use. The memory is freed when
+//! this is dropped.
 
 use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 use memmap2::Mmap;
 
-/// Deletes the backing files on drop, whether or not they were ever mapped.
-#[derive(Debug, Default)]
-pub struct RamFiles {
-    pub paths: Vec<PathBuf>,
-}
-
-impl Drop for RamFiles {
-    fn drop(&mut self) {
-        for path in &self.paths {
-            let _ = fs::remove_file(path);
-        }
-    }
-}
+use crate::mem_file::MemFile;
 
 #[derive(Debug)]
 pub struct ShmGuestMemory {
     maps: Vec<Mmap>,
     ram_map: RamMap,
-    // Dropped after the maps: unlinking a mapped file is fine, but keep the order obvious.
-    _files: RamFiles,
+    // Held until the maps are gone: the last descriptor frees the RAM.
+    _files: Vec<MemFile>,
 }
 
 impl ShmGuestMemory {
     /// Maps `files`, whose sizes together must be what `ram_map` describes.
-    pub fn open(files: RamFiles, ram_map: RamMap) -> Result<Self, MemoryError> {
-        let mut maps = Vec::with_capacity(files.paths.len());
-        for path in &files.paths {
-            let io = |what: &str, source| MemoryError::Io {
-                what: format!("{what} {}", path.display()),
-                source,
-            };
-            let file = File::open(path).map_err(|e| io("opening", e))?;
+    pub fn open(files: Vec<MemFile>, ram_map: RamMap) -> Result<Self, MemoryError> {
+        let mut maps = Vec::with_capacity(files.len());
+        for file in &files {
             #[allow(unsafe_code)]
-            // SAFETY: QEMU has exited and the file is private to this run (a unique name
-            // under /dev/shm that only we delete), so nothing truncates or writes it while
-            // it is mapped.
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| io("mapping", e))?;
+            // SAFETY: QEMU has exited and the memfd is private to this run (no name on
+            // disk, no other descriptor), so nothing truncates or writes it while mapped.
+            let map = unsafe { Mmap::map(file.file()) }.map_err(|source| MemoryError::Io {
+                what: format!("mapping {}", file.path().display()),
+                source,
+            })?;
             maps.push(map);
         }
         let found: u64 = maps.iter().map(|m| m.len() as u64).sum();
@@ -99,23 +81,23 @@ impl GuestMemory for ShmGuestMemory {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::FileExt;
 
     use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
 
     use super::*;
 
+    /// A memfd holding `bytes`.
+    fn mem_file(bytes: &[u8]) -> MemFile {
+        let file = MemFile::create("ram").unwrap();
+        file.file().write_all_at(bytes, 0).unwrap();
+        file
+    }
+
     #[test]
-    fn reads_across_node_files_and_removes_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a");
-        let b = dir.path().join("b");
-        fs::write(&a, [1u8, 2, 3, 4]).unwrap();
-        fs::write(&b, [5u8, 6]).unwrap();
+    fn reads_across_node_files() {
         let mem = ShmGuestMemory::open(
-            RamFiles {
-                paths: vec![a.clone(), b.clone()],
-            },
+            vec![mem_file(&[1, 2, 3, 4]), mem_file(&[5, 6])],
             RamMap::for_size(6),
         )
         .unwrap();
@@ -128,8 +110,6 @@ mod tests {
             "guest physical range 0x4+0x4 is not guest RAM (RAM ends at 0x6)"
         );
         assert!(mem.read(GuestPhysAddr(u64::MAX), &mut buf).is_err());
-        drop(mem);
-        assert!(!a.exists() && !b.exists());
     }
 
     /// A 4.5 GiB guest on two nodes: 3 GiB below the hole, the rest from 4 GiB, and the
@@ -137,22 +117,18 @@ mod tests {
     #[test]
     fn ram_above_the_pci_hole_is_read_at_its_guest_physical_address() {
         const MIB: u64 = 1 << 20;
-        let dir = tempfile::tempdir().unwrap();
-        let node = |name: &str, mib: u64, marks: &[(u64, &[u8])]| {
-            let path = dir.path().join(name);
-            let mut f = File::create(&path).unwrap();
-            f.set_len(mib * MIB).unwrap(); // sparse: costs nothing
+        let node = |mib: u64, marks: &[(u64, &[u8])]| {
+            let file = MemFile::create("node").unwrap();
+            file.file().set_len(mib * MIB).unwrap(); // sparse: costs nothing
             for (at, bytes) in marks {
-                f.seek(SeekFrom::Start(*at)).unwrap();
-                f.write_all(bytes).unwrap();
+                file.file().write_all_at(bytes, *at).unwrap();
             }
-            path
+            file
         };
-        let node0 = node("n0", 2304, &[(0, b"n0-0")]);
+        let node0 = node(2304, &[(0, b"n0-0")]);
         // Node 1's file offset of a byte `ram_offset` into the guest's RAM.
         let node1_at = |ram_offset: u64| ram_offset - 2304 * MIB;
         let node1 = node(
-            "n1",
             2304,
             &[
                 (0, b"n1-0"),
@@ -160,13 +136,7 @@ mod tests {
                 (node1_at(LOW_RAM_TOP), b"HIGH"),
             ],
         );
-        let mem = ShmGuestMemory::open(
-            RamFiles {
-                paths: vec![node0, node1],
-            },
-            RamMap::for_size(4608 * MIB),
-        )
-        .unwrap();
+        let mem = ShmGuestMemory::open(vec![node0, node1], RamMap::for_size(4608 * MIB)).unwrap();
         let read = |gpa: u64| {
             let mut buf = [0u8; 4];
             mem.read(GuestPhysAddr(gpa), &mut buf).map(|()| buf)
