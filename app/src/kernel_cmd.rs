@@ -1,6 +1,8 @@
 //! `ktstr kernel build|list|path|rm`: the kernel cache from the command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -43,7 +45,12 @@ pub struct BuildArgs {
 }
 
 /// Builds (or finds) a kernel; prints its cache directory on stdout.
-pub fn build(cache: &CacheDir, args: &BuildArgs, show_progress: bool) -> Result<String> {
+pub fn build(
+    cache: &CacheDir,
+    args: &BuildArgs,
+    show_progress: bool,
+    stop: Arc<AtomicBool>,
+) -> Result<String> {
     let source = match &args.source {
         Some(path) => KernelSource::from_path(path)?,
         None => KernelSource::default_source()?,
@@ -79,7 +86,7 @@ pub fn build(cache: &CacheDir, args: &BuildArgs, show_progress: bool) -> Result<
             eprintln!("kernel build: {text}");
         }
     };
-    let result = Builder::new(cache.clone()).build(&request, &mut report);
+    let result = Builder::new(cache.clone(), stop).build(&request, &mut report);
     bar.finish_and_clear();
     let entry = result?;
     let m = &entry.meta;

@@ -1,10 +1,13 @@
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use ktstr::cli::{Cli, Command, KernelCommand};
 use ktstr::host_env::HostEnv;
+use ktstr::stop::Stop;
 use ktstr::{backends, commands, host, kernel_cmd, manifest_file};
 use tracing_subscriber::EnvFilter;
 
@@ -73,7 +76,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 commands::schedulers(&decls, host::host_budget(max_vcpus))
             );
         }
-        Command::Kernel { command } => print!("{}", kernel(command)?),
+        Command::Kernel { command } => {
+            // A build is stopped whole by SIGINT, SIGTERM or SIGHUP (its steps killed, its
+            // scratch removed, its lock released), then ends with the signal's status.
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            let stop = runtime
+                .block_on(async { Stop::listen() })
+                .context("listening for SIGINT, SIGTERM and SIGHUP")?;
+            match kernel(command, stop.flag()) {
+                Ok(text) => print!("{text}"),
+                Err(e) => match stop.received() {
+                    Some(signal) => {
+                        eprintln!("error: {e:#}");
+                        return Ok(ExitCode::from(signal.exit_code()));
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
         Command::Collapse { file } => {
             let log = match &file {
                 Some(path) => std::fs::read(path)
@@ -92,7 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn kernel(command: KernelCommand) -> Result<String> {
+fn kernel(command: KernelCommand, stop: Arc<AtomicBool>) -> Result<String> {
     let env = HostEnv::from_process()?;
     let kernels = env.kernel_cache();
     match command {
@@ -112,7 +132,7 @@ fn kernel(command: KernelCommand) -> Result<String> {
                 allow_dropped,
                 force,
             };
-            kernel_cmd::build(kernels.cache(), &args, env.stderr_tty)
+            kernel_cmd::build(kernels.cache(), &args, env.stderr_tty, stop)
         }
         KernelCommand::List => kernel_cmd::list(kernels.cache(), std::time::SystemTime::now()),
         KernelCommand::Path { spec } => kernel_cmd::path(&kernels, &spec),

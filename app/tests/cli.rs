@@ -197,3 +197,77 @@ fn backends_says_which_backend_runs_here_and_a_missing_one_is_explained() {
             "possible values: auto, kvm, mshv, qemu",
         ));
 }
+
+/// `ktstr kernel build` on a tree whose first step never ends, stopped by `signal`:
+/// the signal's exit status, the step's processes gone, no scratch or entry left, the
+/// lock free for the next build.
+fn stopped_kernel_build(signal: &str, code: i32) {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("linux");
+    std::fs::create_dir_all(&tree).unwrap();
+    let nap = format!("700.{}{}", std::process::id(), code);
+    std::fs::write(
+        tree.join("Makefile"),
+        format!("tinyconfig:\n\tsleep {nap} & sleep {nap}; wait\n"),
+    )
+    .unwrap();
+    std::fs::write(tree.join("Kconfig"), "").unwrap();
+    let cache = tmp.path().join("cache");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ktstr"))
+        .args(["kernel", "build", "--source"])
+        .arg(&tree)
+        .env("KTSTR_CACHE_DIR", &cache)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let napping = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &format!("sleep {nap}")])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !napping() {
+        assert!(Instant::now() < deadline, "the build never reached make");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(
+        stderr.contains("kernel build stopped while make tinyconfig; nothing was installed"),
+        "{stderr}"
+    );
+    assert!(!napping(), "make's children outlived the build");
+    let left: Vec<String> = std::fs::read_dir(cache.join("kernels"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "{stderr}");
+    for lock in std::fs::read_dir(cache.join("kernels")).unwrap().flatten() {
+        let file = std::fs::File::open(lock.path()).unwrap();
+        assert!(
+            file.try_lock().is_ok(),
+            "{} still held",
+            lock.path().display()
+        );
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_stop_a_kernel_build_whole() {
+    stopped_kernel_build("TERM", 143);
+    stopped_kernel_build("INT", 130);
+}

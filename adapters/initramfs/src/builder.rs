@@ -102,24 +102,34 @@ impl InitramfsBuilder {
 const KEEP_IMAGES: usize = 32;
 const PRUNE_AGE: Duration = Duration::from_secs(24 * 3600);
 
-/// Bounds the cache: every new scheduler build makes a new image. Best effort: a file
-/// that cannot be listed or removed is left alone.
+/// A partial image this old was left by a process killed outright (one is written in
+/// seconds).
+const ABANDONED_AGE: Duration = Duration::from_secs(3600);
+
+/// Bounds the cache: every new scheduler build makes a new image; partial images of
+/// killed processes go too. Best effort: a file that cannot be listed or removed is left
+/// alone.
 fn prune(dir: &Path, keep: usize, min_age: Duration) {
     let Ok(read) = fs::read_dir(dir) else { return };
+    let now = SystemTime::now();
+    let age = |modified: SystemTime| now.duration_since(modified).unwrap_or_default();
     let mut images: Vec<(SystemTime, PathBuf)> = read
         .filter_map(|e| {
             let e = e.ok()?;
             let name = e.file_name().into_string().ok()?;
+            let modified = e.metadata().ok()?.modified().ok()?;
+            if name.starts_with(".partial-") && age(modified) > ABANDONED_AGE {
+                let _ = fs::remove_file(e.path());
+            }
             if !name.ends_with(".cpio.gz") || name.starts_with('.') {
                 return None;
             }
-            Some((e.metadata().ok()?.modified().ok()?, e.path()))
+            Some((modified, e.path()))
         })
         .collect();
     images.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
-    let now = SystemTime::now();
     for (modified, path) in images.into_iter().skip(keep) {
-        if now.duration_since(modified).unwrap_or_default() > min_age {
+        if age(modified) > min_age {
             let _ = fs::remove_file(path);
         }
     }
@@ -152,6 +162,13 @@ mod prune_tests {
             file.set_modified(now - day * (*age as u32 * 2)).unwrap();
         }
         fs::write(dir.path().join("notes.txt"), "").unwrap();
+        // A killed process's partial image goes once it is old; one being written stays.
+        let abandoned = dir.path().join(".partial-abc.cpio.gz");
+        fs::File::create(&abandoned)
+            .unwrap()
+            .set_modified(now - ABANDONED_AGE * 2)
+            .unwrap();
+        fs::write(dir.path().join(".partial-new.cpio.gz"), "").unwrap();
         prune(dir.path(), 1, day);
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
@@ -159,6 +176,6 @@ mod prune_tests {
             .collect();
         left.sort();
         // The newest is kept by count; the others are over a day old and go.
-        assert_eq!(left, ["0.cpio.gz", "notes.txt"]);
+        assert_eq!(left, [".partial-new.cpio.gz", "0.cpio.gz", "notes.txt"]);
     }
 }

@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ktstr_domain::config_variant::{self, check_name, name_from_stems, overlay, variant_label};
 use ktstr_domain::kconfig::{FragmentOption, KernelConfig};
@@ -114,11 +117,26 @@ pub enum BuildStage {
 #[derive(Debug, Clone)]
 pub struct Builder {
     cache: CacheDir,
+    /// Set from outside (a signal) to stop the build: its steps are killed, its scratch
+    /// space removed and its lock released.
+    stop: Arc<AtomicBool>,
 }
 
+/// How often a running step looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
 impl Builder {
-    pub fn new(cache: CacheDir) -> Self {
-        Builder { cache }
+    pub fn new(cache: CacheDir, stop: Arc<AtomicBool>) -> Self {
+        Builder { cache, stop }
+    }
+
+    fn check_stop(&self, step: &str) -> Result<(), CacheError> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(CacheError::Stopped {
+                step: step.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Builds (or finds) the kernel for `req`. Holds `<key>.lock` throughout, so a second
@@ -133,6 +151,7 @@ impl Builder {
         req.variant()?;
         let root = self.cache.root();
         fs::create_dir_all(root).map_err(|e| CacheError::io(root, e))?;
+        self.reclaim_abandoned();
         progress(BuildStage::Fingerprinting);
         let identity = req.source.identity()?;
         let arch = std::env::consts::ARCH;
@@ -180,7 +199,7 @@ impl Builder {
         let variant = req.variant()?;
         let variant = variant.as_deref();
         let log_path = scratch.join(BUILD_LOG);
-        let log = Log::create(&log_path)?;
+        let log = Log::create(&log_path, self.stop.clone())?;
         let src = match &req.source {
             KernelSource::Tree(path) => path.clone(),
             KernelSource::Tarball(tarball) => {
@@ -335,15 +354,48 @@ impl Builder {
             .write(true)
             .open(&path)
             .map_err(|e| CacheError::io(&path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                progress(BuildStage::WaitingForLock(path.clone()));
-                file.lock().map_err(|e| CacheError::io(&path, e))?;
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) => {
+                    if !told {
+                        progress(BuildStage::WaitingForLock(path.clone()));
+                        told = true;
+                    }
+                    self.check_stop("waiting for another build's lock")?;
+                    std::thread::sleep(STOP_POLL);
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(CacheError::io(&path, e)),
             }
-            Err(fs::TryLockError::Error(e)) => return Err(CacheError::io(&path, e)),
         }
-        Ok(file)
+    }
+
+    /// Removes what builds killed outright (SIGKILL, a crash) left: a `.build-<digest>`
+    /// scratch directory whose lock nobody holds, and a `.removing-<key>` of a stopped
+    /// `kernel rm`. Best effort: what cannot be removed now is tried again next build.
+    fn reclaim_abandoned(&self) {
+        let Ok(read) = fs::read_dir(self.cache.root()) else {
+            return;
+        };
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(digest) = name.strip_prefix(".build-") {
+                let lock = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.cache.lock_path(digest));
+                // Held while the scratch goes: no build of that digest starts meanwhile.
+                if let Ok(lock) = lock
+                    && lock.try_lock().is_ok()
+                {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            } else if name.starts_with(".removing-") {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// A complete entry built from the same inputs, whatever its version prefix.
@@ -358,22 +410,31 @@ impl Builder {
     }
 }
 
-/// Appends every step's output to one log file.
+/// Appends every step's output to one log file, and runs each step so that a stop kills
+/// it whole.
 struct Log {
     path: PathBuf,
     file: File,
+    stop: Arc<AtomicBool>,
 }
 
 impl Log {
-    fn create(path: &Path) -> Result<Self, CacheError> {
+    fn create(path: &Path, stop: Arc<AtomicBool>) -> Result<Self, CacheError> {
         let file = File::create(path).map_err(|e| CacheError::io(path, e))?;
         Ok(Log {
             path: path.to_path_buf(),
             file,
+            stop,
         })
     }
 
     fn run(&self, step: &str, cmd: &mut Command) -> Result<(), CacheError> {
+        let stopped = || CacheError::Stopped {
+            step: step.to_string(),
+        };
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
         let mut header = &self.file;
         writeln!(header, "### {step}: {cmd:?}").map_err(|e| CacheError::io(&self.path, e))?;
         let out = self
@@ -384,15 +445,34 @@ impl Log {
             .file
             .try_clone()
             .map_err(|e| CacheError::io(&self.path, e))?;
-        let status = cmd
-            .stdin(Stdio::null())
+        // A group of its own: a stop kills make and every compiler it started, and a
+        // terminal's Ctrl-C reaches ktstr alone, which then does that.
+        cmd.stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .status()
-            .map_err(|e| CacheError::Tool {
-                tool: format!("{:?}", cmd.get_program()),
-                hint: format!("{e}; apt-get install {BUILD_PACKAGES}"),
-            })?;
+            .process_group(0);
+        ktstr_host::die_with_parent(cmd);
+        let mut child = cmd.spawn().map_err(|e| CacheError::Tool {
+            tool: format!("{:?}", cmd.get_program()),
+            hint: format!("{e}; apt-get install {BUILD_PACKAGES}"),
+        })?;
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|e| CacheError::io(&self.path, e))?
+            {
+                break status;
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ =
+                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+                }
+                let _ = child.wait();
+                return Err(stopped());
+            }
+            std::thread::sleep(STOP_POLL);
+        };
         if status.success() {
             return Ok(());
         }
@@ -446,8 +526,7 @@ fn remove_dir(dir: &Path) -> Result<(), CacheError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
+    use std::sync::Mutex;
 
     use super::*;
 
@@ -466,7 +545,7 @@ mod tests {
 
         let stages = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&stages);
-        let builder = Builder::new(cache.clone());
+        let builder = Builder::new(cache.clone(), Arc::default());
         let request = BuildRequest {
             source,
             label: None,
@@ -493,5 +572,107 @@ mod tests {
         assert!(stages.lock().unwrap().contains(&BuildStage::Extracting));
         assert!(!cache.scratch_dir(&digest).exists());
         assert!(cache.scan().unwrap().is_empty());
+    }
+
+    fn request(source: KernelSource) -> BuildRequest {
+        BuildRequest {
+            source,
+            label: None,
+            fragments: vec![],
+            jobs: 1,
+            allow_dropped: false,
+            force: false,
+        }
+    }
+
+    /// Whether any process's command line is exactly `words` (NUL-separated in /proc).
+    fn running(words: &[&str]) -> bool {
+        let wanted: Vec<u8> = words
+            .iter()
+            .flat_map(|w| [w.as_bytes(), b"\0"].concat())
+            .collect();
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted))
+    }
+
+    #[test]
+    fn a_stopped_build_kills_its_step_whole_removes_its_scratch_and_releases_its_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CacheDir::new(tmp.path().join("cache"));
+        // A source tree whose first step never ends, in a child of make's shell too.
+        let tree = tmp.path().join("linux");
+        fs::create_dir_all(&tree).unwrap();
+        let nap = format!("600.{}", std::process::id());
+        fs::write(
+            tree.join("Makefile"),
+            format!("tinyconfig:\n\tsleep {nap} & sleep {nap}; wait\n"),
+        )
+        .unwrap();
+        fs::write(tree.join("Kconfig"), "").unwrap();
+        let source = KernelSource::from_path(&tree).unwrap();
+        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
+        let stop = Arc::new(AtomicBool::new(false));
+        let builder = Builder::new(cache.clone(), stop.clone());
+        let build = std::thread::spawn(move || builder.build(&request(source), &mut |_| {}));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !running(&["sleep", &nap]) {
+            assert!(Instant::now() < deadline, "make never started its step");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::SeqCst);
+        let err = build.join().unwrap().unwrap_err();
+        assert!(
+            matches!(&err, CacheError::Stopped { step } if step == "make tinyconfig"),
+            "{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            !running(&["sleep", &nap]),
+            "a step's process outlived the stop"
+        );
+        assert!(!cache.scratch_dir(&digest).exists());
+        assert!(cache.scan().unwrap().is_empty());
+        let lock = File::open(cache.lock_path(&digest)).unwrap();
+        assert!(lock.try_lock().is_ok(), "the lock is still held");
+    }
+
+    #[test]
+    fn a_build_waiting_for_a_lock_stops_when_told() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CacheDir::new(tmp.path().join("cache"));
+        fs::create_dir_all(cache.root()).unwrap();
+        let tarball = tmp.path().join("linux.tar.xz");
+        fs::write(&tarball, b"not a tarball").unwrap();
+        let source = KernelSource::from_path(&tarball).unwrap();
+        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
+        let held = File::create(cache.lock_path(&digest)).unwrap();
+        held.lock().unwrap();
+        let stop = Arc::new(AtomicBool::new(true));
+        let err = Builder::new(cache, stop)
+            .build(&request(source), &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(err, CacheError::Stopped { .. }), "{err}");
+    }
+
+    #[test]
+    fn scratch_space_of_builds_killed_outright_is_reclaimed_by_the_next_build() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = CacheDir::new(tmp.path().join("cache"));
+        let root = cache.root().to_path_buf();
+        for dir in [".build-dead", ".build-live", ".removing-6.12.1-x"] {
+            fs::create_dir_all(root.join(dir).join("obj")).unwrap();
+        }
+        // A build in progress holds its lock: its scratch stays.
+        let live = File::create(cache.lock_path("live")).unwrap();
+        live.lock().unwrap();
+        let tarball = tmp.path().join("linux.tar.xz");
+        fs::write(&tarball, b"not a tarball").unwrap();
+        let source = KernelSource::from_path(&tarball).unwrap();
+        let _ = Builder::new(cache, Arc::default()).build(&request(source), &mut |_| {});
+        assert!(!root.join(".build-dead").exists());
+        assert!(!root.join(".removing-6.12.1-x").exists());
+        assert!(root.join(".build-live").exists());
     }
 }

@@ -58,6 +58,11 @@ pub enum CacheError {
     NoMatch { spec: String },
     #[error("--kconfig: {0}")]
     Variant(#[from] VariantError),
+    /// The build was stopped from outside (a signal); nothing was installed.
+    #[error(
+        "kernel build stopped while {step}; nothing was installed and its scratch space is removed"
+    )]
+    Stopped { step: String },
 }
 
 impl CacheError {

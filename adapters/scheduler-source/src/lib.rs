@@ -67,10 +67,15 @@ impl SchedulerSource for CargoSchedulerSource {
             package: package.clone(),
             detail,
         };
-        let out = Command::new(&self.cargo)
+        let mut cargo = Command::new(&self.cargo);
+        cargo
             .args(["build", "--release", "--message-format=json", "-p", package])
             .current_dir(&self.workspace)
             .stdin(Stdio::null())
+            // A stopped sweep stops its build too (cargo's target dir stays consistent).
+            .kill_on_drop(true);
+        ktstr_host::die_with_parent(cargo.as_std_mut());
+        let out = cargo
             .output()
             .await
             .map_err(|source| SchedulerSourceError::Cargo {
