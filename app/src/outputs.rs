@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use ktstr_domain::baseline::{Comparison, Thresholds, compare};
 use ktstr_domain::report::SweepReport;
 use ktstr_report::junit::render_junit;
@@ -102,22 +102,52 @@ pub fn write_formats(report: &SweepReport, formats: &[Format], dir: &Path) -> Re
     Ok(())
 }
 
+/// What the outputs need, checked before the first VM starts, so that bad input costs no
+/// sweep: the baseline read, `--output` created when a format writes there, the Markdown
+/// summary's directory present. Returns the baseline.
+pub fn check_outputs(
+    env: &HostEnv,
+    formats: &[Format],
+    output: &Path,
+    args: &PublishArgs,
+) -> Result<Option<SweepReport>> {
+    if formats.iter().any(|f| *f != Format::Text) {
+        let dir = env.cwd.join(output);
+        fs::create_dir_all(&dir).with_context(|| {
+            format!(
+                "--output {}: cannot create it; pass a writable directory",
+                dir.display()
+            )
+        })?;
+    }
+    if let Some(file) = &args.summary {
+        let path = env.cwd.join(file);
+        let parent = path.parent().unwrap_or(&env.cwd);
+        if !parent.is_dir() {
+            bail!(
+                "--summary {}: {} is not a directory; create it or pass another FILE",
+                path.display(),
+                parent.display()
+            );
+        }
+    }
+    let Some(dir) = &args.baseline else {
+        return Ok(None);
+    };
+    let base = read_results(&env.cwd.join(dir)).context("--baseline")?;
+    Ok(Some(base))
+}
+
 /// The baseline comparison printed, the Markdown summary written; returns the exit status
 /// the whole run ends with.
 pub fn publish(
     env: &HostEnv,
     report: &SweepReport,
     args: &PublishArgs,
+    baseline: Option<&SweepReport>,
     opts: &TextOptions,
 ) -> Result<u8> {
-    let comparison = match &args.baseline {
-        Some(dir) => {
-            let base = read_results(&env.cwd.join(dir))
-                .with_context(|| format!("reading the baseline {}", dir.display()))?;
-            Some(compare(&base.records, &report.records))
-        }
-        None => None,
-    };
+    let comparison = baseline.map(|base| compare(&base.records, &report.records));
     if let Some(c) = &comparison {
         print!(
             "\n{}",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ktstr_domain::baseline::compare;
 use ktstr_domain::merge::merge;
 use ktstr_ports::Reporter;
@@ -15,8 +15,8 @@ use ktstr_report::{
 
 use crate::host_env::HostEnv;
 use crate::outputs::{
-    EXIT_BASELINE_BROKEN, Format, PublishArgs, ThresholdArgs, publish, write_formats,
-    write_markdown,
+    EXIT_BASELINE_BROKEN, Format, PublishArgs, ThresholdArgs, check_outputs, publish,
+    write_formats, write_markdown,
 };
 
 #[derive(Debug, Clone, clap::Args)]
@@ -57,9 +57,7 @@ fn text_options(env: &HostEnv) -> TextOptions {
 }
 
 pub fn run_compare(env: &HostEnv, args: &CompareArgs) -> Result<ExitCode> {
-    let read = |dir: &PathBuf| {
-        read_results(&env.cwd.join(dir)).with_context(|| format!("reading {}", dir.display()))
-    };
+    let read = |dir: &PathBuf| read_results(&env.cwd.join(dir));
     let (base, new) = (read(&args.base)?, read(&args.new)?);
     let comparison = compare(&base.records, &new.records);
     let limits = args.thresholds.thresholds();
@@ -77,6 +75,7 @@ pub fn run_compare(env: &HostEnv, args: &CompareArgs) -> Result<ExitCode> {
 
 pub fn run_report(env: &HostEnv, args: &ReportArgs) -> Result<ExitCode> {
     let output = env.cwd.join(&args.output);
+    let baseline = check_outputs(env, &args.format, &args.output, &args.publish)?;
     let mut shards = Vec::new();
     for dir in &args.dirs {
         let dir = env.cwd.join(dir);
@@ -86,7 +85,7 @@ pub fn run_report(env: &HostEnv, args: &ReportArgs) -> Result<ExitCode> {
                 args.output.display()
             );
         }
-        shards.push(read_results(&dir).with_context(|| format!("reading {}", dir.display()))?);
+        shards.push(read_results(&dir)?);
     }
     let merged = merge(shards);
     let opts = text_options(env);
@@ -117,6 +116,6 @@ pub fn run_report(env: &HostEnv, args: &ReportArgs) -> Result<ExitCode> {
         json.sweep_finished(&merged.report)?;
     }
     write_formats(&merged.report, &args.format, &output)?;
-    let status = publish(env, &merged.report, &args.publish, &opts)?;
+    let status = publish(env, &merged.report, &args.publish, baseline.as_ref(), &opts)?;
     Ok(ExitCode::from(status))
 }

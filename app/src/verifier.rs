@@ -26,7 +26,7 @@ use crate::cli::at_least_one;
 use crate::host;
 use crate::host_env::HostEnv;
 use crate::manifest_file::{DEFAULT_MANIFEST, load_manifest};
-use crate::outputs::{Format, PublishArgs, publish, write_formats};
+use crate::outputs::{Format, PublishArgs, check_outputs, publish, write_formats};
 use crate::stop::Stop;
 use crate::sweep::{SweepPorts, SweepSettings, plan_cells, run_sweep};
 
@@ -351,6 +351,7 @@ pub struct VerifierCommand {
 pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
     let args = &command.sweep;
     let stop = Stop::listen().context("listening for SIGINT, SIGTERM and SIGHUP")?;
+    let baseline = check_outputs(env, &command.format, &command.output, &command.publish)?;
     let mut p = prepare(env, args, reporter_for(env, &command))?;
     p.settings.boots_per_cell = command.repeat;
     if command.list {
@@ -365,7 +366,13 @@ pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
     };
     let report = run_sweep(&p.decls, &p.kernel_specs, &p.ports, &p.settings, interrupt).await?;
     write_formats(&report, &command.format, &env.cwd.join(&command.output))?;
-    let status = publish(env, &report, &command.publish, &text_options(env, args))?;
+    let status = publish(
+        env,
+        &report,
+        &command.publish,
+        baseline.as_ref(),
+        &text_options(env, args),
+    )?;
     // An incomplete sweep ends with the status of the signal that stopped it.
     Ok(ExitCode::from(match stop.received() {
         Some(signal) if !report.complete => signal.exit_code(),

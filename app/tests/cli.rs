@@ -271,3 +271,39 @@ fn sigterm_and_sigint_stop_a_kernel_build_whole() {
     stopped_kernel_build("TERM", 143);
     stopped_kernel_build("INT", 130);
 }
+
+/// Bad output options are refused before anything is resolved or booted (the bogus
+/// kernel after them is never looked at), each error naming its thing once.
+#[test]
+fn output_options_are_checked_before_the_sweep_and_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--baseline", "/nonexistent"],
+            "error: --baseline: /nonexistent is not a directory of ktstr results (write one with `ktstr verifier --format json --output DIR`)\n",
+        ),
+        (
+            &["--summary", "/nonexistent/summary.md"],
+            "error: --summary /nonexistent/summary.md: /nonexistent is not a directory; create it or pass another FILE\n",
+        ),
+        (
+            &["--format", "json", "--output", "/proc/ktstr-results"],
+            "error: --output /proc/ktstr-results: cannot create it; pass a writable directory: No such file or directory (os error 2)\n",
+        ),
+    ];
+    for (options, said) in cases {
+        ktstr()
+            .current_dir(dir.path())
+            .args(["verifier", "--kernel", "/nonexistent-kernel"])
+            .args(options)
+            .assert()
+            .code(2)
+            .stdout("")
+            .stderr(said);
+    }
+    ktstr()
+        .args(["compare", "/nonexistent", "/tmp"])
+        .assert()
+        .code(2)
+        .stderr("error: /nonexistent is not a directory of ktstr results (write one with `ktstr verifier --format json --output DIR`)\n");
+}

@@ -7,7 +7,8 @@ use thiserror::Error;
 use crate::BoxError;
 
 #[derive(Debug, Error)]
-#[error("reporting failed: {what}")]
+/// `what` names the file or step and what was being done to it; the cause follows.
+#[error("{what}")]
 pub struct ReportError {
     pub what: String,
     #[source]

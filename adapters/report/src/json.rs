@@ -191,6 +191,12 @@ struct SummaryHead {
 /// it (in path order), with `planned` and `complete` from its `summary.json`. Without a
 /// summary (the sweep never finished) the records are all there is: incomplete.
 pub fn read_results(dir: &Path) -> Result<SweepReport, ReportError> {
+    if !dir.is_dir() {
+        return Err(ReportError::new(format!(
+            "{} is not a directory of ktstr results (write one with `ktstr verifier --format json --output DIR`)",
+            dir.display()
+        )));
+    }
     let mut paths = Vec::new();
     collect_json(dir, &mut paths)
         .map_err(|e| ReportError::caused(format!("reading {}", dir.display()), e))?;
