@@ -35,3 +35,19 @@ ensure_apt() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
 }
+
+# cargo-fuzz, built once into ktstr's cache (outside the repository), on the nightly
+# toolchain the machine already has. Prints the directory to put on PATH.
+CARGO_FUZZ_VERSION="0.13.2"
+ensure_cargo_fuzz() {
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+        echo "missing: the nightly Rust toolchain (cargo fuzz needs it: rustup toolchain install nightly)" >&2
+        exit 1
+    fi
+    local root="${KTSTR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ktstr}/tools/cargo-fuzz-$CARGO_FUZZ_VERSION"
+    if [ ! -x "$root/bin/cargo-fuzz" ]; then
+        echo "installing cargo-fuzz $CARGO_FUZZ_VERSION into $root" >&2
+        cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$root" cargo-fuzz >&2
+    fi
+    echo "$root/bin"
+}

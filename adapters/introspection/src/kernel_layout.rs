@@ -87,7 +87,12 @@ impl Layout {
             path: path.to_path_buf(),
             source,
         })?;
-        let elf = object::File::parse(&*data).map_err(|e| LayoutError::Elf {
+        Layout::from_elf(&data, path)
+    }
+
+    /// Parses a `vmlinux` already in memory; `path` names it in errors.
+    pub fn from_elf(data: &[u8], path: &Path) -> Result<Layout, LayoutError> {
+        let elf = object::File::parse(data).map_err(|e| LayoutError::Elf {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
