@@ -405,6 +405,7 @@ impl CellContext<'_> {
                     frame_bytes: vm.frame_bytes,
                     timed_out: vm.timed_out,
                     vm_died: vm.vm_died,
+                    flooded: vm.flooded,
                     peak_rss_kib: vm.peak_rss_kib,
                     init_after_ms: vm.init_after.map(|d| d.as_millis() as u64),
                     host,

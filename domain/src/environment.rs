@@ -17,6 +17,8 @@ pub struct EnvEvidence<'a> {
     pub guest_errors: &'a [String],
     /// How the VM process ended when it was not the guest's own reboot or the watchdog.
     pub vm_died: Option<&'a str>,
+    /// Why the host stopped a guest that wrote past a serial line's limit.
+    pub flooded: Option<&'a str>,
     pub timed_out: bool,
     pub watchdog: Duration,
     pub memory: GuestMemorySize,
@@ -33,6 +35,9 @@ pub struct EnvEvidence<'a> {
 /// The environment failure this evidence shows, with a reason naming the cause and the
 /// fix; `None` when nothing points away from the scheduler.
 pub fn diagnose(e: &EnvEvidence<'_>) -> Option<(EnvCause, String)> {
+    if let Some(why) = e.flooded {
+        return Some((EnvCause::GuestFlood, why.to_string()));
+    }
     if let Some(what) = out_of_memory(e.console, e.scheduler_log) {
         return Some((
             EnvCause::GuestOutOfMemory,
@@ -195,6 +200,7 @@ mod tests {
             scheduler_log: log,
             guest_errors: &[],
             vm_died: None,
+            flooded: None,
             timed_out: false,
             watchdog: Duration::from_secs(94),
             memory: GuestMemorySize {
@@ -286,6 +292,7 @@ mod tests {
         ];
         let e = EnvEvidence {
             vm_died: Some("killed by signal 9"),
+            flooded: None,
             phases: &phases,
             ..evidence("", "")
         };

@@ -50,6 +50,8 @@ pub struct RunEvidence {
     pub timed_out: bool,
     /// How the VM died under the guest, when it did.
     pub vm_died: Option<String>,
+    /// Why the host stopped a guest that flooded a serial line, when it did.
+    pub flooded: Option<String>,
     pub peak_rss_kib: Option<u64>,
     /// VM start to the init's first frame, as the host measured it.
     pub init_after_ms: Option<u64>,
@@ -155,13 +157,15 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         cross_check: cross.as_ref(),
         rejection: rejection.as_ref(),
     });
-    // A failure the environment caused is reported as such, never as the scheduler's.
+    // A failure the environment caused is reported as such, never as the scheduler's; a
+    // guest stopped for flooding is never judged on what it got through.
     let verdict = match &verdict {
-        Verdict::Fail { .. } => diagnose(&EnvEvidence {
+        _ if verdict.failed() || vm.flooded.is_some() => diagnose(&EnvEvidence {
             console: &vm.console,
             scheduler_log: &guest.scheduler_log,
             guest_errors: &guest.guest_errors,
             vm_died: vm.vm_died.as_deref(),
+            flooded: vm.flooded.as_deref(),
             timed_out: vm.timed_out,
             watchdog: vm.waits.watchdog,
             memory: vm.memory,
@@ -293,6 +297,7 @@ mod tests {
             frame_bytes: frames.iter().flat_map(encode).collect(),
             timed_out: false,
             vm_died: None,
+            flooded: None,
             peak_rss_kib: Some(1),
             init_after_ms: Some(80),
             host,

@@ -15,6 +15,7 @@ pub mod environment;
 pub mod escapes;
 pub mod frame;
 pub mod guest_memory;
+pub mod guest_output;
 pub mod init_plan;
 pub mod judge;
 pub mod kconfig;

@@ -126,6 +126,10 @@ pub enum EnvCause {
     /// The scheduler binary or the guest image could not be prepared.
     #[serde(rename = "image")]
     Image,
+    /// The guest wrote past a serial line's limit and was stopped: nothing it ran was
+    /// judged.
+    #[serde(rename = "guest-flood")]
+    GuestFlood,
 }
 
 impl fmt::Display for EnvCause {
@@ -139,6 +143,7 @@ impl fmt::Display for EnvCause {
             EnvCause::SlowGuest => "slow-guest",
             EnvCause::Topology => "topology",
             EnvCause::Image => "image",
+            EnvCause::GuestFlood => "guest-flood",
         })
     }
 }

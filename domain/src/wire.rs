@@ -120,6 +120,7 @@ fn truncate(s: &str) -> &str {
 ///
 /// Every input byte ends up either in a decoded frame or in `garbage_bytes`: the bytes of a
 /// rejected or truncated frame are rescanned for a magic and so are counted as garbage too.
+/// Past [`MAX_FRAMES`], a decoded frame is counted in `excess` and dropped.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DecodeStats {
     /// CRC-valid frames with a known kind and a well-formed payload.
@@ -136,7 +137,14 @@ pub struct DecodeStats {
     pub bad_payload: u64,
     /// CRC-valid frames with a kind byte this host does not know.
     pub unknown_kind: u64,
+    /// Good frames past [`MAX_FRAMES`], dropped: no guest's init sends that many.
+    #[serde(default)]
+    pub excess: u64,
 }
+
+/// The most frames kept from one stream: the init sends dozens, its log in chunks of
+/// up to 1 MiB; this bounds what a flood of tiny frames costs the host.
+pub const MAX_FRAMES: usize = 1 << 16;
 
 /// Streaming decoder: push bytes as they arrive, split anywhere, and pull frames.
 ///
@@ -211,7 +219,14 @@ impl FrameDecoder {
     /// truncated tail) and the final counts. A leftover partial frame counts as truncated.
     pub fn finish_decoded(mut self) -> Decoded {
         self.eof = true;
-        let frames = std::iter::from_fn(|| self.next_frame()).collect();
+        let mut frames = Vec::new();
+        while let Some(frame) = self.next_frame() {
+            if frames.len() < MAX_FRAMES {
+                frames.push(frame);
+            } else {
+                self.stats.excess += 1;
+            }
+        }
         Decoded {
             frames,
             stats: self.stats,
@@ -323,6 +338,14 @@ mod tests {
 
     fn encode_all(frames: &[Frame]) -> Vec<u8> {
         frames.iter().flat_map(encode).collect()
+    }
+
+    #[test]
+    fn frames_past_the_limit_are_counted_and_dropped() {
+        let bytes = encode_all(&vec![Frame::PayloadStarting; MAX_FRAMES + 3]);
+        let decoded = decode_all(&bytes);
+        assert_eq!(decoded.frames.len(), MAX_FRAMES);
+        assert_eq!(decoded.stats.excess, 3);
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct VmRun {
     /// How the VM process ended when that was neither the guest's own reboot or power-off
     /// nor the watchdog (`killed by signal 9`): the environment failed, not the guest.
     pub vm_died: Option<String>,
+    /// The guest wrote more than a serial line's limit (`guest_output`) and was stopped:
+    /// why, when it was.
+    pub flooded: Option<String>,
     /// Guest RAM as it was when the VM stopped, when the backend can expose it.
     pub memory: Option<Box<dyn GuestMemory>>,
     /// Host memory the VM held at its peak, when the backend measures it: the VM
@@ -80,6 +83,7 @@ impl fmt::Debug for VmRun {
             .field("frame_bytes", &self.frame_bytes.len())
             .field("timed_out", &self.timed_out)
             .field("vm_died", &self.vm_died)
+            .field("flooded", &self.flooded)
             .field("memory", &self.memory.as_ref().map(|m| m.ram_map().size()))
             .field("peak_rss_kib", &self.peak_rss_kib)
             .field("init_after", &self.init_after)

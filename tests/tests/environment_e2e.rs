@@ -102,6 +102,44 @@ fn an_attach_wait_that_runs_out_on_a_busy_loader_is_a_slow_guest() {
     assert!(verdict.ends_with("raise --attach-timeout"), "{text}");
 }
 
+/// A hostile guest: garbage without end on the frame channel, with planted headers that
+/// claim huge frames. The host stops the VM at the channel's limit and names the flood;
+/// it decodes what it kept without a crash and holds no more than the limit.
+#[test]
+fn a_guest_flooding_its_frame_channel_is_stopped_and_named() {
+    // Under TCG the serial line carries about 1 MB/s: the waits must outlast 64 MiB.
+    let (code, text, verdict) = sweep_fixture(
+        "flood",
+        &["--flood-frames", "/dev/ttyS1"],
+        None,
+        &["--attach-timeout", "400", "--timeout", "400"],
+    );
+    assert_eq!(code, Some(3), "{text}");
+    assert_eq!(
+        verdict,
+        "verdict: ERROR [environment: guest-flood] the guest wrote more than 64 MiB to its \
+         frame channel, and was stopped (ktstr's init never does: the scheduler or the \
+         kernel flooded it)",
+        "{text}"
+    );
+    // The frames the init sent before the flood still decoded; the garbage was skipped.
+    let frames = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("frames: "))
+        .unwrap_or_else(|| panic!("no frames line in {text}"));
+    assert!(
+        frames.contains(" decoded;") && frames.contains("garbage bytes"),
+        "{frames}"
+    );
+    // QEMU's peak memory stays far below what the guest wrote: it never held the flood.
+    let peak: u64 = text
+        .split("host RSS peak ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text}"));
+    assert!(peak < 1024, "{text}");
+}
+
 #[test]
 fn a_vm_killed_under_the_guest_is_a_vm_died_environment_error() {
     ensure_kernels();

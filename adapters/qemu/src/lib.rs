@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use async_trait::async_trait;
+use ktstr_domain::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
 use ktstr_domain::ram_map::RamMap;
 use ktstr_domain::waits::CpuMode;
 use ktstr_domain::watchdog::FrameWatchdog;
@@ -30,8 +31,6 @@ use mem_file::MemFile;
 pub const QEMU: &str = "qemu-system-x86_64";
 /// QEMU's own error output kept for a failed launch.
 const STDERR_LIMIT: u64 = 64 << 10;
-/// The most of the guest's console and frame channel the host reads back.
-const SERIAL_READ_LIMIT: u64 = 64 << 20;
 
 /// Hardware KVM when the host has it and we may open it, otherwise TCG, with the reason.
 pub fn accel_for(kvm: &KvmAccess) -> (Accel, String) {
@@ -130,6 +129,7 @@ impl Hypervisor for QemuBackend {
         // Sampled often enough to time the guest's first frame (VM start to init) usefully.
         let mut sample = tokio::time::interval(std::time::Duration::from_millis(20));
         let mut peak_rss_kib = None;
+        let mut flooded = None;
         let status = loop {
             tokio::select! {
                 status = child.wait() => break Some(status.map_err(|e| io("waiting for QEMU", e))?),
@@ -138,24 +138,21 @@ impl Hypervisor for QemuBackend {
                         peak_rss_kib = Some(kib);
                     }
                     let heard = frames.len();
-                    if watchdog.expired(heard, started.elapsed()) {
+                    flooded = flood(console.len(), heard);
+                    if flooded.is_some() || watchdog.expired(heard, started.elapsed()) {
                         break None;
                     }
                 }
             }
         };
-        let timed_out = status.is_none();
-        if timed_out {
-            // The watchdog: the guest did not stop in time.
-            child
-                .kill()
-                .await
-                .map_err(|e| io("killing the timed-out VM", e))?;
+        let timed_out = status.is_none() && flooded.is_none();
+        if status.is_none() {
+            // The watchdog, or a flood: the guest did not stop in time.
+            child.kill().await.map_err(|e| io("stopping the VM", e))?;
         }
         let qemu_stderr = stderr_task.await.unwrap_or_default();
-        let console =
-            String::from_utf8_lossy(&console.read_to_limit(SERIAL_READ_LIMIT)).into_owned();
-        let frame_bytes = frames.read_to_limit(SERIAL_READ_LIMIT);
+        let console = String::from_utf8_lossy(&console.read_tail(CONSOLE_LIMIT)).into_owned();
+        let frame_bytes = frames.read_to_limit(FRAME_CHANNEL_LIMIT);
         // With -no-reboot the guest's reboot or power-off is a clean exit; anything else
         // ended QEMU under the guest.
         let vm_died = match status {
@@ -192,6 +189,7 @@ impl Hypervisor for QemuBackend {
             frame_bytes,
             timed_out,
             vm_died,
+            flooded,
             memory,
             peak_rss_kib,
             init_after: watchdog.first_word(),

@@ -50,11 +50,20 @@ impl MemFile {
 
     /// Its first `limit` bytes at most.
     pub fn read_to_limit(&self, limit: u64) -> Vec<u8> {
-        let len = self.len().min(limit) as usize;
-        let mut buf = vec![0u8; len];
+        self.read_from(0, self.len().min(limit))
+    }
+
+    /// Its last `limit` bytes at most.
+    pub fn read_tail(&self, limit: u64) -> Vec<u8> {
+        let len = self.len();
+        self.read_from(len.saturating_sub(limit), len.min(limit))
+    }
+
+    fn read_from(&self, at: u64, len: u64) -> Vec<u8> {
+        let mut buf = vec![0u8; len as usize];
         let mut done = 0;
-        while done < len {
-            match self.file.read_at(&mut buf[done..], done as u64) {
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], at + done as u64) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => done += n,
             }
@@ -85,6 +94,8 @@ mod tests {
         assert_eq!(mem.len(), 11);
         assert_eq!(mem.read_to_limit(5), b"hello");
         assert_eq!(mem.read_to_limit(100), b"hello, host");
+        assert_eq!(mem.read_tail(4), b"host");
+        assert_eq!(mem.read_tail(100), b"hello, host");
         let target = std::fs::read_link(mem.path()).unwrap();
         assert!(
             target.to_string_lossy().starts_with("/memfd:test"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ktstr_domain::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
 use ktstr_domain::waits::CpuMode;
 use ktstr_domain::watchdog::FrameWatchdog;
 use ktstr_ports::{
@@ -59,16 +60,26 @@ impl HypervisorPort for VmmBackend {
         let started = tokio::time::Instant::now();
         let machine = Machine::boot(self.hypervisor.as_ref(), &spec)?;
         let mut watchdog = FrameWatchdog::new(spec.timeout);
+        let mut flooded = None;
         let timed_out = loop {
             if machine.stopped() {
                 break false;
             }
-            if watchdog.expired(machine.frame_bytes_heard() as u64, started.elapsed()) {
+            let heard = machine.frame_bytes_heard() as u64;
+            flooded = flood(machine.console_bytes() as u64, heard);
+            if flooded.is_some() {
+                break false;
+            }
+            if watchdog.expired(heard, started.elapsed()) {
                 break true;
             }
             tokio::time::sleep(POLL).await;
         };
-        let (vm_died, ram, console, frame_bytes) = machine.shut_down();
+        let (vm_died, ram, mut console, mut frame_bytes) = machine.shut_down();
+        // What the guest wrote before the poll saw it pass a limit is not kept either.
+        frame_bytes.truncate(FRAME_CHANNEL_LIMIT as usize);
+        let keep_from = console.len().saturating_sub(CONSOLE_LIMIT as usize);
+        console.drain(..keep_from);
         let peak_rss_kib = Some(ram.resident_kib());
         let memory: Box<dyn GuestMemory> = Box::new(ram);
         Ok(VmRun {
@@ -76,7 +87,12 @@ impl HypervisorPort for VmmBackend {
             console: String::from_utf8_lossy(&console).into_owned(),
             frame_bytes,
             timed_out,
-            vm_died: if timed_out { None } else { vm_died },
+            vm_died: if timed_out || flooded.is_some() {
+                None
+            } else {
+                vm_died
+            },
+            flooded,
             memory: Some(memory),
             peak_rss_kib,
             init_after: watchdog.first_word(),

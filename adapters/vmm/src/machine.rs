@@ -133,6 +133,10 @@ impl Machine {
         self.frames.len()
     }
 
+    pub fn console_bytes(&self) -> usize {
+        self.console.len()
+    }
+
     /// What the guest has printed on its console since the last call.
     pub fn take_console(&self) -> Vec<u8> {
         self.console.take()

@@ -188,6 +188,7 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
                 console: run.console,
                 frame_bytes: run.frame_bytes,
                 timed_out: run.timed_out,
+                flooded: run.flooded,
                 vm_died: run.vm_died,
                 peak_rss_kib: run.peak_rss_kib,
                 init_after_ms: None,

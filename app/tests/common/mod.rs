@@ -144,6 +144,7 @@ pub fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
         frame_bytes: frames.iter().flat_map(encode).collect(),
         timed_out,
         vm_died: None,
+        flooded: None,
         memory: None,
         peak_rss_kib: None,
         init_after: None,

@@ -20,7 +20,7 @@ mod skel {
 
 use std::io::Write;
 use std::mem::MaybeUninit;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -108,6 +108,13 @@ struct Args {
     #[arg(long, value_name = "SECONDS")]
     spin_before_load: Option<u64>,
 
+    /// Hostile-guest drill: before loading, write garbage to this device (the frame
+    /// channel, `/dev/ttyS1`) without end: bytes that mostly are no frame, with now and
+    /// then a frame header claiming a huge payload. The host must stop the VM once the
+    /// channel passes its limit and say so, holding no more than the limit.
+    #[arg(long, value_name = "DEVICE")]
+    flood_frames: Option<PathBuf>,
+
     /// Baseline drill: bound the idle-CPU scan N CPUs past the largest LLC, as a loader
     /// that over-sizes a loop bound would. The scan still stops at each LLC's end, so the
     /// scheduler behaves the same, but the verifier walks N more iterations and
@@ -184,6 +191,10 @@ fn run(args: &Args) -> Result<ExitCode> {
     let _ballast = args.alloc_mib.map(ballast);
     if args.fill_disk {
         fill_disk(Path::new("/ktstr-fill"))?;
+    }
+
+    if let Some(device) = &args.flood_frames {
+        flood(device)?;
     }
 
     if let Some(seconds) = args.spin_before_load {
@@ -358,5 +369,28 @@ fn print_verified_insns() {
                 info.verified_insns
             );
         }
+    }
+}
+
+/// Writes garbage to `device` until the write fails (the VM is stopped long before).
+fn flood(device: &Path) -> Result<()> {
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(device)
+        .with_context(|| format!("opening {}", device.display()))?;
+    // xorshift: cheap bytes no decoder can find structure in, except the planted header
+    // (the wire's magic, a log frame's kind and a length just under the 1 MiB maximum).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        for byte in chunk.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        chunk[..9].copy_from_slice(b"KTF1\x07\xff\xff\x0f\x00");
+        out.write_all(&chunk)
+            .with_context(|| format!("flooding {}", device.display()))?;
     }
 }

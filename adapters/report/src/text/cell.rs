@@ -265,6 +265,7 @@ fn wire_trouble(stats: &DecodeStats) -> Option<String> {
         (stats.oversized, "oversized"),
         (stats.bad_payload, "with bad payload"),
         (stats.unknown_kind, "of unknown kind"),
+        (stats.excess, "past the frame limit, dropped"),
     ]
     .into_iter()
     .filter(|(n, _)| *n > 0)
