@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", ktstr::error_text::error_chain(e.as_ref()));
             ExitCode::from(2)
         }
     }
@@ -87,7 +87,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(text) => print!("{text}"),
                 Err(e) => match stop.received() {
                     Some(signal) => {
-                        eprintln!("error: {e:#}");
+                        eprintln!("error: {}", ktstr::error_text::error_chain(e.as_ref()));
                         return Ok(ExitCode::from(signal.exit_code()));
                     }
                     None => return Err(e),

@@ -111,6 +111,10 @@ pub struct VerifierArgs {
     /// Hypervisor backend (`ktstr backends` shows which can run here).
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
+    /// The QEMU binary the qemu backend runs (default: qemu-system-x86_64 on PATH), e.g. a
+    /// build of your own or a wrapper.
+    #[arg(long, value_name = "PATH")]
+    pub qemu: Option<PathBuf>,
     /// Not supported: guests always boot with `nokaslr` (see docs/introspection.md).
     #[arg(long)]
     pub kaslr: bool,
@@ -204,6 +208,10 @@ fn rerun_command(args: &VerifierArgs, manifest: Option<&Path>) -> Vec<String> {
     );
     option("--probe-ms", args.probe_ms.map(|m| m.to_string()));
     option("--max-vcpus", args.max_vcpus.map(|n| n.to_string()));
+    option(
+        "--qemu",
+        args.qemu.as_ref().map(|q| q.display().to_string()),
+    );
     if args.backend != BackendChoice::Auto {
         option(
             "--backend",
@@ -266,7 +274,17 @@ pub fn prepare(
         );
     }
     // The backend first: without one nothing else matters.
-    let facts = HostFacts::probe(&env.path);
+    let mut facts = HostFacts::probe(&env.path);
+    if let Some(qemu) = &args.qemu {
+        let path = env.cwd.join(qemu);
+        if !path.is_file() {
+            bail!(
+                "--qemu {}: no such file; pass the path of a qemu-system-x86_64",
+                path.display()
+            );
+        }
+        facts.qemu = Some(path);
+    }
     let selection = backends::select(args.backend, &facts)?;
     eprint!("{}", selection.explain());
     let (workspace, manifest, decls) = declarations(env, args)?;

@@ -172,7 +172,7 @@ fn a_vm_killed_under_the_guest_is_a_vm_died_environment_error() {
     let block = cell_block(&text, "scx-ktstr", "tiny-1llc");
     assert!(
         verdict(&block).starts_with(
-            "verdict: ERROR [environment: vm-died] the VM process died (QEMU killed by signal 9)"
+            "verdict: ERROR [environment: vm-died] the VM process died (QEMU killed by signal 9, SIGKILL: the host's OOM killer if it ran out of memory (see dmesg))"
         ),
         "{block:#?}"
     );

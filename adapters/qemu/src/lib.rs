@@ -201,6 +201,8 @@ impl Hypervisor for QemuBackend {
 fn describe_exit(status: std::process::ExitStatus, stderr: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
     let how = match (status.code(), status.signal()) {
+        // The usual sender of a SIGKILL nobody asked for: the host's or a cgroup's OOM killer.
+        (_, Some(9)) => "QEMU killed by signal 9, SIGKILL: the host's OOM killer if it ran out of memory (see dmesg)".to_string(),
         (_, Some(signal)) => format!("QEMU killed by signal {signal}"),
         (Some(code), None) => format!("QEMU exited with status {code}"),
         (None, None) => format!("QEMU ended: {status}"),
@@ -219,7 +221,12 @@ mod tests {
     fn a_dead_vm_is_described_by_signal_or_status_and_qemus_last_words() {
         use std::os::unix::process::ExitStatusExt;
         let killed = std::process::ExitStatus::from_raw(9);
-        assert_eq!(describe_exit(killed, ""), "QEMU killed by signal 9");
+        assert_eq!(
+            describe_exit(killed, ""),
+            "QEMU killed by signal 9, SIGKILL: the host's OOM killer if it ran out of memory (see dmesg)"
+        );
+        let segv = std::process::ExitStatus::from_raw(11);
+        assert_eq!(describe_exit(segv, ""), "QEMU killed by signal 11");
         let failed = std::process::ExitStatus::from_raw(1 << 8);
         assert_eq!(
             describe_exit(failed, "warning\nqemu: fatal: lost the plot\n\n"),
