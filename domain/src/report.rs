@@ -9,7 +9,10 @@ use crate::attach::AttachOutcome;
 use crate::boot_profile::BootProfile;
 use crate::cell::CellId;
 use crate::crosscheck::CrossCheck;
-use crate::determinism::{Boot, UnstableProgram, boots_per_cell, unstable_programs};
+use crate::determinism::{
+    Boot, UnstableProgram, UnsteadyVerdict, WallSpread, boots_per_cell, unstable_programs,
+    unsteady_verdicts, wall_spread,
+};
 use crate::observed::ObservedTopology;
 use crate::preset::PRESETS;
 use crate::prog::ProgStat;
@@ -313,6 +316,14 @@ impl SweepReport {
     /// Programs whose `verified_insns` differed between boots of one cell.
     pub fn unstable_programs(&self) -> Vec<UnstableProgram> {
         unstable_programs(&self.records)
+    }
+
+    pub fn unsteady_verdicts(&self) -> Vec<UnsteadyVerdict> {
+        unsteady_verdicts(&self.records)
+    }
+
+    pub fn wall_spread(&self) -> Option<WallSpread> {
+        wall_spread(&self.records)
     }
 
     /// How many boots each cell had (`--repeat`).

@@ -29,12 +29,20 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 /// checks that no QEMU of it is left.
 fn sweep(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(ktstr_bin());
-    cmd.args(["verifier", "--kernel", KERNEL_6_12, "--jobs", "1", "--show", "all"])
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "verifier",
+        "--kernel",
+        KERNEL_6_12,
+        "--jobs",
+        "1",
+        "--show",
+        "all",
+    ])
+    .args(args)
+    .current_dir(dir)
+    .env("NO_COLOR", "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (key, value) in env {
         cmd.env(key, value);
     }
@@ -42,7 +50,7 @@ fn sweep(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     eprintln!("{}{}", stdout(&out), stderr(&out));
-    assert_no_qemu_of(pid);
+    assert_nothing_left_by(pid);
     out
 }
 
@@ -55,8 +63,17 @@ fn verdicts(text: &str) -> Vec<String> {
 }
 
 /// No QEMU started by sweep `pid` is still running (each names its files through
-/// `/proc/<pid>/fd/`).
-fn assert_no_qemu_of(pid: u32) {
+/// `/proc/<pid>/fd/`), and no file of it is in `/dev/shm` or the temp dir.
+fn assert_nothing_left_by(pid: u32) {
+    for dir in [Path::new("/dev/shm"), &std::env::temp_dir()] {
+        let mine: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ktstr") && n.contains(&pid.to_string()))
+            .collect();
+        assert_eq!(mine, Vec::<String>::new(), "left in {}", dir.display());
+    }
     let found = Command::new("pgrep")
         .args(["-f", &format!("/proc/{pid}/fd/")])
         .output()
@@ -80,7 +97,10 @@ fn drill(name: &str, wrapper: &str, nth: usize, expected: &str) {
     assert_eq!(out.status.code(), Some(3), "{text}");
     // Which cell met the broken start depends on the order cells start in: one did.
     let all = verdicts(&stdout(&out));
-    let hit: Vec<&String> = all.iter().filter(|v| !v.starts_with("verdict: PASS")).collect();
+    let hit: Vec<&String> = all
+        .iter()
+        .filter(|v| !v.starts_with("verdict: PASS"))
+        .collect();
     assert_eq!(hit.len(), CELLS.len() - nth + 1, "{all:#?}");
     for v in hit {
         assert!(v.starts_with(expected), "{v}\nexpected {expected}");

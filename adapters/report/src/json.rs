@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ktstr_domain::cell::CellId;
-use ktstr_domain::determinism::UnstableProgram;
+use ktstr_domain::determinism::{UnstableProgram, UnsteadyVerdict, WallSpread};
 use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepOutcome, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 use serde::Serialize;
@@ -46,6 +46,11 @@ struct Summary {
     boots_per_cell: u32,
     /// Programs whose `verified_insns` differed between boots of one cell.
     unstable_programs: Vec<UnstableProgram>,
+    /// Cells whose boots got different verdicts.
+    unsteady_verdicts: Vec<UnsteadyVerdict>,
+    /// Wall time per boot, with several boots per cell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wall_spread: Option<WallSpread>,
 }
 
 impl JsonReporter {
@@ -175,6 +180,8 @@ impl Reporter for JsonReporter {
                 .collect(),
             boots_per_cell: report.boots_per_cell(),
             unstable_programs: report.unstable_programs(),
+            unsteady_verdicts: report.unsteady_verdicts(),
+            wall_spread: report.wall_spread(),
         };
         self.write_json(&self.summary_path(), &summary)
     }

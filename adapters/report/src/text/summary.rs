@@ -40,6 +40,7 @@ fn write_summary(out: &mut String, report: &SweepReport, opts: &TextOptions) -> 
     }
     write_insns(out, report)?;
     write_boot_variance(out, report, opts)?;
+    write_boot_outcomes(out, report, opts)?;
     writeln!(out)?;
     write_grid(out, report)?;
     writeln!(out)?;
@@ -81,6 +82,55 @@ fn write_boot_variance(out: &mut String, report: &SweepReport, opts: &TextOption
             u.cell.preset,
             sanitize(&u.program),
             counts.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+/// With several boots per cell: whether each cell ended the same way every time, and how
+/// long the boots took.
+fn write_boot_outcomes(out: &mut String, report: &SweepReport, opts: &TextOptions) -> fmt::Result {
+    let boots = report.boots_per_cell();
+    if boots < 2 {
+        return Ok(());
+    }
+    let unsteady = report.unsteady_verdicts();
+    if unsteady.is_empty() {
+        writeln!(
+            out,
+            "{}: every cell got the same verdict in all {boots} boots",
+            good("steady", opts)
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} between boots of one cell ({boots} boots each):",
+            warn("verdicts differ", opts)
+        )?;
+        for u in &unsteady {
+            writeln!(
+                out,
+                "  {} / {} / {}: {}",
+                sanitize(&u.cell.scheduler),
+                sanitize(&u.cell.kernel),
+                u.cell.preset,
+                u.verdicts.join(", ")
+            )?;
+        }
+    }
+    if let Some(s) = report.wall_spread() {
+        writeln!(
+            out,
+            "time per boot: median {} ms, {}..{} ms over all boots; widest cell {} / {} / {}: \
+             {}..{} ms",
+            s.median_ms,
+            s.min_ms,
+            s.max_ms,
+            sanitize(&s.widest_cell.scheduler),
+            sanitize(&s.widest_cell.kernel),
+            s.widest_cell.preset,
+            s.widest_ms.0,
+            s.widest_ms.1
         )?;
     }
     Ok(())
