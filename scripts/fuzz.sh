@@ -2,21 +2,19 @@
 # Runs every libFuzzer target (fuzz/fuzz_targets) for a bounded time and prints, per
 # target, the executions and libFuzzer's coverage counts (cov: edges, ft: features).
 # The committed corpus (fuzz/corpus/<target>) seeds each run read-only; what a run finds
-# goes to a scratch directory unless --keep. A crash fails the run and names the input.
+# goes to a scratch directory. A crash fails the run and names the input.
 #
-#   scripts/fuzz.sh [--seconds N] [--keep] [TARGET...]
+#   scripts/fuzz.sh [--seconds N] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 
 seconds=20
-keep=0
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
-        --keep) keep=1; shift ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         -*) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -36,7 +34,6 @@ for target in "${targets[@]}"; do
     seeds="corpus/$target"
     [ -d "$seeds" ] || { echo "no corpus for $target: add seeds to fuzz/$seeds" >&2; exit 2; }
     found="$scratch/$target"
-    [ "$keep" -eq 1 ] && found="$seeds"
     mkdir -p "$found"
     log="$scratch/$target.log"
     # The first directory takes new inputs; the seeds are read from the second.

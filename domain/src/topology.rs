@@ -55,7 +55,10 @@ impl Topology {
                 numa: numa_nodes,
             });
         }
-        let cpus = u64::from(llcs) * u64::from(cores_per_llc) * u64::from(threads_per_core);
+        // Saturating: three u32 factors can pass u64 (found by the `topology` fuzz target).
+        let cpus = u64::from(llcs)
+            .saturating_mul(u64::from(cores_per_llc))
+            .saturating_mul(u64::from(threads_per_core));
         if cpus > 4096 {
             return Err(TopologyError::TooLarge(shape));
         }
@@ -126,6 +129,15 @@ impl From<Topology> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shape_too_large_for_any_integer_is_too_large_not_a_panic() {
+        let shape = "46n445445554l44455548c26118600t";
+        assert_eq!(
+            shape.parse::<Topology>(),
+            Err(TopologyError::TooLarge(shape.into()))
+        );
+    }
 
     #[test]
     fn parses_and_formats_round_trip() {
