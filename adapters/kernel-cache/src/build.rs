@@ -2,13 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ktstr_domain::config_variant::{self, check_name, name_from_stems, overlay, variant_label};
 use ktstr_domain::kconfig::{FragmentOption, KernelConfig};
@@ -18,6 +16,7 @@ use crate::cache_dir::{
     BUILD_LOG, CONFIG, CacheDir, Entry, IMAGE, METADATA, Metadata, VARIANT_FRAGMENT, VMLINUX,
 };
 use crate::source::{KernelSource, cache_key, hex};
+use crate::step_log::{Log, STOP_POLL};
 use crate::{CacheError, FRAGMENT, fragment_options};
 
 /// The packages that provide everything a kernel build runs.
@@ -121,9 +120,6 @@ pub struct Builder {
     /// space removed and its lock released.
     stop: Arc<AtomicBool>,
 }
-
-/// How often a running step looks at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(100);
 
 impl Builder {
     pub fn new(cache: CacheDir, stop: Arc<AtomicBool>) -> Self {
@@ -410,86 +406,6 @@ impl Builder {
     }
 }
 
-/// Appends every step's output to one log file, and runs each step so that a stop kills
-/// it whole.
-struct Log {
-    path: PathBuf,
-    file: File,
-    stop: Arc<AtomicBool>,
-}
-
-impl Log {
-    fn create(path: &Path, stop: Arc<AtomicBool>) -> Result<Self, CacheError> {
-        let file = File::create(path).map_err(|e| CacheError::io(path, e))?;
-        Ok(Log {
-            path: path.to_path_buf(),
-            file,
-            stop,
-        })
-    }
-
-    fn run(&self, step: &str, cmd: &mut Command) -> Result<(), CacheError> {
-        let stopped = || CacheError::Stopped {
-            step: step.to_string(),
-        };
-        if self.stop.load(Ordering::SeqCst) {
-            return Err(stopped());
-        }
-        let mut header = &self.file;
-        writeln!(header, "### {step}: {cmd:?}").map_err(|e| CacheError::io(&self.path, e))?;
-        let out = self
-            .file
-            .try_clone()
-            .map_err(|e| CacheError::io(&self.path, e))?;
-        let err = self
-            .file
-            .try_clone()
-            .map_err(|e| CacheError::io(&self.path, e))?;
-        // A group of its own: a stop kills make and every compiler it started, and a
-        // terminal's Ctrl-C reaches ktstr alone, which then does that.
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        ktstr_host::die_with_parent(cmd);
-        let mut child = cmd.spawn().map_err(|e| CacheError::Tool {
-            tool: format!("{:?}", cmd.get_program()),
-            hint: format!("{e}; apt-get install {BUILD_PACKAGES}"),
-        })?;
-        let status = loop {
-            if let Some(status) = child
-                .try_wait()
-                .map_err(|e| CacheError::io(&self.path, e))?
-            {
-                break status;
-            }
-            if self.stop.load(Ordering::SeqCst) {
-                if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ =
-                        rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-                }
-                let _ = child.wait();
-                return Err(stopped());
-            }
-            std::thread::sleep(STOP_POLL);
-        };
-        if status.success() {
-            return Ok(());
-        }
-        let text = fs::read_to_string(&self.path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-        Err(CacheError::Step {
-            step: step.to_string(),
-            code: status
-                .code()
-                .map_or_else(|| "by signal".to_string(), |c| c.to_string()),
-            log: self.path.display().to_string(),
-            tail,
-        })
-    }
-}
-
 /// The part of the cache key that does not need the version: `<arch>-<hash>`.
 fn inputs_digest(identity: &str, arch: &str, user_fragments: &str) -> String {
     cache_key("", identity, &format!("{FRAGMENT}{user_fragments}"), arch)
@@ -527,18 +443,14 @@ fn remove_dir(dir: &Path) -> Result<(), CacheError> {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::time::Duration;
 
     use super::*;
 
     #[test]
     fn a_second_build_of_the_same_inputs_waits_for_the_first_and_cleans_up() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = CacheDir::new(tmp.path().join("cache"));
-        fs::create_dir_all(cache.root()).unwrap();
-        let tarball = tmp.path().join("linux.tar.xz");
-        fs::write(&tarball, b"not a tarball").unwrap();
-        let source = KernelSource::from_path(&tarball).unwrap();
-        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
+        let (cache, source, digest) = bogus_tarball(tmp.path());
         // Another build of the same inputs holds the lock.
         let held = File::create(cache.lock_path(&digest)).unwrap();
         held.lock().unwrap();
@@ -546,14 +458,7 @@ mod tests {
         let stages = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&stages);
         let builder = Builder::new(cache.clone(), Arc::default());
-        let request = BuildRequest {
-            source,
-            label: None,
-            fragments: vec![],
-            jobs: 1,
-            allow_dropped: false,
-            force: false,
-        };
+        let request = request(source);
         let waiter = std::thread::spawn(move || {
             builder.build(&request, &mut |stage| seen.lock().unwrap().push(stage))
         });
@@ -572,6 +477,18 @@ mod tests {
         assert!(stages.lock().unwrap().contains(&BuildStage::Extracting));
         assert!(!cache.scratch_dir(&digest).exists());
         assert!(cache.scan().unwrap().is_empty());
+    }
+
+    /// A cache under `dir` and a source that is no tarball (its build fails at
+    /// extraction), with the digest its lock is named by.
+    fn bogus_tarball(dir: &Path) -> (CacheDir, KernelSource, String) {
+        let cache = CacheDir::new(dir.join("cache"));
+        fs::create_dir_all(cache.root()).unwrap();
+        let tarball = dir.join("linux.tar.xz");
+        fs::write(&tarball, b"not a tarball").unwrap();
+        let source = KernelSource::from_path(&tarball).unwrap();
+        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
+        (cache, source, digest)
     }
 
     fn request(source: KernelSource) -> BuildRequest {
@@ -641,12 +558,7 @@ mod tests {
     #[test]
     fn a_build_waiting_for_a_lock_stops_when_told() {
         let tmp = tempfile::tempdir().unwrap();
-        let cache = CacheDir::new(tmp.path().join("cache"));
-        fs::create_dir_all(cache.root()).unwrap();
-        let tarball = tmp.path().join("linux.tar.xz");
-        fs::write(&tarball, b"not a tarball").unwrap();
-        let source = KernelSource::from_path(&tarball).unwrap();
-        let digest = inputs_digest(&source.identity().unwrap(), std::env::consts::ARCH, "");
+        let (cache, source, digest) = bogus_tarball(tmp.path());
         let held = File::create(cache.lock_path(&digest)).unwrap();
         held.lock().unwrap();
         let stop = Arc::new(AtomicBool::new(true));

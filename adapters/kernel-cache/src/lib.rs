@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache_dir;
 pub mod source;
 pub mod spec_lookup;
+mod step_log;
 
 use std::io;
 use std::path::Path;

@@ -4,6 +4,7 @@
 use std::fmt::{self, Write as _};
 
 use comfy_table::{Table, TableComponent, presets};
+use ktstr_domain::cell::CellId;
 use ktstr_domain::report::{BOOT_VARIANCE_MARK, CellRecord, GridStatus, SweepReport};
 use ktstr_domain::verdict::Verdict;
 
@@ -76,10 +77,8 @@ fn write_boot_variance(out: &mut String, report: &SweepReport, opts: &TextOption
         let counts: Vec<String> = u.counts.iter().map(u32::to_string).collect();
         writeln!(
             out,
-            "  {} / {} / {}  {}: {}",
-            sanitize(&u.cell.scheduler),
-            sanitize(&u.cell.kernel),
-            u.cell.preset,
+            "  {}  {}: {}",
+            cell_path(&u.cell),
             sanitize(&u.program),
             counts.join(", ")
         )?;
@@ -108,32 +107,32 @@ fn write_boot_outcomes(out: &mut String, report: &SweepReport, opts: &TextOption
             warn("verdicts differ", opts)
         )?;
         for u in &unsteady {
-            writeln!(
-                out,
-                "  {} / {} / {}: {}",
-                sanitize(&u.cell.scheduler),
-                sanitize(&u.cell.kernel),
-                u.cell.preset,
-                u.verdicts.join(", ")
-            )?;
+            writeln!(out, "  {}: {}", cell_path(&u.cell), u.verdicts.join(", "))?;
         }
     }
     if let Some(s) = report.wall_spread() {
         writeln!(
             out,
-            "time per boot: median {} ms, {}..{} ms over all boots; widest cell {} / {} / {}: \
-             {}..{} ms",
+            "time per boot: median {} ms, {}..{} ms over all boots; widest cell {}: {}..{} ms",
             s.median_ms,
             s.min_ms,
             s.max_ms,
-            sanitize(&s.widest_cell.scheduler),
-            sanitize(&s.widest_cell.kernel),
-            s.widest_cell.preset,
+            cell_path(&s.widest_cell),
             s.widest_ms.0,
             s.widest_ms.1
         )?;
     }
     Ok(())
+}
+
+/// `scheduler / kernel / preset`, as the summary's lists name a cell.
+fn cell_path(cell: &CellId) -> String {
+    format!(
+        "{} / {} / {}",
+        sanitize(&cell.scheduler),
+        sanitize(&cell.kernel),
+        cell.preset
+    )
 }
 
 fn write_insns(out: &mut String, report: &SweepReport) -> fmt::Result {
