@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use ktstr::sweep::SweepError;
 use ktstr_domain::attach::AttachOutcome;
+use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::matrix::MatrixError;
 use ktstr_domain::observed::ObservedTopology;
@@ -66,11 +67,17 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
                     status: "exit code 1".into(),
                 },
             ],
-            // tiny-2llc: alive, never enabled.
+            // tiny-2llc: alive, never enabled, until the attach wait ran out.
             "1n2l2c1t" => vec![
                 Frame::SchedulerStarted { pid: 1 },
-                Frame::SchedulerNotAttached {
-                    reason: "state stayed disabled for 5 s".into(),
+                Frame::AttachExpired {
+                    expiry: AttachExpiry {
+                        waited_ms: 5000,
+                        state: "disabled".into(),
+                        programs: Some(0),
+                        process_state: Some('S'),
+                        cpu_ms: 10,
+                    },
                 },
             ],
             // odd-3llc: the guest vanished before its init said a word (an early panic):
@@ -107,7 +114,7 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
     ));
     assert_eq!(gate, Gate::Attach);
     assert!(
-        reason.ends_with("state stayed disabled for 5 s"),
+        reason.contains("state stayed disabled for 5000 ms"),
         "{reason}"
     );
     let (cause, reason) = env_error(verdict_of(
@@ -127,9 +134,8 @@ async fn attach_without_dispatch_and_timeouts_fail_their_gates() {
         let mut frames = healthy(&spec);
         let timed_out = spec.topology.to_string() == "1n2l2c1t";
         if !timed_out {
-            frames[3] = Frame::WorkloadNotDispatched {
-                reason: "0 iterations after 2 s".into(),
-            };
+            let at = frames.iter().position(is_probe).unwrap();
+            frames[at] = probe(4, 0);
         }
         Ok(vm(&frames, timed_out))
     });
@@ -140,7 +146,10 @@ async fn attach_without_dispatch_and_timeouts_fail_their_gates() {
         "verifier/sched/kernel_6_12_117/tiny-1llc",
     ));
     assert_eq!(gate, Gate::Dispatch);
-    assert!(reason.ends_with("0 iterations after 2 s"), "{reason}");
+    assert!(
+        reason.ends_with("0 iterations from 4 SCHED_EXT workers in 2000 ms"),
+        "{reason}"
+    );
     let (gate, _) = failed_gate(verdict_of(
         &report,
         "verifier/sched/kernel_6_12_117/tiny-2llc",
@@ -440,7 +449,7 @@ async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     let record = &report.unwrap().records[0];
     assert!(record.verdict.passed(), "{:?}", record.verdict);
     let stats = record.run.as_ref().unwrap().frame_stats;
-    assert_eq!(stats.frames, 8, "the healthy frames, each intact");
+    assert_eq!(stats.frames, 10, "the healthy frames, each intact");
     assert_eq!(stats.corrupt, 1);
     assert!(stats.garbage_bytes > 0);
 }
@@ -503,7 +512,7 @@ async fn a_failing_cell_records_the_command_that_reruns_it() {
     h.hypervisor.expect_run().returning(|spec| {
         let mut frames = healthy(&spec);
         if spec.topology.to_string() == "1n2l2c1t" {
-            frames.retain(|f| !matches!(f, Frame::WorkloadDispatched { .. }));
+            frames.retain(|f| !is_probe(f));
         }
         Ok(vm(&frames, false))
     });

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::attach_wait::AttachExpiry;
 use crate::boot_profile::KernelRecord;
+use crate::dispatch::{ProbeReport, WorkerReport};
+use crate::liveness::ScxSample;
 use crate::observed::ObservedTopology;
 use crate::prog::ProgStat;
 
@@ -24,19 +26,8 @@ pub enum Frame {
     SchedulerDied {
         status: String,
     },
-    /// The scheduler ran but never attached as the sched_ext scheduler.
-    SchedulerNotAttached {
-        reason: String,
-    },
-    /// Attach confirmed; the dispatch phase begins.
+    /// sched_ext read `enabled`: the dispatch probe begins.
     PayloadStarting,
-    WorkloadDispatched {
-        workers: u32,
-        iterations: u64,
-    },
-    WorkloadNotDispatched {
-        reason: String,
-    },
     /// A chunk of the scheduler's log; the host concatenates the chunks in order.
     SchedulerLog {
         text: String,
@@ -59,7 +50,7 @@ pub enum Frame {
         uptime_ms: u64,
     },
     /// The attach wait ran out with the scheduler alive; what the guest saw then. Sent
-    /// before the matching `SchedulerNotAttached`.
+    /// before the scheduler's program list and log.
     AttachExpired {
         expiry: AttachExpiry,
     },
@@ -67,19 +58,30 @@ pub enum Frame {
     KernelLog {
         records: Vec<KernelRecord>,
     },
+    /// One look at `/sys/kernel/sched_ext` and the scheduler process: before the start,
+    /// when attach settled, whenever it changed during the probe, and after it.
+    SchedExtSample {
+        sample: ScxSample,
+    },
+    /// What each dispatch probe worker did.
+    WorkerProgress {
+        probe: ProbeReport,
+    },
+    /// The kernel's log records that mention sched_ext, at the end of the run.
+    SchedExtLog {
+        records: Vec<KernelRecord>,
+    },
 }
 
 /// The wire tag of a [`Frame`] variant. The values are part of the wire format: never
-/// renumber, only append.
+/// renumber, only append. Retired: 3 (the guest's own attach verdict), 5 and 6 (its
+/// dispatch verdict); the host decides those now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum FrameKind {
     SchedulerStarted = 1,
     SchedulerDied = 2,
-    SchedulerNotAttached = 3,
     PayloadStarting = 4,
-    WorkloadDispatched = 5,
-    WorkloadNotDispatched = 6,
     SchedulerLog = 7,
     ProgStats = 8,
     Topology = 9,
@@ -87,6 +89,9 @@ pub enum FrameKind {
     Phase = 11,
     AttachExpired = 12,
     KernelLog = 13,
+    SchedExtSample = 14,
+    WorkerProgress = 15,
+    SchedExtLog = 16,
 }
 
 impl FrameKind {
@@ -94,10 +99,7 @@ impl FrameKind {
     pub const ALL: [FrameKind; 13] = [
         FrameKind::SchedulerStarted,
         FrameKind::SchedulerDied,
-        FrameKind::SchedulerNotAttached,
         FrameKind::PayloadStarting,
-        FrameKind::WorkloadDispatched,
-        FrameKind::WorkloadNotDispatched,
         FrameKind::SchedulerLog,
         FrameKind::ProgStats,
         FrameKind::Topology,
@@ -105,6 +107,9 @@ impl FrameKind {
         FrameKind::Phase,
         FrameKind::AttachExpired,
         FrameKind::KernelLog,
+        FrameKind::SchedExtSample,
+        FrameKind::WorkerProgress,
+        FrameKind::SchedExtLog,
     ];
 }
 
@@ -154,16 +159,17 @@ const UNKNOWN: u32 = u32::MAX;
 const MIN_PROG_STAT_BYTES: usize = 16;
 /// Smallest encoding of one `KernelRecord`: usec, empty text.
 const MIN_KERNEL_RECORD_BYTES: usize = 12;
+/// Smallest encoding of one `WorkerReport`: flags, iterations, empty error.
+const MIN_WORKER_BYTES: usize = 16;
+/// A `u64` field's value for "not known".
+const UNKNOWN_SEQ: u64 = u64::MAX;
 
 impl Frame {
     pub fn kind(&self) -> FrameKind {
         match self {
             Frame::SchedulerStarted { .. } => FrameKind::SchedulerStarted,
             Frame::SchedulerDied { .. } => FrameKind::SchedulerDied,
-            Frame::SchedulerNotAttached { .. } => FrameKind::SchedulerNotAttached,
             Frame::PayloadStarting => FrameKind::PayloadStarting,
-            Frame::WorkloadDispatched { .. } => FrameKind::WorkloadDispatched,
-            Frame::WorkloadNotDispatched { .. } => FrameKind::WorkloadNotDispatched,
             Frame::SchedulerLog { .. } => FrameKind::SchedulerLog,
             Frame::ProgStats { .. } => FrameKind::ProgStats,
             Frame::Topology { .. } => FrameKind::Topology,
@@ -171,6 +177,9 @@ impl Frame {
             Frame::Phase { .. } => FrameKind::Phase,
             Frame::AttachExpired { .. } => FrameKind::AttachExpired,
             Frame::KernelLog { .. } => FrameKind::KernelLog,
+            Frame::SchedExtSample { .. } => FrameKind::SchedExtSample,
+            Frame::WorkerProgress { .. } => FrameKind::WorkerProgress,
+            Frame::SchedExtLog { .. } => FrameKind::SchedExtLog,
         }
     }
 
@@ -189,10 +198,7 @@ impl Frame {
         match self {
             Frame::SchedulerStarted { .. } => 4,
             Frame::PayloadStarting => 0,
-            Frame::WorkloadDispatched { .. } => 12,
             Frame::SchedulerDied { status: s }
-            | Frame::SchedulerNotAttached { reason: s }
-            | Frame::WorkloadNotDispatched { reason: s }
             | Frame::SchedulerLog { text: s }
             | Frame::GuestError { message: s } => str_len(s),
             Frame::Phase { phase, .. } => str_len(phase) + 8,
@@ -201,8 +207,19 @@ impl Frame {
             Frame::ProgStats { progs } => {
                 4 + progs.iter().map(|p| 12 + str_len(&p.name)).sum::<usize>()
             }
-            Frame::KernelLog { records } => {
+            Frame::KernelLog { records } | Frame::SchedExtLog { records } => {
                 4 + records.iter().map(|r| 8 + str_len(&r.text)).sum::<usize>()
+            }
+            // uptime, state, enable_seq, alive
+            Frame::SchedExtSample { sample } => 8 + str_len(&sample.state) + 8 + 4,
+            // bound, then per worker: flags, iterations, error
+            Frame::WorkerProgress { probe } => {
+                8 + 4
+                    + probe
+                        .workers
+                        .iter()
+                        .map(|w| 4 + 8 + str_len(&w.error))
+                        .sum::<usize>()
             }
             Frame::Topology { topology: t } => {
                 u32s_len(&t.online_cpus)
@@ -219,16 +236,7 @@ impl Frame {
         match self {
             Frame::SchedulerStarted { pid } => w.u32(*pid),
             Frame::PayloadStarting => {}
-            Frame::WorkloadDispatched {
-                workers,
-                iterations,
-            } => {
-                w.u32(*workers);
-                w.u64(*iterations);
-            }
             Frame::SchedulerDied { status: s }
-            | Frame::SchedulerNotAttached { reason: s }
-            | Frame::WorkloadNotDispatched { reason: s }
             | Frame::SchedulerLog { text: s }
             | Frame::GuestError { message: s } => w.str(s),
             Frame::Phase { phase, uptime_ms } => {
@@ -251,11 +259,26 @@ impl Frame {
                     w.u32(p.verified_insns);
                 }
             }
-            Frame::KernelLog { records } => {
+            Frame::KernelLog { records } | Frame::SchedExtLog { records } => {
                 w.len(records.len());
                 for r in records {
                     w.u64(r.usec);
                     w.str(&r.text);
+                }
+            }
+            Frame::SchedExtSample { sample } => {
+                w.u64(sample.uptime_ms);
+                w.str(&sample.state);
+                w.u64(sample.enable_seq.unwrap_or(UNKNOWN_SEQ));
+                w.u32(u32::from(sample.scheduler_alive));
+            }
+            Frame::WorkerProgress { probe } => {
+                w.u64(probe.bound_ms);
+                w.len(probe.workers.len());
+                for worker in &probe.workers {
+                    w.u32(u32::from(worker.switched) | u32::from(worker.blocked) << 1);
+                    w.u64(worker.iterations);
+                    w.str(&worker.error);
                 }
             }
             Frame::Topology { topology: t } => {
@@ -276,17 +299,7 @@ impl Frame {
             FrameKind::SchedulerDied => Frame::SchedulerDied {
                 status: r.string()?,
             },
-            FrameKind::SchedulerNotAttached => Frame::SchedulerNotAttached {
-                reason: r.string()?,
-            },
             FrameKind::PayloadStarting => Frame::PayloadStarting,
-            FrameKind::WorkloadDispatched => Frame::WorkloadDispatched {
-                workers: r.u32()?,
-                iterations: r.u64()?,
-            },
-            FrameKind::WorkloadNotDispatched => Frame::WorkloadNotDispatched {
-                reason: r.string()?,
-            },
             FrameKind::SchedulerLog => Frame::SchedulerLog { text: r.string()? },
             FrameKind::ProgStats => {
                 let n = r.len(MIN_PROG_STAT_BYTES)?;
@@ -301,16 +314,36 @@ impl Frame {
                 }
                 Frame::ProgStats { progs }
             }
-            FrameKind::KernelLog => {
-                let n = r.len(MIN_KERNEL_RECORD_BYTES)?;
-                let mut records = Vec::with_capacity(n);
+            FrameKind::KernelLog => Frame::KernelLog {
+                records: r.kernel_records()?,
+            },
+            FrameKind::SchedExtLog => Frame::SchedExtLog {
+                records: r.kernel_records()?,
+            },
+            FrameKind::SchedExtSample => Frame::SchedExtSample {
+                sample: ScxSample {
+                    uptime_ms: r.u64()?,
+                    state: r.string()?,
+                    enable_seq: Some(r.u64()?).filter(|&s| s != UNKNOWN_SEQ),
+                    scheduler_alive: r.u32()? != 0,
+                },
+            },
+            FrameKind::WorkerProgress => {
+                let bound_ms = r.u64()?;
+                let n = r.len(MIN_WORKER_BYTES)?;
+                let mut workers = Vec::with_capacity(n);
                 for _ in 0..n {
-                    records.push(KernelRecord {
-                        usec: r.u64()?,
-                        text: r.string()?,
+                    let flags = r.u32()?;
+                    workers.push(WorkerReport {
+                        switched: flags & 1 != 0,
+                        blocked: flags & 2 != 0,
+                        iterations: r.u64()?,
+                        error: r.string()?,
                     });
                 }
-                Frame::KernelLog { records }
+                Frame::WorkerProgress {
+                    probe: ProbeReport { bound_ms, workers },
+                }
             }
             FrameKind::Topology => Frame::Topology {
                 topology: ObservedTopology {
@@ -439,6 +472,18 @@ impl<'a> Reader<'a> {
             .map_err(|_| PayloadError::InvalidUtf8)
     }
 
+    fn kernel_records(&mut self) -> Result<Vec<KernelRecord>, PayloadError> {
+        let n = self.len(MIN_KERNEL_RECORD_BYTES)?;
+        let mut records = Vec::with_capacity(n);
+        for _ in 0..n {
+            records.push(KernelRecord {
+                usec: self.u64()?,
+                text: self.string()?,
+            });
+        }
+        Ok(records)
+    }
+
     fn u32s(&mut self) -> Result<Vec<u32>, PayloadError> {
         let n = self.len(4)?;
         (0..n).map(|_| self.u32()).collect()
@@ -458,17 +503,7 @@ pub(crate) fn test_samples() -> Vec<Frame> {
         Frame::SchedulerDied {
             status: "killed by signal 9".into(),
         },
-        Frame::SchedulerNotAttached {
-            reason: "ops.init() failed: -22 — ünïcödé".into(),
-        },
         Frame::PayloadStarting,
-        Frame::WorkloadDispatched {
-            workers: 8,
-            iterations: u64::MAX - 1,
-        },
-        Frame::WorkloadNotDispatched {
-            reason: String::new(),
-        },
         Frame::SchedulerLog {
             text: "line 1\nline 2\n".into(),
         },
@@ -524,6 +559,39 @@ pub(crate) fn test_samples() -> Vec<Frame> {
                 },
             ],
         },
+        Frame::SchedExtSample {
+            sample: ScxSample {
+                uptime_ms: 3456,
+                state: "enabled".into(),
+                enable_seq: None,
+                scheduler_alive: true,
+            },
+        },
+        Frame::WorkerProgress {
+            probe: ProbeReport {
+                bound_ms: 2000,
+                workers: vec![
+                    WorkerReport {
+                        switched: true,
+                        blocked: true,
+                        iterations: u64::MAX - 1,
+                        error: String::new(),
+                    },
+                    WorkerReport {
+                        switched: false,
+                        blocked: false,
+                        iterations: 0,
+                        error: "sched_setattr failed — ünïcödé".into(),
+                    },
+                ],
+            },
+        },
+        Frame::SchedExtLog {
+            records: vec![KernelRecord {
+                usec: 7,
+                text: "sched_ext: BPF scheduler \"ktstr\" enabled".into(),
+            }],
+        },
     ]
 }
 
@@ -533,12 +601,15 @@ mod tests {
 
     #[test]
     fn kind_values_are_stable_and_round_trip() {
-        for (i, kind) in FrameKind::ALL.into_iter().enumerate() {
-            assert_eq!(u8::from(kind) as usize, i + 1);
+        let values: Vec<u8> = FrameKind::ALL.into_iter().map(u8::from).collect();
+        assert_eq!(values, [1, 2, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+        for kind in FrameKind::ALL {
             assert_eq!(FrameKind::try_from(u8::from(kind)), Ok(kind));
         }
-        assert_eq!(FrameKind::try_from(0), Err(UnknownFrameKind(0)));
-        assert_eq!(FrameKind::try_from(14), Err(UnknownFrameKind(14)));
+        // Retired kinds and unknown ones are named as unknown.
+        for retired in [0, 3, 5, 6, 17] {
+            assert_eq!(FrameKind::try_from(retired), Err(UnknownFrameKind(retired)));
+        }
     }
 
     #[test]

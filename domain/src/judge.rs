@@ -5,13 +5,16 @@
 
 use crate::attach::{AttachOutcome, GuestReport};
 use crate::crosscheck::{CrossCheck, cross_check};
+use crate::dispatch::judge_dispatch;
 use crate::environment::{EnvEvidence, diagnose};
 use crate::guest_memory::GuestMemorySize;
+use crate::liveness::{LivenessFacts, judge_liveness};
 use crate::matrix::PlannedCell;
 use crate::observed::TopologyMismatch;
 use crate::prog::ProgStat;
-use crate::rejection::find_rejection;
+use crate::rejection::{find_load_refusal, find_rejection};
 use crate::report::{CellRecord, RunRecord, StatsSource};
+use crate::scx_exit::ScxExit;
 use crate::verdict::{EnvCause, Gate, RunFacts, Verdict, cell_verdict};
 use crate::vstats::parse_verifier_stats;
 use crate::waits::CellWaits;
@@ -121,8 +124,27 @@ pub fn judge(cell: &PlannedCell, evidence: CellEvidence, policy: JudgePolicy) ->
 
 fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdict, RunRecord) {
     let decoded = decode_all(&vm.frame_bytes);
-    let attach = AttachOutcome::from_frames(&decoded.frames);
     let guest = GuestReport::from_frames(&decoded.frames);
+    let attach = AttachOutcome::from_report(&guest);
+    let scx_exit = guest.scx_exit();
+    let liveness = match attach {
+        AttachOutcome::Attached => judge_liveness(LivenessFacts {
+            attached: guest.attach_sample(),
+            end: guest.end_sample(),
+            died: guest
+                .died_status
+                .as_deref()
+                .filter(|_| guest.died_during_probe),
+            exit: scx_exit.as_ref(),
+            exit_after_last_enable: ScxExit::follows_last_enable(&guest.scx_log),
+        })
+        .err(),
+        _ => None,
+    };
+    let dispatch = guest.probe.as_ref().map_or_else(
+        || Err("the guest sent no probe report".to_string()),
+        judge_dispatch,
+    );
     let topology_check = guest
         .topology
         .as_ref()
@@ -145,17 +167,22 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         }
     };
     let rejection = find_rejection(&guest.scheduler_log);
+    let load_refusal = find_load_refusal(&guest.scheduler_log);
     let verdict = cell_verdict(RunFacts {
         timed_out: vm.timed_out,
         watchdog: vm.waits.watchdog,
         phases: &guest.phases,
         attach: &attach,
-        dispatched: guest.dispatched,
-        dispatch_note: guest.dispatch_note.as_deref(),
-        died_status: guest.died_status.as_deref(),
-        payload_started: guest.payload_started,
+        liveness: liveness.as_deref(),
+        dispatch: dispatch.as_deref().map_err(String::as_str),
+        died_status: guest
+            .died_status
+            .as_deref()
+            .filter(|_| !guest.died_during_probe),
+        scx_exit: scx_exit.as_ref(),
         cross_check: cross.as_ref(),
         rejection: rejection.as_ref(),
+        load_refusal: load_refusal.as_deref(),
     });
     // A failure the environment caused is reported as such, never as the scheduler's; a
     // guest stopped for flooding is never judged on what it got through.
@@ -183,8 +210,9 @@ fn judge_run(cell: &PlannedCell, vm: RunEvidence, policy: JudgePolicy) -> (Verdi
         verifier_stats: parse_verifier_stats(&guest.scheduler_log),
         rejection,
         attach,
-        dispatched: guest.dispatched,
-        dispatch_note: guest.dispatch_note,
+        dispatched: dispatch.is_ok(),
+        dispatch_note: Some(dispatch.unwrap_or_else(|why| why)),
+        scx_exit,
         timed_out: vm.timed_out,
         vm_died: vm.vm_died,
         memory_mib: vm.memory.mib,
@@ -244,9 +272,12 @@ pub fn tail_lines(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boot_profile::KernelRecord;
     use crate::cell::CellId;
+    use crate::dispatch::ProbeReport;
     use crate::frame::Frame;
     use crate::guest_memory::MemorySource;
+    use crate::liveness::ScxSample;
     use crate::observed::ObservedTopology;
     use crate::preset::find_preset;
     use crate::waits::{CpuMode, WaitOverrides};
@@ -270,6 +301,18 @@ mod tests {
         }
     }
 
+    fn sample(state: &str, seq: u64) -> Frame {
+        Frame::SchedExtSample {
+            sample: ScxSample::alive(state, seq),
+        }
+    }
+
+    fn probe() -> Frame {
+        Frame::WorkerProgress {
+            probe: ProbeReport::every_worker_ran(4, 100),
+        }
+    }
+
     fn ran(host: HostReading) -> CellEvidence {
         let topology = cell().preset.topology;
         let frames = [
@@ -277,11 +320,10 @@ mod tests {
                 topology: ObservedTopology::ideal(&topology),
             },
             Frame::SchedulerStarted { pid: 9 },
+            sample("enabled", 4),
             Frame::PayloadStarting,
-            Frame::WorkloadDispatched {
-                workers: 4,
-                iterations: 100,
-            },
+            probe(),
+            sample("enabled", 4),
             Frame::ProgStats {
                 progs: vec![prog(104)],
             },
@@ -410,11 +452,10 @@ mod tests {
             .collect();
         frames.push(Frame::SchedulerStarted { pid: 9 });
         if attached {
+            frames.push(sample("enabled", 4));
             frames.push(Frame::PayloadStarting);
-            frames.push(Frame::WorkloadDispatched {
-                workers: 4,
-                iterations: 100,
-            });
+            frames.push(probe());
+            frames.push(sample("enabled", 4));
         } else {
             frames.push(Frame::SchedulerDied {
                 status: "exit code 1".into(),
@@ -458,6 +499,62 @@ mod tests {
         );
         // No word of the shape and a scheduler that died: the scheduler's failure stands.
         assert!(judge(&smt, shaped(None, false), CHECK).verdict.failed());
+    }
+
+    /// Evidence of a scheduler the kernel ejected during the probe, from the guest's
+    /// observations alone.
+    fn ejected() -> CellEvidence {
+        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
+            unreachable!()
+        };
+        let frames = [
+            Frame::Topology {
+                topology: ObservedTopology::ideal(&cell().preset.topology),
+            },
+            Frame::SchedulerStarted { pid: 9 },
+            sample("disabled", 3),
+            sample("enabled", 4),
+            Frame::PayloadStarting,
+            probe(),
+            sample("disabled", 4),
+            Frame::SchedulerDied {
+                status: "exit code 2".into(),
+            },
+            Frame::SchedExtLog {
+                records: [
+                    "sched_ext: BPF scheduler \"ktstr\" enabled",
+                    "sched_ext: BPF scheduler \"ktstr\" disabled (scx_bpf_error)",
+                    "sched_ext: ktstr: 2 dispatches",
+                ]
+                .iter()
+                .map(|t| KernelRecord {
+                    usec: 1,
+                    text: (*t).into(),
+                })
+                .collect(),
+            },
+        ];
+        run.frame_bytes = frames.iter().flat_map(encode).collect();
+        CellEvidence::Ran(run)
+    }
+
+    #[test]
+    fn an_ejection_during_the_probe_fails_liveness_in_the_kernels_words() {
+        let record = judge(&cell(), ejected(), CHECK);
+        assert_eq!(
+            record.verdict,
+            Verdict::fail(
+                Gate::Liveness,
+                "sched_ext disabled (scx_bpf_error): 2 dispatches; the scheduler process then \
+                 exited (exit code 2)"
+            )
+        );
+        let run = record.run.unwrap();
+        assert_eq!(run.attach, AttachOutcome::Attached);
+        assert_eq!(run.scx_exit.unwrap().reason, "scx_bpf_error");
+        // The workers ran (under the fair class once sched_ext let go): dispatch alone
+        // would have passed.
+        assert!(run.dispatched);
     }
 
     #[test]

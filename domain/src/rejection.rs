@@ -77,6 +77,39 @@ pub fn find_rejection(log: &str) -> Option<VerifierRejection> {
     })
 }
 
+/// Words a loader uses for the errno of a refused program load: `EACCES` is the
+/// verifier's refusal.
+const REFUSED: [&str; 3] = ["Permission denied (os error 13)", "EACCES", "error -13"];
+/// How far above the errno line the loader's "load" line may be (an error chain prints
+/// its causes on the lines below the context).
+const CHAIN_LINES: usize = 4;
+
+/// A loader that hides libbpf's log still says its program load was refused, in its own
+/// words (`Failed to load BPF program: Permission denied (os error 13)`); those words,
+/// when there is no libbpf log to name the program.
+pub fn find_load_refusal(log: &str) -> Option<String> {
+    let lines: Vec<String> = log
+        .lines()
+        .map(|l| strip_escapes(l).trim().to_string())
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| REFUSED.iter().any(|r| l.contains(r)))?;
+    let from = at.saturating_sub(CHAIN_LINES);
+    let load = lines[from..=at]
+        .iter()
+        .rposition(|l| l.to_ascii_lowercase().contains("load"))?
+        + from;
+    Some(
+        lines[load..=at]
+            .iter()
+            .filter(|l| !l.is_empty() && *l != "Caused by:")
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" … "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +157,28 @@ scx-ktstr: error: loading the BPF programs failed
         assert_eq!(r.program, "lavd_enqueue");
         assert_eq!(r.error, "only read is supported");
         assert_eq!(r.processed_insns, None);
+    }
+
+    #[test]
+    fn a_loader_that_hides_libbpfs_log_is_still_heard() {
+        assert_eq!(
+            find_load_refusal(
+                "scx-ktstr: error: Failed to load BPF program: Permission denied (os error 13)\n"
+            )
+            .as_deref(),
+            Some("scx-ktstr: error: Failed to load BPF program: Permission denied (os error 13)")
+        );
+        let chain = "Error: Failed to load BPF program\n\nCaused by:\n    Permission denied (os error 13)\n";
+        assert_eq!(
+            find_load_refusal(chain).as_deref(),
+            Some("Error: Failed to load BPF program … Permission denied (os error 13)")
+        );
+        // A refused file open is no program load.
+        assert_eq!(
+            find_load_refusal("open /sys/x: Permission denied (os error 13)\n"),
+            None
+        );
+        assert_eq!(find_load_refusal("all good\n"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::observed::ObservedTopology;
 use crate::preset::PRESETS;
 use crate::prog::ProgStat;
 use crate::rejection::VerifierRejection;
+use crate::scx_exit::ScxExit;
 use crate::topology::Topology;
 use crate::verdict::Verdict;
 use crate::vstats::VerifierStats;
@@ -40,6 +41,9 @@ pub struct RunRecord {
     pub attach: AttachOutcome,
     pub dispatched: bool,
     pub dispatch_note: Option<String>,
+    /// The kernel's record of why sched_ext stopped the scheduler, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scx_exit: Option<ScxExit>,
     pub timed_out: bool,
     /// How the VM process died under the guest, when it did.
     pub vm_died: Option<String>,
@@ -414,6 +418,7 @@ pub mod samples {
                 attach: AttachOutcome::Attached,
                 dispatched: verdict.passed(),
                 dispatch_note: None,
+                scx_exit: None,
                 timed_out: false,
                 vm_died: None,
                 memory_mib: 960,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::attach::AttachOutcome;
 use crate::crosscheck::CrossCheck;
 use crate::rejection::VerifierRejection;
+use crate::scx_exit::ScxExit;
 
 /// The gates a cell passes through, in the order they are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,8 @@ pub enum Gate {
     /// The kernel's verifier rejected one of the scheduler's programs.
     Verify,
     Attach,
+    /// The scheduler that attached was not the one enabled when the probe ended.
+    Liveness,
     Dispatch,
     CrossCheck,
 }
@@ -29,6 +32,7 @@ impl fmt::Display for Gate {
             Gate::TimedOut => "timed_out",
             Gate::Verify => "verify",
             Gate::Attach => "attach",
+            Gate::Liveness => "liveness",
             Gate::Dispatch => "dispatch",
             Gate::CrossCheck => "cross-check",
         })
@@ -158,20 +162,25 @@ pub struct RunFacts<'a> {
     /// The guest's milestones, to say what it was doing when the watchdog fired.
     pub phases: &'a [(String, u64)],
     pub attach: &'a AttachOutcome,
-    pub dispatched: bool,
-    pub dispatch_note: Option<&'a str>,
-    /// How the scheduler process ended, when it did (`exit code 1`).
+    /// Why the scheduler that attached was not the one enabled at the end, when it was not.
+    pub liveness: Option<&'a str>,
+    /// How much work the probe saw, or why it proves no dispatch.
+    pub dispatch: Result<&'a str, &'a str>,
+    /// How the scheduler process ended during its load, when it did (`exit code 1`).
     pub died_status: Option<&'a str>,
-    /// Whether sched_ext had reached `enabled` before a failure.
-    pub payload_started: bool,
+    /// The kernel's record of why sched_ext stopped the scheduler, when it did.
+    pub scx_exit: Option<&'a ScxExit>,
     /// `None` when the cross-check was not run.
     pub cross_check: Option<&'a CrossCheck>,
     /// The program the verifier rejected, when the scheduler's log names one.
     pub rejection: Option<&'a VerifierRejection>,
+    /// The loader's own words for a refused program load, when it printed no libbpf log.
+    pub load_refusal: Option<&'a str>,
 }
 
 /// Gates in order: watchdog, verify (an attach failure the verifier's rejection explains),
-/// attach, dispatch, then the host/guest cross-check. Whether the guest saw the preset is
+/// attach, liveness (an ejection voids what the probe saw), dispatch, then the host/guest
+/// cross-check. Whether the guest saw the preset is
 /// the environment's question, settled by the judge.
 pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
     if facts.timed_out {
@@ -191,18 +200,30 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
         if let Some(rejection) = facts.rejection {
             return Verdict::fail(Gate::Verify, rejection.to_string());
         }
-        let reason = match (facts.attach, facts.died_status) {
-            // Dying after the dispatch phase began is not a load failure: say which.
-            (AttachOutcome::Died, Some(status)) if facts.payload_started => {
-                format!("scheduler process exited after attaching ({status})")
+        if let Some(words) = facts.load_refusal {
+            return Verdict::fail(
+                Gate::Verify,
+                format!(
+                    "the kernel refused a BPF program load (EACCES: the verifier's refusal); \
+                     the loader printed no verifier log, only: {words}"
+                ),
+            );
+        }
+        // The kernel's own reason first, when it ejected the scheduler.
+        let reason = match (facts.scx_exit.filter(|e| e.is_error()), facts.died_status) {
+            (Some(exit), Some(status)) => {
+                format!("sched_ext {exit}; the scheduler process then exited ({status})")
             }
-            (AttachOutcome::Died, Some(status)) => format!("{reason} ({status})"),
-            _ => reason,
+            (Some(exit), None) => format!("sched_ext {exit}"),
+            (None, Some(status)) => format!("{reason} ({status})"),
+            (None, None) => reason,
         };
         return Verdict::fail(Gate::Attach, reason);
     }
-    if !facts.dispatched {
-        let why = facts.dispatch_note.unwrap_or("no WorkloadDispatched frame");
+    if let Some(why) = facts.liveness {
+        return Verdict::fail(Gate::Liveness, why);
+    }
+    if let Err(why) = facts.dispatch {
         return Verdict::fail(
             Gate::Dispatch,
             format!("workload never made progress under SCHED_EXT: {why}"),
@@ -223,6 +244,7 @@ pub fn cell_verdict(facts: RunFacts<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scx_exit::ScxExitKind;
 
     fn facts(attach: &AttachOutcome) -> RunFacts<'_> {
         RunFacts {
@@ -230,12 +252,13 @@ mod tests {
             watchdog: std::time::Duration::from_secs(60),
             phases: &[],
             attach,
-            dispatched: true,
-            dispatch_note: None,
+            liveness: None,
+            dispatch: Ok("4 SCHED_EXT workers made 100 iterations"),
             died_status: None,
-            payload_started: true,
+            scx_exit: None,
             cross_check: None,
             rejection: None,
+            load_refusal: None,
         }
     }
 
@@ -248,8 +271,7 @@ mod tests {
         };
         let died = AttachOutcome::Died;
         let rejected = RunFacts {
-            dispatched: false,
-            payload_started: false,
+            dispatch: Err("none"),
             died_status: Some("exit code 1"),
             rejection: Some(&rejection),
             ..facts(&died)
@@ -309,7 +331,7 @@ mod tests {
         };
         let timed_out = RunFacts {
             timed_out: true,
-            dispatched: false,
+            dispatch: Err("none"),
             ..facts(&died)
         };
         assert_eq!(
@@ -321,13 +343,12 @@ mod tests {
             )
         );
         let dead = RunFacts {
-            dispatched: false,
+            dispatch: Err("none"),
             ..facts(&died)
         };
         assert_eq!(gate(cell_verdict(dead)), Gate::Attach);
         let rejected = RunFacts {
-            dispatched: false,
-            payload_started: false,
+            dispatch: Err("none"),
             died_status: Some("exit code 1"),
             ..facts(&died)
         };
@@ -338,20 +359,54 @@ mod tests {
                 "scheduler process exited during BPF load/startup (exit code 1)"
             )
         );
-        let quit = RunFacts {
-            died_status: Some("exit code 3"),
+        let ejected = ScxExit {
+            scheduler: "central".into(),
+            kind: ScxExitKind::Error,
+            reason: "scx_bpf_error".into(),
+            message: Some("init from non-central CPU".into()),
+        };
+        let central = RunFacts {
+            died_status: Some("exit code 0"),
+            scx_exit: Some(&ejected),
             ..facts(&died)
         };
         assert_eq!(
-            cell_verdict(quit),
+            cell_verdict(central),
             Verdict::fail(
                 Gate::Attach,
-                "scheduler process exited after attaching (exit code 3)"
+                "sched_ext disabled (scx_bpf_error): init from non-central CPU; the scheduler \
+                 process then exited (exit code 0)"
+            )
+        );
+        let quiet = RunFacts {
+            died_status: Some("exit code 1"),
+            load_refusal: Some("Failed to load BPF program: Permission denied (os error 13)"),
+            ..facts(&died)
+        };
+        assert_eq!(
+            cell_verdict(quiet),
+            Verdict::fail(
+                Gate::Verify,
+                "the kernel refused a BPF program load (EACCES: the verifier's refusal); the \
+                 loader printed no verifier log, only: Failed to load BPF program: Permission \
+                 denied (os error 13)"
+            )
+        );
+        // An ejection voids what the probe saw: liveness comes before dispatch.
+        let gone = RunFacts {
+            liveness: Some("sched_ext disabled (scx_bpf_error): boom during the dispatch probe"),
+            dispatch: Err("none"),
+            ..facts(&attached)
+        };
+        assert_eq!(
+            cell_verdict(gone),
+            Verdict::fail(
+                Gate::Liveness,
+                "sched_ext disabled (scx_bpf_error): boom during the dispatch probe"
             )
         );
         let idle = RunFacts {
-            dispatched: false,
-            dispatch_note: Some("0 iterations in 2 s"),
+            dispatch: Err("0 iterations in 2 s"),
             ..facts(&attached)
         };
         let v = cell_verdict(idle);

@@ -71,12 +71,6 @@ pub fn encode(frame: &Frame) -> Vec<u8> {
         Frame::SchedulerDied { status } => Frame::SchedulerDied {
             status: truncate(status).to_owned(),
         },
-        Frame::SchedulerNotAttached { reason } => Frame::SchedulerNotAttached {
-            reason: truncate(reason).to_owned(),
-        },
-        Frame::WorkloadNotDispatched { reason } => Frame::WorkloadNotDispatched {
-            reason: truncate(reason).to_owned(),
-        },
         Frame::GuestError { message } => Frame::GuestError {
             message: truncate(message).to_owned(),
         },

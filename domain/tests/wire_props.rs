@@ -2,7 +2,9 @@
 
 use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::boot_profile::KernelRecord;
+use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
 use ktstr_domain::frame::Frame;
+use ktstr_domain::liveness::ScxSample;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::prog::ProgStat;
 use ktstr_domain::wire::{Decoded, FrameDecoder, MAGIC, decode_all, encode};
@@ -41,15 +43,42 @@ fn frame() -> impl Strategy<Value = Frame> {
     prop_oneof![
         any::<u32>().prop_map(|pid| Frame::SchedulerStarted { pid }),
         text().prop_map(|status| Frame::SchedulerDied { status }),
-        text().prop_map(|reason| Frame::SchedulerNotAttached { reason }),
         Just(Frame::PayloadStarting),
-        (any::<u32>(), any::<u64>()).prop_map(|(workers, iterations)| {
-            Frame::WorkloadDispatched {
-                workers,
-                iterations,
+        (any::<u64>(), text(), any::<Option<u64>>(), any::<bool>()).prop_map(
+            |(uptime_ms, state, enable_seq, scheduler_alive)| Frame::SchedExtSample {
+                sample: ScxSample {
+                    uptime_ms,
+                    state,
+                    // u64::MAX is the wire's "unknown".
+                    enable_seq: enable_seq.filter(|&s| s != u64::MAX),
+                    scheduler_alive,
+                },
             }
+        ),
+        (
+            any::<u64>(),
+            vec((any::<bool>(), any::<bool>(), any::<u64>(), text()), 0..6)
+        )
+            .prop_map(|(bound_ms, workers)| Frame::WorkerProgress {
+                probe: ProbeReport {
+                    bound_ms,
+                    workers: workers
+                        .into_iter()
+                        .map(|(switched, blocked, iterations, error)| WorkerReport {
+                            switched,
+                            blocked,
+                            iterations,
+                            error,
+                        })
+                        .collect(),
+                },
+            }),
+        vec((any::<u64>(), text()), 0..8).prop_map(|records| Frame::SchedExtLog {
+            records: records
+                .into_iter()
+                .map(|(usec, text)| KernelRecord { usec, text })
+                .collect(),
         }),
-        text().prop_map(|reason| Frame::WorkloadNotDispatched { reason }),
         text().prop_map(|text| Frame::SchedulerLog { text }),
         vec(prog(), 0..4).prop_map(|progs| Frame::ProgStats { progs }),
         (cpus(), groups(), groups(), groups()).prop_map(

@@ -2,7 +2,10 @@
 //! alone and all in a row, as the guest's init encodes them.
 //! `cargo +nightly run --example seeds -- corpus/frames` (from fuzz/).
 
+use ktstr_domain::boot_profile::KernelRecord;
+use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
 use ktstr_domain::frame::Frame;
+use ktstr_domain::liveness::ScxSample;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::prog::ProgStat;
 use ktstr_domain::wire::{encode, encode_log};
@@ -35,13 +38,40 @@ fn main() {
                 verified_insns: 189,
             }],
         },
-        Frame::PayloadStarting,
-        Frame::WorkloadDispatched {
-            workers: 4,
-            iterations: 181455,
+        Frame::SchedExtSample {
+            sample: ScxSample {
+                uptime_ms: 2410,
+                state: "enabled".into(),
+                enable_seq: Some(1),
+                scheduler_alive: true,
+            },
         },
-        Frame::SchedulerNotAttached {
-            reason: "scheduler process exited during BPF load/startup".into(),
+        Frame::PayloadStarting,
+        Frame::WorkerProgress {
+            probe: ProbeReport {
+                bound_ms: 516,
+                workers: vec![
+                    WorkerReport {
+                        switched: true,
+                        blocked: true,
+                        iterations: 181455,
+                        error: String::new(),
+                    },
+                    WorkerReport {
+                        switched: false,
+                        blocked: false,
+                        iterations: 0,
+                        error: "sched_setattr(SCHED_EXT) failed: Invalid argument (os error 22)"
+                            .into(),
+                    },
+                ],
+            },
+        },
+        Frame::SchedExtLog {
+            records: vec![KernelRecord {
+                usec: 2_652_000,
+                text: "sched_ext: BPF scheduler \"ktstr\" disabled (scx_bpf_error)".into(),
+            }],
         },
         Frame::SchedulerDied {
             status: "exit code 1".into(),

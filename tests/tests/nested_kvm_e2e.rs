@@ -22,7 +22,7 @@ const KNOBS: [(&str, Gate); 6] = [
     ("fail-verify", Gate::Verify),
     ("verify-loop", Gate::Verify),
     ("no-dispatch", Gate::Dispatch),
-    ("die-after-attach", Gate::Attach),
+    ("die-after-attach", Gate::Liveness),
     ("wedge-after-attach", Gate::TimedOut),
     ("load-only", Gate::Attach),
 ];

@@ -75,6 +75,8 @@ fn each_knob_fails_the_gate_it_targets() {
         ("die-after-attach", "--die-after-attach"),
         ("wedge-after-attach", "--wedge-after-attach"),
         ("load-only", "--load-only"),
+        ("fail-verify-quiet", "--fail-verify-quiet"),
+        ("error-after-dispatches", "--error-after-dispatches=2"),
     ] {
         manifest.push_str(&format!(
             "[[scheduler]]\nname = \"{name}\"\nbinary = \"{}\"\nsched_args = [\"{args}\"]\n\n",
@@ -143,10 +145,37 @@ fn each_knob_fails_the_gate_it_targets() {
         "{block:#?}"
     );
 
+    // Gone before the probe ended: the liveness gate, with the kernel's record of it.
     let block = cell_block(&text, "die-after-attach", "tiny-1llc");
     assert_eq!(
         verdict(&block),
-        "verdict: FAIL [attach] scheduler process exited after attaching (exit code 3)",
+        "verdict: FAIL [liveness] scheduler process exited during the dispatch probe (exit \
+         code 3); sched_ext disabled (unregistered from user space)",
+        "{block:#?}"
+    );
+    // Ejected by the kernel during the probe: its reason, in its words, though the workers
+    // ran on (under the fair class once sched_ext let go).
+    let block = cell_block(&text, "error-after-dispatches", "tiny-1llc");
+    assert_eq!(
+        verdict(&block),
+        "verdict: FAIL [liveness] sched_ext disabled (scx_bpf_error): ktstr: 2 tasks dispatched \
+         (--error-after-dispatches); the scheduler process then exited (exit code 2)",
+        "{block:#?}"
+    );
+    assert!(
+        block.contains(
+            &"  sched_ext: disabled (scx_bpf_error): ktstr: 2 tasks dispatched \
+              (--error-after-dispatches)"
+        ),
+        "{block:#?}"
+    );
+    // Refused by the verifier, said only in the loader's words: still the verify gate.
+    let block = cell_block(&text, "fail-verify-quiet", "tiny-1llc");
+    assert_eq!(
+        verdict(&block),
+        "verdict: FAIL [verify] the kernel refused a BPF program load (EACCES: the verifier's \
+         refusal); the loader printed no verifier log, only: Failed to load BPF program: \
+         Permission denied (os error 13)",
         "{block:#?}"
     );
 
@@ -169,7 +198,7 @@ fn each_knob_fails_the_gate_it_targets() {
     );
 
     assert!(text.contains("failing combinations (scheduler / kernel / topology):"));
-    assert!(text.contains("verifier summary: 0 ✅  6 ❌  0 🇽"), "{text}");
+    assert!(text.contains("verifier summary: 0 ✅  8 ❌  0 🇽"), "{text}");
 
     // --raw shows the verifier's own log, every iteration of the loop.
     let raw = ktstr_in(

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ktstr_domain::cell::CellId;
+use ktstr_domain::dispatch::ProbeReport;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::guest_memory::{GuestMemorySize, MemorySource};
 use ktstr_domain::judge::{CellEvidence, HostReading, JudgePolicy, RunEvidence, judge};
+use ktstr_domain::liveness::ScxSample;
 use ktstr_domain::matrix::PlannedCell;
 use ktstr_domain::observed::ObservedTopology;
 use ktstr_domain::preset::find_preset;
@@ -128,10 +130,15 @@ fn healthy(topology: &ktstr_domain::topology::Topology) -> Vec<Frame> {
             topology: ObservedTopology::ideal(topology),
         },
         Frame::SchedulerStarted { pid: 9 },
+        Frame::SchedExtSample {
+            sample: ScxSample::alive("enabled", 1),
+        },
         Frame::PayloadStarting,
-        Frame::WorkloadDispatched {
-            workers: topology.cpus(),
-            iterations: 1000,
+        Frame::WorkerProgress {
+            probe: ProbeReport::every_worker_ran(topology.cpus(), 1000),
+        },
+        Frame::SchedExtSample {
+            sample: ScxSample::alive("enabled", 1),
         },
         Frame::ProgStats {
             progs: vec![ProgStat {

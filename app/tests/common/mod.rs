@@ -8,9 +8,11 @@ use std::time::Duration;
 use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
 use ktstr_domain::cell::CellId;
 use ktstr_domain::constraints::HostBudget;
+use ktstr_domain::dispatch::ProbeReport;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::guest_memory::ImageFootprint;
 use ktstr_domain::kernel::KernelLabel;
+use ktstr_domain::liveness::ScxSample;
 use ktstr_domain::manifest::{SchedulerDecl, parse_manifest};
 use ktstr_domain::matrix::MatrixRequest;
 use ktstr_domain::observed::ObservedTopology;
@@ -103,6 +105,25 @@ pub fn prog(id: u32, name: &str, insns: u32) -> ProgStat {
     }
 }
 
+/// The guest's look at sched_ext while the scheduler is enabled.
+pub fn enabled_sample() -> Frame {
+    Frame::SchedExtSample {
+        sample: ScxSample::alive("enabled", 1),
+    }
+}
+
+/// A probe of `workers` that each blocked, then made `iterations`.
+pub fn probe(workers: u32, iterations: u64) -> Frame {
+    Frame::WorkerProgress {
+        probe: ProbeReport::every_worker_ran(workers, iterations),
+    }
+}
+
+/// Whether `frame` is the probe's report.
+pub fn is_probe(frame: &Frame) -> bool {
+    matches!(frame, Frame::WorkerProgress { .. })
+}
+
 /// The frames of a healthy run on `spec`'s topology.
 pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
     vec![
@@ -110,11 +131,10 @@ pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
             topology: ObservedTopology::ideal(&spec.topology),
         },
         Frame::SchedulerStarted { pid: 42 },
+        enabled_sample(),
         Frame::PayloadStarting,
-        Frame::WorkloadDispatched {
-            workers: spec.topology.cpus(),
-            iterations: 1000,
-        },
+        probe(spec.topology.cpus(), 1000),
+        enabled_sample(),
         Frame::ProgStats {
             progs: vec![
                 prog(7, "ktstr_dispatch", 100 + spec.topology.cpus()),

@@ -42,10 +42,6 @@ impl SchedExtSysfs {
             .parse()
             .ok()
     }
-
-    pub fn is_enabled(&self) -> bool {
-        self.state().as_deref() == Some("enabled")
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,7 +236,7 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join("state"), "enabled\n").unwrap();
         fs::write(d.join("enable_seq"), "12\n").unwrap();
-        assert!(scx.is_enabled());
+        assert_eq!(scx.state().as_deref(), Some("enabled"));
         assert_eq!(scx.enable_seq(), Some(12));
     }
 }

@@ -161,7 +161,7 @@ mod tests {
 }
 
 /// Milliseconds since boot, from `/proc/uptime`.
-fn uptime_ms() -> Option<u64> {
+pub fn uptime_ms() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/uptime").ok()?;
     parse_uptime_ms(&text)
 }

@@ -27,6 +27,11 @@ pub fn sched_ext_lines(path: &str) -> String {
     out
 }
 
+/// Every kernel log record so far whose text mentions sched_ext (what it could read).
+pub fn sched_ext_records(path: &str) -> Vec<KernelRecord> {
+    read_records(path, |r| r.text.contains("sched_ext")).unwrap_or_else(|(records, _)| records)
+}
+
 /// The records a boot profile is made of (initcalls, SMP bring-up, the init's exec).
 pub fn profile_records(path: &str) -> Vec<KernelRecord> {
     read_records(path, |r| is_profile_record(&r.text)).unwrap_or_else(|(records, _)| records)

@@ -7,9 +7,10 @@ use std::time::Duration;
 use ktstr_domain::attach_wait::AttachExpiry;
 use ktstr_domain::frame::Frame;
 use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan, frame_device_in};
+use ktstr_domain::liveness::ScxSample;
 
 use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
-use crate::channel::FrameSink;
+use crate::channel::{FrameSink, uptime_ms};
 use crate::scheduler::{Scheduler, describe_status};
 use crate::{activity, bpf, kmsg, mounts, probe, sys, topology};
 
@@ -21,6 +22,12 @@ const CMDLINE: &str = "/proc/cmdline";
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// Clock ticks per second in `/proc/<pid>/stat`: fixed at 100 by the x86 Linux ABI.
 const USER_HZ: u64 = 100;
+/// How long after the probe the end sample is taken.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Changes of sched_ext's state sent from one probe, at most.
+const MAX_PROBE_SAMPLES: usize = 32;
+/// The kernel's sched_ext records sent, at most (the last ones).
+const MAX_KERNEL_RECORDS: usize = 64;
 
 /// Whether this is the real PID 1 (mount, protect itself, reboot) or a run by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +125,17 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
     };
     sink.send(&Frame::SchedulerStarted { pid: sched.pid() });
     sink.phase("scheduler_started");
+    sink.send(&Frame::SchedExtSample {
+        sample: ScxSample {
+            uptime_ms: uptime_ms().unwrap_or_default(),
+            state: scx.state().unwrap_or_default(),
+            enable_seq: seq_before,
+            scheduler_alive: true,
+        },
+    });
 
+    // What attach came to decides only what the guest does next; the host judges it from
+    // the samples, the exit status and the expiry sent here.
     let timeout = Duration::from_millis(plan.attach_timeout_ms);
     match wait_for_attach(&mut sched, &scx, seq_before, timeout) {
         AttachResult::Attached => {}
@@ -126,8 +143,10 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
             sink.send(&Frame::SchedulerDied { status });
             return report_failure(sink, &sched, true);
         }
-        AttachResult::NotAttached(reason) => {
-            sink.send(&Frame::SchedulerNotAttached { reason });
+        AttachResult::NotAttached(_) => {
+            sink.send(&Frame::SchedExtSample {
+                sample: take_sample(&scx, &mut sched),
+            });
             return report_failure(sink, &sched, false);
         }
         AttachResult::Expired { state } => {
@@ -141,48 +160,75 @@ fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
                 process_state: proc_state.map(|p| p.state),
                 cpu_ms: proc_state.map_or(0, |p| p.cpu_ticks * 1000 / USER_HZ),
             };
-            sink.send(&Frame::AttachExpired {
-                expiry: expiry.clone(),
-            });
-            sink.send(&Frame::SchedulerNotAttached {
-                reason: expiry.reason(),
-            });
+            sink.send(&Frame::AttachExpired { expiry });
             return report_failure(sink, &sched, false);
         }
     }
 
+    let attached = take_sample(&scx, &mut sched);
+    sink.send(&Frame::SchedExtSample {
+        sample: attached.clone(),
+    });
     sink.send(&Frame::PayloadStarting);
     sink.phase("attached");
     let probe_time = Duration::from_millis(plan.probe_ms);
     let workers = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
-    let outcome = probe::run_probe(workers, probe_time, probe::switch_to_sched_ext);
-    sink.send(&probe::dispatch_frame(&outcome, probe_time));
+    // sched_ext's state through the probe, sent whenever it changed.
+    let mut last = (attached.state, attached.enable_seq);
+    let mut changes = Vec::new();
+    let mut watch = || {
+        let now = (scx.state().unwrap_or_default(), scx.enable_seq());
+        if now != last && changes.len() < MAX_PROBE_SAMPLES {
+            changes.push(ScxSample {
+                uptime_ms: uptime_ms().unwrap_or_default(),
+                state: now.0.clone(),
+                enable_seq: now.1,
+                scheduler_alive: true,
+            });
+            last = now;
+        }
+    };
+    let probe = probe::run_probe(workers, probe_time, probe::switch_to_sched_ext, &mut watch);
+    sink.send(&Frame::WorkerProgress { probe });
+    for sample in changes {
+        sink.send(&Frame::SchedExtSample { sample });
+    }
     sink.phase("probe_done");
 
-    // The scheduler must still be in charge after the probe.
-    if let Some(status) = sched.poll_exit() {
-        sink.send(&Frame::SchedulerDied {
-            status: describe_status(status),
-        });
-        return report_failure(sink, &sched, true);
-    }
-    if !scx.is_enabled() {
+    // The end sample, after a short settle: an ejection the scheduler caused late in the
+    // probe is still being carried out by the kernel when the workers finish.
+    std::thread::sleep(SETTLE);
+    let mut end = take_sample(&scx, &mut sched);
+    if end.state != "enabled" && end.scheduler_alive {
         // The kernel unregisters a dying scheduler before its process can be reaped:
         // give the exit a moment to show, so a death is reported as one.
-        if let Some(status) = wait_exit(&mut sched, EXIT_GRACE) {
+        wait_exit(&mut sched, EXIT_GRACE);
+        end = take_sample(&scx, &mut sched);
+    }
+    let alive = end.scheduler_alive;
+    sink.send(&Frame::SchedExtSample { sample: end });
+    if !alive {
+        if let Some(status) = sched.poll_exit() {
             sink.send(&Frame::SchedulerDied {
                 status: describe_status(status),
             });
-            return report_failure(sink, &sched, true);
         }
-        sink.send(&Frame::SchedulerNotAttached {
-            reason: "sched_ext disabled during the dispatch probe".into(),
-        });
-        return report_failure(sink, &sched, false);
+        return report_failure(sink, &sched, true);
     }
     send_programs(sink);
+    send_kernel_records(sink);
     // The scheduler keeps running: send what it printed so far, without waiting for EOF.
     sink.send_log(&sched.log.snapshot());
+}
+
+/// sched_ext's state and whether the scheduler process still runs, now.
+fn take_sample(scx: &SchedExtSysfs, sched: &mut Scheduler) -> ScxSample {
+    ScxSample {
+        uptime_ms: uptime_ms().unwrap_or_default(),
+        state: scx.state().unwrap_or_default(),
+        enable_seq: scx.enable_seq(),
+        scheduler_alive: sched.poll_exit().is_none(),
+    }
 }
 
 /// Polls for the scheduler's exit for up to `grace`.
@@ -206,6 +252,7 @@ fn report_failure(sink: &mut FrameSink, sched: &Scheduler, died: bool) {
         eprintln!("ktstr-init: scheduler output still open after it exited");
     }
     send_programs(sink);
+    send_kernel_records(sink);
     let log = with_kernel_lines(sched.log.snapshot(), &kmsg::sched_ext_lines(KMSG));
     sink.send_log(&log);
 }
@@ -218,6 +265,14 @@ fn with_kernel_lines(mut log: String, kernel: &str) -> String {
         log.push_str(kernel);
     }
     log
+}
+
+/// The kernel's sched_ext records, the last [`MAX_KERNEL_RECORDS`] of them.
+fn send_kernel_records(sink: &mut FrameSink) {
+    let mut records = kmsg::sched_ext_records(KMSG);
+    let cut = records.len().saturating_sub(MAX_KERNEL_RECORDS);
+    records.drain(..cut);
+    sink.send(&Frame::SchedExtLog { records });
 }
 
 fn send_programs(sink: &mut FrameSink) {

@@ -1,5 +1,6 @@
-//! The dispatch probe: spinning workers that switched themselves to
-//! `SCHED_EXT` must make progress, which only happens if the BPF scheduler dispatches them.
+//! The dispatch probe: spinning workers that switched themselves to `SCHED_EXT`, blocked
+//! once, and count their iterations after. The guest reports what each did; the host
+//! decides whether that proves dispatch (`ktstr_domain::dispatch`).
 //!
 //! Workers are never joined: under a scheduler that never dispatches, a worker stays
 //! runnable-but-unscheduled forever, and that is the outcome being measured.
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ktstr_domain::frame::Frame;
+use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
 
 use crate::sys;
 
@@ -23,9 +24,10 @@ const STOP_WAIT: Duration = Duration::from_secs(1);
 /// How often the probe looks whether every worker has had its say.
 const POLL: Duration = Duration::from_millis(2);
 
-const PENDING: u8 = 0;
+// A slot starts at 0: pending, not yet switched.
 const SWITCHED: u8 = 1;
 const FAILED: u8 = 2;
+const BLOCKED: u8 = 3;
 
 /// Per-worker state on its own cache line, so spinning workers do not slow each other.
 #[derive(Debug, Default)]
@@ -34,17 +36,6 @@ struct Slot {
     iterations: AtomicU64,
     status: AtomicU8,
     error: Mutex<Option<String>>,
-}
-
-/// What the workers did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeOutcome {
-    pub workers: u32,
-    /// Workers that made at least one iteration.
-    pub progressed: u32,
-    pub iterations: u64,
-    /// `worker N: error` for each worker that could not switch or could not start.
-    pub failures: Vec<String>,
 }
 
 /// Switches the calling thread to `SCHED_EXT` and checks that the kernel says so: a silent
@@ -63,12 +54,14 @@ pub fn switch_to_sched_ext() -> Result<(), String> {
 }
 
 /// Runs `workers` spinning threads, each of which first calls `switch`, until every one
-/// has either failed or made progress after its wake-up, or `bound` has passed.
+/// has either failed or made progress after its wake-up, or `bound` has passed; `on_poll`
+/// runs at each look meanwhile.
 pub fn run_probe(
     workers: u32,
     bound: Duration,
     switch: fn() -> Result<(), String>,
-) -> ProbeOutcome {
+    on_poll: &mut dyn FnMut(),
+) -> ProbeReport {
     let stop = Arc::new(AtomicBool::new(false));
     let slots: Vec<Arc<Slot>> = (0..workers).map(|_| Arc::new(Slot::default())).collect();
     let mut handles = Vec::new();
@@ -89,6 +82,7 @@ pub fn run_probe(
     // a scheduler that never dispatches still takes the whole bound to show it.
     let deadline = Instant::now() + bound;
     while Instant::now() < deadline && !slots.iter().all(|s| s.answered()) {
+        on_poll();
         thread::sleep(POLL);
     }
     stop.store(true, Ordering::Relaxed);
@@ -98,7 +92,7 @@ pub fn run_probe(
     }
     // Dropping the handles detaches any worker still stuck.
     drop(handles);
-    collect(&slots)
+    collect(&slots, bound)
 }
 
 impl Slot {
@@ -127,6 +121,7 @@ fn worker(slot: &Slot, stop: &AtomicBool, switch: fn() -> Result<(), String>) {
         slot.status.store(FAILED, Ordering::Release);
         return;
     }
+    slot.status.store(BLOCKED, Ordering::Release);
     // A plain store of a local count avoids a locked read-modify-write per iteration.
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
@@ -151,61 +146,31 @@ fn block_once() -> Result<(), String> {
     Err(format!("{MAX_SLEEPS} sleeps never blocked the thread"))
 }
 
-fn collect(slots: &[Arc<Slot>]) -> ProbeOutcome {
-    let mut outcome = ProbeOutcome {
-        workers: slots.len() as u32,
-        progressed: 0,
-        iterations: 0,
-        failures: Vec::new(),
-    };
-    for (i, slot) in slots.iter().enumerate() {
-        match slot.status.load(Ordering::Acquire) {
-            FAILED => {
-                let err = lock(&slot.error).clone().unwrap_or_default();
-                outcome.failures.push(format!("worker {i}: {err}"));
+/// Each worker as it stands. A worker that never reported is one the scheduler never ran
+/// again after its policy switch: zero iterations.
+fn collect(slots: &[Arc<Slot>], bound: Duration) -> ProbeReport {
+    let workers = slots
+        .iter()
+        .map(|slot| {
+            let status = slot.status.load(Ordering::Acquire);
+            WorkerReport {
+                switched: matches!(status, SWITCHED | BLOCKED),
+                blocked: status == BLOCKED,
+                iterations: slot.iterations.load(Ordering::Relaxed),
+                error: lock(&slot.error).clone().unwrap_or_default(),
             }
-            // A worker that never reported is one the scheduler never ran again after its
-            // policy switch: it counts as zero iterations.
-            PENDING | SWITCHED => {
-                let n = slot.iterations.load(Ordering::Relaxed);
-                outcome.iterations += n;
-                outcome.progressed += u32::from(n > 0);
-            }
-            _ => {}
-        }
-    }
-    outcome
-}
-
-/// The dispatch frame for a probe outcome.
-pub fn dispatch_frame(outcome: &ProbeOutcome, duration: Duration) -> Frame {
-    if let Some(first) = outcome.failures.first() {
-        return Frame::WorkloadNotDispatched {
-            reason: format!(
-                "{} of {} workers could not run under SCHED_EXT; {first}",
-                outcome.failures.len(),
-                outcome.workers
-            ),
-        };
-    }
-    if outcome.iterations > 0 {
-        return Frame::WorkloadDispatched {
-            workers: outcome.progressed,
-            iterations: outcome.iterations,
-        };
-    }
-    Frame::WorkloadNotDispatched {
-        reason: format!(
-            "0 iterations from {} SCHED_EXT workers in {} ms",
-            outcome.workers,
-            duration.as_millis()
-        ),
+        })
+        .collect();
+    ProbeReport {
+        bound_ms: u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+        workers,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ktstr_domain::dispatch::judge_dispatch;
 
     fn ok() -> Result<(), String> {
         Ok(())
@@ -229,40 +194,42 @@ mod tests {
         assert!(sys::voluntary_switches().unwrap() > before);
     }
 
+    fn probe(workers: u32, bound: Duration, switch: fn() -> Result<(), String>) -> ProbeReport {
+        let mut polls = 0;
+        let report = run_probe(workers, bound, switch, &mut || polls += 1);
+        assert!(polls > 0 || report.workers.iter().all(|w| !w.error.is_empty()));
+        report
+    }
+
     #[test]
     fn the_probe_ends_once_every_worker_progressed() {
         let start = Instant::now();
-        let out = run_probe(3, Duration::from_secs(20), ok);
+        let out = probe(3, Duration::from_secs(20), ok);
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "{:?}",
             start.elapsed()
         );
-        assert_eq!((out.workers, out.progressed), (3, 3));
-        let out = run_probe(2, Duration::from_secs(20), refuse);
+        assert_eq!(out.workers.len(), 3);
+        assert!(
+            out.workers
+                .iter()
+                .all(|w| w.switched && w.blocked && w.iterations > 0)
+        );
+        assert_eq!(judge_dispatch(&out).map(|_| ()), Ok(()));
+        let out = probe(2, Duration::from_secs(20), refuse);
         assert!(start.elapsed() < Duration::from_secs(10));
-        assert_eq!(out.failures.len(), 2);
+        assert!(
+            out.workers
+                .iter()
+                .all(|w| !w.switched && !w.error.is_empty())
+        );
     }
 
     #[test]
-    fn spinning_workers_make_progress() {
-        let out = run_probe(2, Duration::from_millis(50), ok);
-        assert_eq!((out.workers, out.failures.len()), (2, 0));
-        assert!(out.iterations > 0 && out.progressed >= 1);
-        assert!(matches!(
-            dispatch_frame(&out, Duration::from_millis(50)),
-            Frame::WorkloadDispatched { .. }
-        ));
-    }
-
-    #[test]
-    fn switch_failure_is_named() {
-        let out = run_probe(3, Duration::from_millis(10), refuse);
-        let Frame::WorkloadNotDispatched { reason } =
-            dispatch_frame(&out, Duration::from_millis(10))
-        else {
-            panic!("dispatched");
-        };
+    fn switch_failure_is_reported_per_worker() {
+        let out = probe(3, Duration::from_millis(10), refuse);
+        let reason = judge_dispatch(&out).unwrap_err();
         assert!(reason.starts_with("3 of 3 workers could not run under SCHED_EXT; worker 0"));
         assert!(reason.contains("Invalid argument"), "{reason}");
     }
@@ -270,15 +237,13 @@ mod tests {
     #[test]
     fn stuck_workers_do_not_block_and_count_zero() {
         let start = Instant::now();
-        let out = run_probe(2, Duration::from_millis(300), never_returns);
+        let out = probe(2, Duration::from_millis(300), never_returns);
         // Workers that never answer keep the probe to its whole bound, and no longer.
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(start.elapsed() < Duration::from_secs(3));
         assert_eq!(
-            dispatch_frame(&out, Duration::from_millis(300)),
-            Frame::WorkloadNotDispatched {
-                reason: "0 iterations from 2 SCHED_EXT workers in 300 ms".into()
-            }
+            judge_dispatch(&out),
+            Err("0 iterations from 2 SCHED_EXT workers in 300 ms".into())
         );
     }
 

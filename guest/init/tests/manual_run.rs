@@ -71,8 +71,13 @@ fn scheduler_that_exits_is_reported_dead_with_its_log() {
     );
     assert!(matches!(frames[0], Frame::Topology { .. }), "{frames:?}");
     assert!(matches!(frames[1], Frame::SchedulerStarted { .. }));
+    // The guest's first look at sched_ext, before any attach.
+    assert!(
+        matches!(frames[2], Frame::SchedExtSample { .. }),
+        "{frames:?}"
+    );
     assert_eq!(
-        frames[2],
+        frames[3],
         Frame::SchedulerDied {
             status: "exit code 3".into()
         }
@@ -89,10 +94,10 @@ fn scheduler_that_never_enables_times_out() {
     let reason = frames
         .iter()
         .find_map(|f| match f {
-            Frame::SchedulerNotAttached { reason } => Some(reason.clone()),
+            Frame::AttachExpired { expiry } => Some(expiry.reason()),
             _ => None,
         })
-        .expect("NotAttached frame");
+        .expect("AttachExpired frame");
     // The build host has no sched_ext, so the state file is missing; the reason goes on to
     // say what the scheduler (here a sleeping shell) was doing.
     assert!(

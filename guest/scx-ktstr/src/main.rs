@@ -63,6 +63,18 @@ struct Args {
     #[arg(long)]
     fail_verify: bool,
 
+    /// Verify gate, quiet loader: the same rejection with libbpf's messages silenced, so
+    /// the only word of it is the loader's own `Failed to load BPF program: Permission
+    /// denied (os error 13)`, as some published loaders print it.
+    #[arg(long)]
+    fail_verify_quiet: bool,
+
+    /// Liveness gate: attach normally, then report an error through `scx_bpf_error` when
+    /// the Nth task has been dispatched; the kernel ejects the scheduler and the loader
+    /// exits 2.
+    #[arg(long, value_name = "N")]
+    error_after_dispatches: Option<u64>,
+
     /// Verify gate, long log: the same rejection, preceded by an unrolled 8-iteration
     /// loop so the verifier log repeats one block 8 times (exercises cycle collapse).
     #[arg(long)]
@@ -185,7 +197,11 @@ fn run(args: &Args) -> Result<ExitCode> {
         1 => PrintLevel::Info,
         _ => PrintLevel::Debug,
     };
-    libbpf_rs::set_print(Some((level, libbpf_to_stderr)));
+    libbpf_rs::set_print(if args.fail_verify_quiet {
+        None
+    } else {
+        Some((level, libbpf_to_stderr))
+    });
 
     // Held until exit: the memory stays resident for the scheduler's whole life.
     let _ballast = args.alloc_mib.map(ballast);
@@ -221,13 +237,24 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.llc_first[..layout.first.len()].copy_from_slice(&layout.first);
     rodata.llc_size[..layout.size.len()].copy_from_slice(&layout.size);
     rodata.llc_span = (layout.span + args.pad_span).min(topology::MAX_CPUS as u32);
-    rodata.fail_verify = args.fail_verify;
+    rodata.fail_verify = args.fail_verify || args.fail_verify_quiet;
+    rodata.error_after_dispatches = args.error_after_dispatches.unwrap_or(0);
     rodata.verify_loop = args.verify_loop;
     rodata.no_dispatch = args.no_dispatch || args.die_after_attach || args.wedge_after_attach;
 
-    let mut skel = open
-        .load()
-        .context("loading the BPF programs failed (libbpf's log above says why)")?;
+    let loaded = open.load();
+    if args.fail_verify_quiet {
+        // Only the loader's words, without libbpf's log or the error's context chain.
+        let e = loaded.err().context("the quiet rejection loaded anyway")?;
+        let root = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .last()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        eprintln!("Failed to load BPF program: {root}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut skel =
+        loaded.context("loading the BPF programs failed (libbpf's log above says why)")?;
     print_verified_insns();
 
     if args.load_only {

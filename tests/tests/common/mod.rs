@@ -225,6 +225,31 @@ pub fn veristat() -> PathBuf {
     dir.join("veristat")
 }
 
+/// One of the Linux 6.12 tree's own example schedulers (`scx_central`, `scx_simple`,
+/// `scx_qmap`, `scx_flatcg`), built once from Debian's linux-source-6.12 against the default
+/// kernel's BTF into `<cache>/tools/sched_ext-examples-<kernel entry>` and reused after.
+pub fn kernel_example(name: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let kernel = default_kernel_dir();
+    let entry = kernel.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = cache_base()
+        .join("tools")
+        .join(format!("sched_ext-examples-{entry}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-kernel-examples.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&dir)
+        .arg(kernel.join("vmlinux"))
+        .status()
+        .expect("running build-kernel-examples.sh");
+    assert!(
+        status.success(),
+        "building the kernel's example schedulers failed"
+    );
+    dir.join("bin").join(name)
+}
+
 /// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
 pub fn default_kernel_dir() -> PathBuf {
     let out = ktstr_in(&std::env::temp_dir(), &["kernel", "build"]);

@@ -104,6 +104,11 @@ fn write_run(
         }
     }
 
+    // The kernel's own words when sched_ext stopped the scheduler.
+    if let Some(exit) = &run.scx_exit {
+        writeln!(out, "  sched_ext: {}", continued(&exit.to_string(), "    "))?;
+    }
+
     let note = run.dispatch_note.as_deref();
     if run.dispatched {
         match note {

@@ -45,6 +45,7 @@ pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
         attach: AttachOutcome::Attached,
         dispatched: true,
         dispatch_note: Some("4 SCHED_EXT workers made 18342 iterations".into()),
+        scx_exit: None,
         timed_out: false,
         vm_died: None,
         memory_mib: 960,
@@ -153,6 +154,7 @@ pub fn rejected() -> CellRecord {
         attach: AttachOutcome::Died,
         dispatched: false,
         dispatch_note: None,
+        scx_exit: None,
         progs: vec![],
         progs_source: StatsSource::Guest,
         cross_check: None,
@@ -179,6 +181,7 @@ pub fn not_attached() -> CellRecord {
         ),
         dispatched: false,
         dispatch_note: Some("scheduler never attached; workload skipped".into()),
+        scx_exit: None,
         progs: vec![prog(7, "simple_enqueue", 24), prog(8, "simple_init", 310)],
         progs_source: StatsSource::Guest,
         cross_check: None,
@@ -199,6 +202,7 @@ pub fn timed_out() -> CellRecord {
         attach: AttachOutcome::Unconfirmed,
         dispatched: false,
         dispatch_note: None,
+        scx_exit: None,
         timed_out: true,
         vm_died: None,
         memory_mib: 960,
@@ -231,6 +235,7 @@ pub fn not_dispatched() -> CellRecord {
     let run = RunRecord {
         dispatched: false,
         dispatch_note: Some("0 iterations in 2 s".into()),
+        scx_exit: None,
         progs_source: StatsSource::Guest,
         cross_check: None,
         ..healthy_run("tiny-1llc", ktstr_progs(0))
@@ -300,6 +305,7 @@ fn dispatch_fail(sched: &str, kernel: &str, preset: &str, progs: Vec<ProgStat>) 
     let run = RunRecord {
         dispatched: false,
         dispatch_note: Some("0 iterations in 2 s".into()),
+        scx_exit: None,
         ..healthy_run(preset, progs)
     };
     record(
@@ -389,6 +395,7 @@ pub fn guest_oom() -> CellRecord {
         attach: AttachOutcome::Died,
         dispatched: false,
         dispatch_note: None,
+        scx_exit: None,
         progs: vec![],
         progs_source: StatsSource::Guest,
         cross_check: None,

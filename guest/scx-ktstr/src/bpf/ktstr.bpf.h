@@ -25,6 +25,15 @@ bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
 void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
 s32 scx_bpf_task_cpu(const struct task_struct *p) __ksym;
 bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
+void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data__sz) __ksym;
+
+/* scx_bpf_error() with one u64 argument: the kernel formats it like bpf_snprintf(). */
+#define ktstr_error_u64(fmt, arg)					\
+	({								\
+		static char ___fmt[] = fmt;				\
+		unsigned long long ___arg[1] = { (arg) };		\
+		scx_bpf_error_bstr(___fmt, ___arg, sizeof(___arg));	\
+	})
 
 /*
  * Insert / consume were renamed in 6.13 and insert started returning bool in 6.19.

@@ -28,9 +28,12 @@ const volatile u32 llc_span = 1;
 const volatile bool fail_verify;
 const volatile bool verify_loop;
 const volatile bool no_dispatch;
+const volatile u64 error_after_dispatches;
 
 /* Tasks parked in the black hole so far: --die/--wedge-after-attach act on the first. */
 u64 nr_parked;
+/* Tasks dispatched so far, counted only for --error-after-dispatches. */
+u64 nr_dispatched;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -119,6 +122,18 @@ static __always_inline void poison(void)
 	*bad = acc;
 }
 
+/* --error-after-dispatches: the Nth task dispatched makes the scheduler report an error. */
+static __always_inline void count_dispatch(void)
+{
+	u64 n;
+
+	if (!error_after_dispatches)
+		return;
+	n = __sync_fetch_and_add(&nr_dispatched, 1) + 1;
+	if (n == error_after_dispatches)
+		ktstr_error_u64("ktstr: %llu tasks dispatched (--error-after-dispatches)", n);
+}
+
 s32 KTSTR_OP(ktstr_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	s32 cpu;
@@ -130,12 +145,14 @@ s32 KTSTR_OP(ktstr_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_fla
 	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
 	    scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
 		ktstr_dsq_insert(p, SCX_DSQ_LOCAL, KTSTR_SLICE_NS, 0);
+		count_dispatch();
 		return prev_cpu;
 	}
 
 	cpu = pick_idle_in_llc(p, llc_of(prev_cpu));
 	if (cpu >= 0) {
 		ktstr_dsq_insert(p, SCX_DSQ_LOCAL, KTSTR_SLICE_NS, 0);
+		count_dispatch();
 		return cpu;
 	}
 	return prev_cpu;
@@ -179,8 +196,10 @@ void KTSTR_OP(ktstr_dispatch, s32 cpu, struct task_struct *prev)
 
 		if (llc >= nr_llcs)
 			llc -= nr_llcs;
-		if (ktstr_dsq_consume(KTSTR_LLC_DSQ_BASE + llc))
+		if (ktstr_dsq_consume(KTSTR_LLC_DSQ_BASE + llc)) {
+			count_dispatch();
 			return;
+		}
 	}
 }
 
