@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ktstr_domain::waits::CpuMode;
+use ktstr_domain::plan::waits::CpuMode;
 use ktstr_host::{KvmAccess, MshvAccess, find_executable};
 use ktstr_ports::Hypervisor;
 use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use comfy_table::{Table, presets::NOTHING};
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{CellRecord, SweepReport};
-use ktstr_domain::timing::breakdown;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::report::SweepReport;
+use ktstr_domain::results::timing::breakdown;
 use ktstr_ports::{ReportError, Reporter};
 
 use crate::bench_profile::{self, PROFILE_KERNEL_ARGS};
@@ -124,14 +125,17 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
             runs.len().to_string(),
             failed.to_string(),
             format!("{} ms", median(&mut walls)),
-            median_ms(runs.iter().filter_map(|r| r.run.as_ref()?.init_after_ms)),
+            median_ms(
+                runs.iter()
+                    .filter_map(|r| r.run.as_ref()?.host.vm.init_after_ms),
+            ),
         ];
         for segment in segments {
             let values: Vec<u64> = runs
                 .iter()
                 .filter_map(|r| {
                     let run = r.run.as_ref()?;
-                    breakdown(&run.phases, r.wall_ms)
+                    breakdown(&run.guest.phases, r.wall_ms)
                         .into_iter()
                         .find(|(label, _)| *label == segment)
                         .map(|(_, ms)| ms)
@@ -141,7 +145,7 @@ pub fn render(records: &[CellRecord], sweep_walls: &mut [u64]) -> String {
         }
         let rss = runs
             .iter()
-            .filter_map(|r| r.run.as_ref()?.peak_rss_kib)
+            .filter_map(|r| r.run.as_ref()?.host.vm.peak_rss_kib)
             .max();
         row.push(rss.map_or("-".to_string(), |kib| format!("{} MiB", kib / 1024)));
         t.add_row(row);

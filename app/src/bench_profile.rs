@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use comfy_table::{Table, presets::NOTHING};
-use ktstr_domain::boot_profile::BootProfile;
-use ktstr_domain::report::CellRecord;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::results::boot_profile::BootProfile;
 
 use crate::bench::{by_cell, median, median_ms};
 
@@ -24,16 +24,17 @@ fn stretches(record: &CellRecord) -> Vec<(&'static str, u64)> {
     let Some(run) = &record.run else {
         return Vec::new();
     };
-    let Some(profile) = &run.boot_profile else {
+    let Some(profile) = BootProfile::of(&run.guest) else {
         return Vec::new();
     };
     let init_uptime = run
+        .guest
         .phases
         .iter()
         .find(|(p, _)| p == "init")
         .map(|(_, ms)| *ms);
     let mut out = Vec::new();
-    if let (Some(host), Some(guest)) = (run.init_after_ms, init_uptime) {
+    if let (Some(host), Some(guest)) = (run.host.vm.init_after_ms, init_uptime) {
         out.push(("before kernel", host.saturating_sub(guest)));
     }
     out.extend(profile.segments());
@@ -70,9 +71,9 @@ pub fn render(records: &[CellRecord]) -> String {
             row.push(median_ms(values));
         }
         t.add_row(row);
-        let profiles: Vec<&BootProfile> = runs
+        let profiles: Vec<BootProfile> = runs
             .iter()
-            .filter_map(|r| r.run.as_ref()?.boot_profile.as_ref())
+            .filter_map(|r| BootProfile::of(&r.run.as_ref()?.guest))
             .collect();
         if let Some(line) = slowest_initcalls(&profiles) {
             slowest_lines.push(format!("  {cell}: {line}"));
@@ -94,7 +95,7 @@ pub fn render(records: &[CellRecord]) -> String {
 }
 
 /// `acpi_init 320, pty_init 287, ...`: each initcall's median over the runs that list it.
-fn slowest_initcalls(profiles: &[&BootProfile]) -> Option<String> {
+fn slowest_initcalls(profiles: &[BootProfile]) -> Option<String> {
     let mut by_name: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for p in profiles {
         for call in &p.slowest {
@@ -118,9 +119,9 @@ fn slowest_initcalls(profiles: &[&BootProfile]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use ktstr_domain::boot_profile::KernelRecord;
-    use ktstr_domain::report::samples::record;
-    use ktstr_domain::verdict::Verdict;
+    use ktstr_domain::judging::verdict::Verdict;
+    use ktstr_domain::protocol::observation::KernelRecord;
+    use ktstr_domain::results::report::samples::record;
 
     use super::*;
 
@@ -144,9 +145,9 @@ mod tests {
             .collect();
         let mut r = record("verifier/s/k/tiny-1llc", Verdict::Pass, vec![]);
         let run = r.run.as_mut().unwrap();
-        run.phases = vec![("init".into(), 2_650)];
-        run.init_after_ms = Some(init_after_ms);
-        run.boot_profile = Some(BootProfile::from_records(&records));
+        run.guest.phases = vec![("init".into(), 2_650)];
+        run.host.vm.init_after_ms = Some(init_after_ms);
+        run.guest.kernel_log = records;
         r
     }
 

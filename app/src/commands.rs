@@ -1,11 +1,11 @@
 //! The commands that need no VM: they render text for `main` to print.
 
 use comfy_table::{Table, presets::NOTHING};
-use ktstr_domain::collapse::collapse;
-use ktstr_domain::constraints::HostBudget;
-use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
-use ktstr_domain::preset::PRESETS;
-use ktstr_domain::vstats::parse_verifier_stats;
+use ktstr_domain::plan::manifest::{SchedulerBinary, SchedulerDecl};
+use ktstr_domain::shape::constraints::HostBudget;
+use ktstr_domain::shape::preset::PRESETS;
+use ktstr_domain::verifier_log::collapse::collapse;
+use ktstr_domain::verifier_log::vstats::parse_verifier_stats;
 
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
@@ -100,7 +100,7 @@ pub fn collapse_log(log: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ktstr_domain::manifest::parse_manifest;
+    use ktstr_domain::plan::manifest::parse_manifest;
 
     #[test]
     fn presets_mark_what_exceeds_the_host_budget() {

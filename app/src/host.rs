@@ -1,6 +1,6 @@
 //! Facts about the host that size a sweep.
 
-use ktstr_domain::constraints::HostBudget;
+use ktstr_domain::shape::constraints::HostBudget;
 use ktstr_host::host_mem_total_kib;
 
 /// vCPUs per host core a VM may have by default: emulated CPUs are cheap when idle, and

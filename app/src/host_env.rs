@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use ktstr_domain::kernel::KernelSpec;
+use ktstr_domain::kernel::spec::KernelSpec;
 use ktstr_kernel_cache::{CacheDir, FsKernelCache};
 
 use crate::kernel_cmd::cache_base;

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use comfy_table::{Table, presets::NOTHING};
 use indicatif::{ProgressBar, ProgressStyle};
-use ktstr_domain::kernel::KernelSpec;
+use ktstr_domain::kernel::spec::KernelSpec;
 use ktstr_kernel_cache::{
     BuildRequest, BuildStage, Builder, CacheDir, FsKernelCache, KernelSource, UserFragment,
 };

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl, parse_manifest};
+use ktstr_domain::plan::manifest::{SchedulerBinary, SchedulerDecl, parse_manifest};
 
 pub const DEFAULT_MANIFEST: &str = "ktstr.toml";
 

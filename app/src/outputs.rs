@@ -7,8 +7,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use ktstr_domain::baseline::{Comparison, Thresholds, compare};
-use ktstr_domain::report::SweepReport;
+use ktstr_domain::results::baseline::{Comparison, Thresholds, compare};
+use ktstr_domain::results::report::SweepReport;
 use ktstr_report::junit::render_junit;
 use ktstr_report::markdown::render_markdown;
 use ktstr_report::veristat::render_csv;

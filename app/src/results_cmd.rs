@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use ktstr_domain::baseline::compare;
-use ktstr_domain::merge::merge;
+use ktstr_domain::results::baseline::compare;
+use ktstr_domain::results::merge::merge;
+use ktstr_domain::results::rejudging::{Rejudged, rejudge_report};
 use ktstr_ports::Reporter;
 use ktstr_report::{
     JsonReporter, Show, TextOptions, read_results, render_comparison, render_line, render_summary,
@@ -43,6 +44,11 @@ pub struct ReportArgs {
     /// Where --format writes its files (not one of the shards' directories).
     #[arg(long, default_value = "ktstr-merged")]
     pub output: PathBuf,
+    /// Judge every stored run again under this ktstr's rules, from the host's facts and the
+    /// guest's report it kept, and name each verdict that changed. Records written before
+    /// observations were kept keep their verdict.
+    #[arg(long)]
+    pub rejudge: bool,
     #[command(flatten)]
     pub publish: PublishArgs,
 }
@@ -87,8 +93,11 @@ pub fn run_report(env: &HostEnv, args: &ReportArgs) -> Result<ExitCode> {
         }
         shards.push(read_results(&dir)?);
     }
-    let merged = merge(shards);
+    let mut merged = merge(shards);
     let opts = text_options(env);
+    if args.rejudge {
+        print!("{}", render_rejudged(&rejudge_report(&mut merged.report)));
+    }
     // The cells that did not pass, a line each, as the sweep printed them.
     for record in merged.report.records.iter().filter(|r| !r.verdict.passed()) {
         print!("{}", render_line(record, &opts));
@@ -118,4 +127,24 @@ pub fn run_report(env: &HostEnv, args: &ReportArgs) -> Result<ExitCode> {
     write_formats(&merged.report, &args.format, &output)?;
     let status = publish(env, &merged.report, &args.publish, baseline.as_ref(), &opts)?;
     Ok(ExitCode::from(status))
+}
+
+/// `rejudged 12 runs: 1 verdict changed`, each change, and the records that kept theirs.
+fn render_rejudged(r: &Rejudged) -> String {
+    let mut out = format!(
+        "rejudged {} run(s) under this ktstr's rules: {} verdict(s) changed\n",
+        r.judged,
+        r.changed.len()
+    );
+    for (cell, stored, today) in &r.changed {
+        out.push_str(&format!("  {cell}: {stored} → {today}\n"));
+    }
+    if r.legacy > 0 {
+        out.push_str(&format!(
+            "  {} record(s) of the first format keep their verdict: they hold conclusions, \
+             not the guest's observations\n",
+            r.legacy
+        ));
+    }
+    out
 }

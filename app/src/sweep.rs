@@ -6,18 +6,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use ktstr_domain::determinism::Boot;
-use ktstr_domain::guest_memory::GuestMemorySize;
-use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
-use ktstr_domain::judge::{
-    self, CONSOLE_TAIL_LINES, CellEvidence, HostReading, JudgePolicy, RunEvidence, judge,
-};
-use ktstr_domain::kernel::KernelSpec;
-use ktstr_domain::manifest::SchedulerDecl;
-use ktstr_domain::matrix::{Matrix, MatrixError, MatrixRequest, PlannedCell, expand};
-use ktstr_domain::partition::Partition;
-use ktstr_domain::report::{CellRecord, SweepReport};
-use ktstr_domain::waits::{CellWaits, WaitOverrides};
+use ktstr_domain::judging::environment::{CONSOLE_TAIL_LINES, tail_lines};
+use ktstr_domain::judging::evidence::{CellEvidence, HostReading, RunEvidence};
+use ktstr_domain::judging::judge::{JudgePolicy, judge};
+use ktstr_domain::judging::record::Boot;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::kernel::spec::KernelSpec;
+use ktstr_domain::plan::guest_memory::GuestMemorySize;
+use ktstr_domain::plan::manifest::SchedulerDecl;
+use ktstr_domain::plan::matrix::{Matrix, MatrixError, MatrixRequest, PlannedCell, expand};
+use ktstr_domain::plan::partition::Partition;
+use ktstr_domain::plan::waits::{CellWaits, WaitOverrides};
+use ktstr_domain::protocol::init_plan::{GuestChannels, cell_cmdline};
+use ktstr_domain::results::report::SweepReport;
 use ktstr_ports::{
     GuestImage, GuestImageBuilder, GuestMemory, GuestPlan, Hypervisor, KernelArtifact, KernelCache,
     KernelCacheError, KernelIntrospection, ReportError, Reporter, SchedulerSource, VmSpec,
@@ -312,7 +313,7 @@ impl CellContext<'_> {
         let judged = |evidence| {
             let record = judge(cell, evidence, policy);
             if let Some(run) = &record.run {
-                info!(frames = ?run.frame_stats, "frames decoded");
+                info!(frames = ?run.host.frame_stats, "frames decoded");
             }
             info!(verdict = ?record.verdict, "judged");
             record
@@ -389,25 +390,20 @@ impl CellContext<'_> {
             Ok(vm) => {
                 info!(
                     frame_bytes = vm.frame_bytes.len(),
-                    timed_out = vm.timed_out,
-                    vm_died = vm.vm_died.as_deref().unwrap_or("no"),
-                    peak_rss_kib = vm.peak_rss_kib,
-                    init_after_ms = vm.init_after.map(|d| d.as_millis() as u64),
+                    timed_out = vm.facts.timed_out,
+                    vm_died = vm.facts.vm_died.as_deref().unwrap_or("no"),
+                    peak_rss_kib = vm.facts.peak_rss_kib,
+                    init_after_ms = vm.facts.init_after_ms,
                     "VM stopped"
                 );
-                debug!(console_tail = %judge::tail_lines(&vm.console, CONSOLE_TAIL_LINES), "guest console");
+                debug!(console_tail = %tail_lines(&vm.console, CONSOLE_TAIL_LINES), "guest console");
                 let host = self.read_host_programs(kernel, vm.memory).await;
                 CellEvidence::Ran(Box::new(RunEvidence {
+                    vm: vm.facts,
                     memory,
                     waits,
-                    backend: vm.backend,
                     console: vm.console,
                     frame_bytes: vm.frame_bytes,
-                    timed_out: vm.timed_out,
-                    vm_died: vm.vm_died,
-                    flooded: vm.flooded,
-                    peak_rss_kib: vm.peak_rss_kib,
-                    init_after_ms: vm.init_after.map(|d| d.as_millis() as u64),
                     host,
                 }))
             }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ktstr_domain::guest_memory::{MAX_GUEST_MIB, MIN_GUEST_MIB};
-use ktstr_domain::kernel::KernelSpec;
-use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
-use ktstr_domain::matrix::MatrixRequest;
-use ktstr_domain::partition::Partition;
-use ktstr_domain::waits::WaitOverrides;
+use ktstr_domain::kernel::spec::KernelSpec;
+use ktstr_domain::plan::guest_memory::{MAX_GUEST_MIB, MIN_GUEST_MIB};
+use ktstr_domain::plan::manifest::{SchedulerBinary, SchedulerDecl};
+use ktstr_domain::plan::matrix::MatrixRequest;
+use ktstr_domain::plan::partition::Partition;
+use ktstr_domain::plan::waits::WaitOverrides;
 use ktstr_host::find_executable;
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::GuestIntrospector;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use common::*;
 use ktstr::sweep::run_sweep;
-use ktstr_domain::kernel::KernelSpec;
-use ktstr_domain::waits::CpuMode;
+use ktstr_domain::kernel::spec::KernelSpec;
+use ktstr_domain::plan::waits::CpuMode;
 use ktstr_ports::{GuestDevices, HypervisorError, VmRun, VmSpec};
 
 /// A backend whose VMs take a while, counting how many run at once.
@@ -184,7 +184,7 @@ struct SecondSchedulerWaitsForAVm {
 impl ktstr_ports::SchedulerSource for SecondSchedulerWaitsForAVm {
     async fn binary(
         &self,
-        decl: &ktstr_domain::manifest::SchedulerDecl,
+        decl: &ktstr_domain::plan::manifest::SchedulerDecl,
     ) -> Result<std::path::PathBuf, ktstr_ports::SchedulerSourceError> {
         if decl.name == "b" {
             tokio::time::timeout(Duration::from_secs(10), self.vm_ran.notified())

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ktstr_domain::frame::Frame;
-use ktstr_domain::report::SweepOutcome;
-use ktstr_domain::verdict::{EnvCause, Gate};
-use ktstr_domain::waits::WaitOverrides;
+use ktstr_domain::judging::verdict::{EnvCause, Gate};
+use ktstr_domain::plan::waits::WaitOverrides;
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::results::report::SweepOutcome;
 
 /// The frames of a scheduler the OOM killer took while it loaded.
 fn killed_while_loading() -> Vec<Frame> {
@@ -62,7 +62,7 @@ async fn guest_memory_is_sized_per_cell_and_overridable() {
             .ends_with("ktstr.attach_ms=62000 ktstr.probe_ms=532")
     );
     assert_eq!(seen[0].3, Duration::from_secs(124));
-    assert_eq!(report.records[0].run.as_ref().unwrap().memory_mib, 960);
+    assert_eq!(report.records[0].run.as_ref().unwrap().host.memory.mib, 960);
 
     // The manifest's memory_mib, then --memory, win over the sizing.
     let manifest =
@@ -120,7 +120,7 @@ async fn a_dead_vm_and_a_slow_boot_are_environment_errors_but_a_wedge_is_not() {
             // tiny-1llc: QEMU killed under a loading scheduler.
             "1n1l4c1t" => {
                 let mut run = vm(&killed_while_loading()[..2], false);
-                run.vm_died = Some("QEMU killed by signal 9".into());
+                run.facts.vm_died = Some("QEMU killed by signal 9".into());
                 run
             }
             // tiny-2llc: the watchdog fired before the guest reached its init.

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use ktstr::sweep::SweepError;
-use ktstr_domain::attach::AttachOutcome;
-use ktstr_domain::attach_wait::AttachExpiry;
-use ktstr_domain::frame::Frame;
-use ktstr_domain::matrix::MatrixError;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::report::{GridStatus, StatsSource};
-use ktstr_domain::verdict::{EnvCause, Gate};
-use ktstr_domain::wire::encode;
+use ktstr_domain::judging::attach::AttachOutcome;
+use ktstr_domain::judging::record::StatsSource;
+use ktstr_domain::judging::verdict::{EnvCause, Gate};
+use ktstr_domain::plan::matrix::MatrixError;
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::observation::AttachExpiry;
+use ktstr_domain::protocol::wire::encode;
+use ktstr_domain::results::report::GridStatus;
+use ktstr_domain::shape::observed::ObservedTopology;
 use ktstr_ports::{
     GuestImageError, HypervisorError, IntrospectionError, MockGuestImageBuilder, MockGuestMemory,
     MockKernelIntrospection, MockSchedulerSource, SchedulerSourceError, VmRun,
@@ -33,10 +34,10 @@ async fn a_healthy_sweep_passes_every_cell_and_reports_them() {
     assert!(report.succeeded());
     assert_eq!(report.records.len(), 2);
     let run = report.records[0].run.as_ref().unwrap();
-    assert_eq!(run.attach, AttachOutcome::Attached);
-    assert_eq!(run.progs_source, StatsSource::Guest);
-    assert_eq!(run.progs[0].verified_insns, 104);
-    assert_eq!(run.scheduler_log, "scheduler up\n");
+    assert_eq!(run.judgment.attach, AttachOutcome::Attached);
+    assert_eq!(run.judgment.progs_source, StatsSource::Guest);
+    assert_eq!(run.judgment.progs[0].verified_insns, 104);
+    assert_eq!(run.guest.scheduler_log, "scheduler up\n");
     assert_eq!(recorder.started.lock().unwrap().as_ref().unwrap().0, 2);
     assert_eq!(recorder.cells.lock().unwrap().len(), 2);
     // Each cell was announced before it finished, for progress displays.
@@ -103,9 +104,9 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
         "scheduler process exited during BPF load/startup (exit code 1)"
     );
     let died = report.records[0].run.as_ref().unwrap();
-    assert_eq!(died.verifier_stats.len(), 1);
+    assert_eq!(died.judgment.verifier_stats.len(), 1);
     assert_eq!(
-        died.verifier_stats[0].to_string(),
+        died.judgment.verifier_stats[0].to_string(),
         "processed=186  states=7/7"
     );
     let (gate, reason) = failed_gate(verdict_of(
@@ -332,7 +333,7 @@ fn with_memory(frames: &[Frame]) -> VmRun {
     let mut memory = MockGuestMemory::new();
     memory
         .expect_ram_map()
-        .return_const(ktstr_domain::ram_map::RamMap::for_size(1 << 20));
+        .return_const(ktstr_domain::shape::ram_map::RamMap::for_size(1 << 20));
     run.memory = Some(Box::new(memory));
     run
 }
@@ -363,8 +364,8 @@ async fn host_introspection_is_used_and_cross_checked() {
         let (report, _) = sweep(&one_scheduler(), h, &s).await;
         let record = &report.unwrap().records[0];
         let run = record.run.as_ref().unwrap();
-        assert_eq!(run.progs_source, StatsSource::Host);
-        assert_eq!(run.progs[0].verified_insns, host_insns);
+        assert_eq!(run.judgment.progs_source, StatsSource::Host);
+        assert_eq!(run.judgment.progs[0].verified_insns, host_insns);
         assert_eq!(record.verdict.passed(), expect_pass, "{:?}", record.verdict);
         if !expect_pass {
             let (gate, reason) = failed_gate(&record.verdict);
@@ -399,7 +400,7 @@ async fn a_failed_host_read_fails_the_cell_and_keeps_guest_numbers() {
     assert_eq!(gate, Gate::CrossCheck);
     assert!(reason.contains("cycle in the program registry"), "{reason}");
     assert_eq!(
-        record.run.as_ref().unwrap().progs_source,
+        record.run.as_ref().unwrap().judgment.progs_source,
         StatsSource::Guest
     );
 }
@@ -413,14 +414,14 @@ async fn without_the_cross_check_a_failed_host_read_is_reported_not_judged() {
     let record = &report.unwrap().records[0];
     assert!(record.verdict.passed(), "{:?}", record.verdict);
     let run = record.run.as_ref().unwrap();
-    assert_eq!(run.progs_source, StatsSource::Guest);
-    assert_eq!(run.cross_check, None);
+    assert_eq!(run.judgment.progs_source, StatsSource::Guest);
+    assert_eq!(run.judgment.cross_check, None);
     assert!(
-        run.host_read_error
-            .as_deref()
+        run.host
+            .read_error()
             .is_some_and(|e| e.contains("cycle in the program registry")),
         "{:?}",
-        run.host_read_error
+        run.host.reading
     );
 }
 
@@ -448,7 +449,7 @@ async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     let (report, _) = sweep(&one_scheduler(), h, &settings(&["tiny-1llc"])).await;
     let record = &report.unwrap().records[0];
     assert!(record.verdict.passed(), "{:?}", record.verdict);
-    let stats = record.run.as_ref().unwrap().frame_stats;
+    let stats = record.run.as_ref().unwrap().host.frame_stats;
     assert_eq!(stats.frames, 10, "the healthy frames, each intact");
     assert_eq!(stats.corrupt, 1);
     assert!(stats.garbage_bytes > 0);

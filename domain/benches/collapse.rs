@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ktstr_domain::collapse::collapse;
+use ktstr_domain::verifier_log::collapse::collapse;
 
 /// Deterministic xorshift so every run benches the same log.
 struct Rng(u64);

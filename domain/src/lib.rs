@@ -1,43 +1,10 @@
-//! Pure logic of ktstr: no I/O, no async, no OS or hypervisor crates.
+//! Pure logic of ktstr: no I/O, no async, no OS or hypervisor crates. One folder per
+//! concept; `docs/architecture.md` maps them.
 
-pub mod apic;
-pub mod attach;
-pub mod attach_wait;
-pub mod baseline;
-pub mod boot_profile;
-pub mod cell;
-pub mod collapse;
-pub mod config_variant;
-pub mod constraints;
-pub mod crosscheck;
-pub mod determinism;
-pub mod dispatch;
-pub mod environment;
-pub mod escapes;
-pub mod frame;
-pub mod guest_memory;
-pub mod guest_output;
-pub mod init_plan;
-pub mod judge;
-pub mod kconfig;
+pub mod judging;
 pub mod kernel;
-pub mod liveness;
-pub mod manifest;
-pub mod matrix;
-pub mod merge;
-pub mod numa;
-pub mod observed;
-pub mod partition;
-pub mod preset;
-pub mod prog;
-pub mod ram_map;
-pub mod rejection;
-pub mod report;
-pub mod scx_exit;
-pub mod timing;
-pub mod topology;
-pub mod verdict;
-pub mod vstats;
-pub mod waits;
-pub mod watchdog;
-pub mod wire;
+pub mod plan;
+pub mod protocol;
+pub mod results;
+pub mod shape;
+pub mod verifier_log;

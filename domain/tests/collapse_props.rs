@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use ktstr_domain::collapse::collapse;
+use ktstr_domain::verifier_log::collapse::collapse;
 use proptest::prelude::*;
 
 /// Lines shaped like verifier output, plus arbitrary text.

@@ -1,13 +1,13 @@
 //! Properties of the frame wire format and its streaming decoder.
 
-use ktstr_domain::attach_wait::AttachExpiry;
-use ktstr_domain::boot_profile::KernelRecord;
-use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
-use ktstr_domain::frame::Frame;
-use ktstr_domain::liveness::ScxSample;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::wire::{Decoded, FrameDecoder, MAGIC, decode_all, encode};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::observation::AttachExpiry;
+use ktstr_domain::protocol::observation::KernelRecord;
+use ktstr_domain::protocol::observation::ScxSample;
+use ktstr_domain::protocol::observation::{ProbeReport, WorkerReport};
+use ktstr_domain::protocol::wire::{Decoded, FrameDecoder, MAGIC, decode_all, encode};
+use ktstr_domain::shape::observed::ObservedTopology;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use proptest::collection::vec;
 use proptest::prelude::*;
 

@@ -2,13 +2,13 @@
 //! alone and all in a row, as the guest's init encodes them.
 //! `cargo +nightly run --example seeds -- corpus/frames` (from fuzz/).
 
-use ktstr_domain::boot_profile::KernelRecord;
-use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
-use ktstr_domain::frame::Frame;
-use ktstr_domain::liveness::ScxSample;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::wire::{encode, encode_log};
+use ktstr_domain::protocol::observation::KernelRecord;
+use ktstr_domain::protocol::observation::{ProbeReport, WorkerReport};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::observation::ScxSample;
+use ktstr_domain::shape::observed::ObservedTopology;
+use ktstr_domain::verifier_log::prog::ProgStat;
+use ktstr_domain::protocol::wire::{encode, encode_log};
 
 fn main() {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("a corpus directory"));

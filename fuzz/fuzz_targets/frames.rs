@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ktstr_domain::wire::decode_all(data);
+    let _ = ktstr_domain::protocol::wire::decode_all(data);
 });

@@ -1,7 +1,7 @@
 //! Topology shapes (`1n2l4c2t`) as the manifest and the guest's report give them.
 #![no_main]
 
-use ktstr_domain::topology::Topology;
+use ktstr_domain::shape::topology::Topology;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

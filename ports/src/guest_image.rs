@@ -3,14 +3,14 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use ktstr_domain::guest_memory::ImageFootprint;
+use ktstr_domain::plan::guest_memory::ImageFootprint;
 use thiserror::Error;
 
 use crate::BoxError;
 
 /// What the guest init will do: run this scheduler with these arguments, then probe. The
 /// cell's waits are not part of it: they reach the init on the kernel command line
-/// (`ktstr_domain::init_plan::cell_cmdline`), so one image serves every cell.
+/// (`ktstr_domain::protocol::init_plan::cell_cmdline`), so one image serves every cell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestPlan {
     pub scheduler: PathBuf,

@@ -15,8 +15,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ktstr_domain::topology::Topology;
-use ktstr_domain::waits::CpuMode;
+use ktstr_domain::judging::evidence::VmFacts;
+use ktstr_domain::plan::waits::CpuMode;
+use ktstr_domain::shape::topology::Topology;
 use thiserror::Error;
 
 use crate::memory::{GuestMemory, MemoryError};
@@ -50,43 +51,27 @@ pub struct GuestDevices {
 
 /// What a finished VM left behind.
 pub struct VmRun {
-    /// Backend and accelerator, e.g. `qemu (tcg)`.
-    pub backend: String,
+    /// What the backend saw of the VM: backend name, watchdog, how it died, flooding, its
+    /// peak host memory (the VM process's high-water resident set for a backend that runs
+    /// one, the guest RAM it touched for one inside ktstr's own process), and VM start to
+    /// the guest's first frame (its init's hello), to the backend's sampling period. The
+    /// record keeps these as they come.
+    pub facts: VmFacts,
     /// The kernel console.
     pub console: String,
     /// Raw bytes of the guest's frame channel, decoded by the caller.
     pub frame_bytes: Vec<u8>,
-    pub timed_out: bool,
-    /// How the VM process ended when that was neither the guest's own reboot or power-off
-    /// nor the watchdog (`killed by signal 9`): the environment failed, not the guest.
-    pub vm_died: Option<String>,
-    /// The guest wrote more than a serial line's limit (`guest_output`) and was stopped:
-    /// why, when it was.
-    pub flooded: Option<String>,
     /// Guest RAM as it was when the VM stopped, when the backend can expose it.
     pub memory: Option<Box<dyn GuestMemory>>,
-    /// Host memory the VM held at its peak, when the backend measures it: the VM
-    /// process's high-water resident set for a backend that runs one (QEMU), the guest
-    /// RAM it touched for one that runs inside ktstr's own process.
-    pub peak_rss_kib: Option<u64>,
-    /// How long after the backend started the VM the guest's first frame arrived (its
-    /// init's hello): VM start to init as the host saw it, to the backend's sampling
-    /// period. `None` when the guest never spoke.
-    pub init_after: Option<Duration>,
 }
 
 impl fmt::Debug for VmRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VmRun")
-            .field("backend", &self.backend)
+            .field("facts", &self.facts)
             .field("console_len", &self.console.len())
             .field("frame_bytes", &self.frame_bytes.len())
-            .field("timed_out", &self.timed_out)
-            .field("vm_died", &self.vm_died)
-            .field("flooded", &self.flooded)
             .field("memory", &self.memory.as_ref().map(|m| m.ram_map().size()))
-            .field("peak_rss_kib", &self.peak_rss_kib)
-            .field("init_after", &self.init_after)
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use thiserror::Error;
 
 use crate::BoxError;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use ktstr_domain::kernel::{KernelLabel, KernelSpec};
+use ktstr_domain::kernel::spec::{KernelLabel, KernelSpec};
 use thiserror::Error;
 
 use crate::BoxError;
@@ -18,7 +18,7 @@ pub struct KernelArtifact {
     pub image: PathBuf,
     /// The uncompressed kernel with symbols and `.BTF`.
     pub vmlinux: PathBuf,
-    /// Required config options this kernel lacks (see `ktstr_domain::kconfig`); a kernel
+    /// Required config options this kernel lacks (see `ktstr_domain::kernel::kconfig`); a kernel
     /// with any is never booted.
     pub missing_options: Vec<String>,
 }

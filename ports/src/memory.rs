@@ -1,6 +1,6 @@
 //! Guest physical memory, readable by the host after (or while) a VM runs.
 
-use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
+use ktstr_domain::shape::ram_map::{GuestPhysAddr, RamMap};
 use thiserror::Error;
 
 #[derive(Debug, Error)]

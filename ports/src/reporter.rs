@@ -1,7 +1,8 @@
 //! Presenting a sweep as it runs and when it ends.
 
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{CellRecord, SweepReport};
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::report::SweepReport;
 use thiserror::Error;
 
 use crate::BoxError;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use ktstr_domain::manifest::SchedulerDecl;
+use ktstr_domain::plan::manifest::SchedulerDecl;
 use thiserror::Error;
 
 #[derive(Debug, Error)]

@@ -9,13 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{bin_dir, default_kernel_dir};
-use ktstr_domain::frame::Frame;
-use ktstr_domain::init_plan::{GuestChannels, cell_cmdline};
-use ktstr_domain::kernel::KernelLabel;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::ram_map::{GuestPhysAddr, HIGH_RAM_START, RamMap};
-use ktstr_domain::topology::Topology;
-use ktstr_domain::wire::decode_all;
+use ktstr_domain::kernel::spec::KernelLabel;
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::init_plan::{GuestChannels, cell_cmdline};
+use ktstr_domain::protocol::wire::decode_all;
+use ktstr_domain::shape::ram_map::{GuestPhysAddr, HIGH_RAM_START, RamMap};
+use ktstr_domain::shape::topology::Topology;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_host::{KvmAccess, find_executable};
 use ktstr_initramfs::InitramfsBuilder;
 use ktstr_introspection::synthetic::{SynthProg, SyntheticGuest};
@@ -157,7 +157,11 @@ fn run_cell(
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let run = rt.block_on(qemu.run(spec)).unwrap();
-    assert!(!run.timed_out, "{topology}: timed out\n{}", run.console);
+    assert!(
+        !run.facts.timed_out,
+        "{topology}: timed out\n{}",
+        run.console
+    );
     let frames = decode_all(&run.frame_bytes).frames;
     let guest = frames
         .iter()

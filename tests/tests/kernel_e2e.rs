@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{ktstr_in, stderr, stdout};
-use ktstr_domain::kconfig::KernelConfig;
+use ktstr_domain::kernel::kconfig::KernelConfig;
 use ktstr_kernel_cache::fragment_options;
 use object::{Object, ObjectSection};
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{bin_dir, ktstr_bin, published_manifest, tempfile_dir};
-use ktstr_domain::report::CellRecord;
-use ktstr_domain::verdict::{Gate, Verdict};
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::{Gate, Verdict};
 
 const BACKENDS: [&str; 2] = ["kvm", "qemu"];
 const FIXTURE_PRESETS: &str = "tiny-1llc tiny-2llc odd-3llc smt-2llc numa2-4llc";
@@ -79,12 +79,20 @@ fn the_own_vmm_gives_qemus_verdicts_and_counts_on_nested_kvm() {
         );
         // The same guest: counts move with its RAM (ENVIRONMENT.md).
         assert_eq!(
-            own.run.as_ref().unwrap().memory_mib,
-            theirs.run.as_ref().unwrap().memory_mib,
+            own.run.as_ref().unwrap().host.memory.mib,
+            theirs.run.as_ref().unwrap().host.memory.mib,
             "{cell}"
         );
-        assert_eq!(own.run.as_ref().unwrap().backend, "kvm (own VMM)", "{cell}");
-        assert_eq!(theirs.run.as_ref().unwrap().backend, "qemu (kvm)", "{cell}");
+        assert_eq!(
+            own.run.as_ref().unwrap().host.vm.backend,
+            "kvm (own VMM)",
+            "{cell}"
+        );
+        assert_eq!(
+            theirs.run.as_ref().unwrap().host.vm.backend,
+            "qemu (kvm)",
+            "{cell}"
+        );
     }
     // What each cell should be, whichever backend ran it.
     for (cell, record) in &kvm {
@@ -267,7 +275,7 @@ fn merged(backend: &str, all: BTreeMap<String, CellRecord>) -> BTreeMap<String, 
             "{key} was retried after {:?}",
             first.verdict
         );
-        let console = first.run.map(|r| r.console_tail).unwrap_or_default();
+        let console = first.run.map(|r| r.host.console.tail).unwrap_or_default();
         // Straight to the terminal: the harness keeps a passing test's own output.
         let _ = writeln!(
             std::io::stderr(),
@@ -291,7 +299,7 @@ fn insns(record: &CellRecord) -> BTreeMap<String, u32> {
     record
         .run
         .iter()
-        .flat_map(|run| &run.progs)
+        .flat_map(|run| &run.judgment.progs)
         .map(|p| (p.name.clone(), p.verified_insns))
         .collect()
 }

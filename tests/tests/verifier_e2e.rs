@@ -10,7 +10,7 @@ use common::{
     KERNEL_6_1, KERNEL_6_12, assert_passed_host_read, bin_dir, cell_block, ensure_kernels,
     ktstr_in, stderr, stdout, tempfile_dir, verdict,
 };
-use ktstr_domain::preset::find_preset;
+use ktstr_domain::shape::preset::find_preset;
 
 #[test]
 fn the_default_sweep_passes_every_admitted_preset_and_the_guest_sees_each_shape() {
@@ -94,6 +94,10 @@ fn each_knob_fails_the_gate_it_targets() {
             "40",
             "--attach-timeout",
             "15",
+            "--format",
+            "json",
+            "--output",
+            "stored",
             "tiny-1llc",
         ],
     );
@@ -199,6 +203,56 @@ fn each_knob_fails_the_gate_it_targets() {
 
     assert!(text.contains("failing combinations (scheduler / kernel / topology):"));
     assert!(text.contains("verifier summary: 0 ✅  8 ❌  0 🇽"), "{text}");
+
+    // The stored sweep judged again from what its records kept: the same verdicts.
+    let again = ktstr_in(&dir, &["report", "--rejudge", "stored"]);
+    let again_text = stdout(&again);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "{again_text}\n{}",
+        stderr(&again)
+    );
+    assert!(
+        again_text
+            .starts_with("rejudged 8 run(s) under this ktstr's rules: 0 verdict(s) changed\n"),
+        "{again_text}"
+    );
+    for line in text.lines().filter(|l| l.starts_with(" FAIL [")) {
+        // `FAIL [  12.3s] cell: reason` as the sweep printed it, less the time.
+        let (_, verdict) = line.split_once("] ").unwrap();
+        assert!(again_text.contains(verdict), "{verdict}\n{again_text}");
+    }
+    // A rule that reads the observations differently changes a verdict, and says which:
+    // here, the no-dispatch probe's workers made progress after all.
+    let cell = dir
+        .join("stored/no-dispatch")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("tiny-1llc.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&cell).unwrap()).unwrap();
+    for worker in record["run"]["guest"]["probe"]["workers"]
+        .as_array_mut()
+        .unwrap()
+    {
+        worker["iterations"] = 100.into();
+    }
+    fs::write(&cell, record.to_string()).unwrap();
+    let moved = stdout(&ktstr_in(&dir, &["report", "--rejudge", "stored"]));
+    assert!(
+        moved.contains("8 run(s) under this ktstr's rules: 1 verdict(s) changed"),
+        "{moved}"
+    );
+    assert!(
+        moved.contains("  verifier/no-dispatch/") && moved.contains("/tiny-1llc: FAIL [dispatch] workload never made progress under SCHED_EXT: 0 iterations from 4 SCHED_EXT workers in "),
+        "{moved}"
+    );
+    assert!(moved.contains("ms → PASS\n"), "{moved}");
 
     // --raw shows the verifier's own log, every iteration of the loop.
     let raw = ktstr_in(

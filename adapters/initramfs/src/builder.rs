@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use ktstr_domain::guest_memory::ImageFootprint;
+use ktstr_domain::plan::guest_memory::ImageFootprint;
 use ktstr_ports::{GuestImage, GuestImageBuilder, GuestImageError, GuestPlan};
 
 use crate::archive;

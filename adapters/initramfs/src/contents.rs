@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use ktstr_domain::init_plan::{
+use ktstr_domain::protocol::init_plan::{
     DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS, FRAME_DEVICE, GUEST_BIN_DIR, INIT_PLAN_PATH, InitPlan,
 };
 use ktstr_ports::GuestPlan;

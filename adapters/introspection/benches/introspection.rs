@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ktstr_domain::kernel::KernelLabel;
+use ktstr_domain::kernel::spec::KernelLabel;
 use ktstr_introspection::synthetic::{SynthProg, SyntheticGuest, sample_layout};
 use ktstr_introspection::{GuestIntrospector, Layout};
 use ktstr_ports::{KernelArtifact, KernelIntrospection};

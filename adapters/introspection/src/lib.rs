@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::{GuestMemory, IntrospectionError, KernelArtifact, KernelIntrospection};
 
 pub use btf_layout::{BtfIndex, Expect};

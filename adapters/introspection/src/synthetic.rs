@@ -3,7 +3,7 @@
 //! given [`Layout`] says, the way a real x86_64 kernel would leave them. The builder
 //! panics on misuse (it is test support); the walker it feeds never may.
 
-use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
+use ktstr_domain::shape::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 
 use crate::kernel_layout::{Field, Layout, Offsets, START_KERNEL_MAP, Symbols};

@@ -2,7 +2,7 @@
 //! the image by its fixed offset, the direct map by `page_offset_base`, and everything
 //! else (vmalloc: `struct bpf_prog`) through the kernel's own page tables.
 
-use ktstr_domain::ram_map::GuestPhysAddr;
+use ktstr_domain::shape::ram_map::GuestPhysAddr;
 use ktstr_ports::GuestMemory;
 
 use crate::error::WalkError;

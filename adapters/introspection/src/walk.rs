@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::GuestMemory;
 
 use crate::error::WalkError;

@@ -1,7 +1,7 @@
 //! The walker over synthetic guest images: every translation path, the radix tree's
 //! shapes, name recovery, and the ways a corrupt guest is refused.
 
-use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_introspection::synthetic::{SynthProg, SyntheticGuest, VecMemory, sample_layout};
 use ktstr_introspection::{AddressSpace, Layout, START_KERNEL_MAP, WalkError, walk_programs};
 

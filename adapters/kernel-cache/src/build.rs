@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ktstr_domain::config_variant::{self, check_name, name_from_stems, overlay, variant_label};
-use ktstr_domain::kconfig::{FragmentOption, KernelConfig};
+use ktstr_domain::kernel::config_variant::{
+    self, check_name, name_from_stems, overlay, variant_label,
+};
+use ktstr_domain::kernel::kconfig::{FragmentOption, KernelConfig};
 use sha2::{Digest, Sha256};
 
 use crate::cache_dir::{

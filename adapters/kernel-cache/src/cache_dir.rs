@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use ktstr_domain::kernel::KernelVersion;
+use ktstr_domain::kernel::spec::KernelVersion;
 use serde::{Deserialize, Serialize};
 
 use crate::CacheError;
@@ -37,7 +37,7 @@ pub struct Metadata {
     pub built_at_unix: u64,
     pub build_seconds: u64,
     pub sched_ext: bool,
-    /// Required options (see `ktstr_domain::kconfig`) the kernel lacks.
+    /// Required options (see `ktstr_domain::kernel::kconfig`) the kernel lacks.
     pub missing_options: Vec<String>,
     /// Fragment options that did not survive `olddefconfig` (only with --allow-dropped).
     pub dropped_options: Vec<String>,

@@ -10,8 +10,8 @@ mod step_log;
 use std::io;
 use std::path::Path;
 
-use ktstr_domain::config_variant::VariantError;
-use ktstr_domain::kconfig::{FragmentOption, parse_fragment};
+use ktstr_domain::kernel::config_variant::VariantError;
+use ktstr_domain::kernel::kconfig::{FragmentOption, parse_fragment};
 use thiserror::Error;
 
 pub use build::{BuildRequest, BuildStage, Builder, UserFragment};

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use ktstr_domain::kconfig::KernelConfig;
-use ktstr_domain::kernel::{KernelLabel, KernelSpec, KernelVersion, sanitize_label};
+use ktstr_domain::kernel::kconfig::KernelConfig;
+use ktstr_domain::kernel::spec::{KernelLabel, KernelSpec, KernelVersion, sanitize_label};
 use ktstr_ports::{KernelArtifact, KernelCache, KernelCacheError};
 
 use crate::cache_dir::{CONFIG, CacheDir, Entry, IMAGE, VMLINUX};

@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ktstr_domain::numa::NumaLayout;
-use ktstr_domain::ram_map::LOW_RAM_TOP;
-use ktstr_domain::topology::Topology;
+use ktstr_domain::shape::numa::NumaLayout;
+use ktstr_domain::shape::ram_map::LOW_RAM_TOP;
+use ktstr_domain::shape::topology::Topology;
 use ktstr_ports::{GuestDevices, VmSpec};
 
 /// Which accelerator QEMU runs the guest on.

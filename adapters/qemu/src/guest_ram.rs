@@ -3,7 +3,7 @@
 //! and addressed through the [`RamMap`] QEMU was told to use. The memory is freed when
 //! this is dropped.
 
-use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
+use ktstr_domain::shape::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 use memmap2::Mmap;
 
@@ -83,7 +83,7 @@ impl GuestMemory for ShmGuestMemory {
 mod tests {
     use std::os::unix::fs::FileExt;
 
-    use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
+    use ktstr_domain::shape::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
 
     use super::*;
 

@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use async_trait::async_trait;
-use ktstr_domain::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
-use ktstr_domain::ram_map::RamMap;
-use ktstr_domain::waits::CpuMode;
-use ktstr_domain::watchdog::FrameWatchdog;
+use ktstr_domain::judging::evidence::VmFacts;
+use ktstr_domain::plan::waits::CpuMode;
+use ktstr_domain::plan::watchdog::FrameWatchdog;
+use ktstr_domain::protocol::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
+use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_host::{KvmAccess, vm_hwm_kib};
 use ktstr_ports::{GuestDevices, GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 use tokio::io::AsyncReadExt;
@@ -184,15 +185,17 @@ impl Hypervisor for QemuBackend {
             None
         };
         Ok(VmRun {
-            backend: self.name(),
+            facts: VmFacts {
+                backend: self.name(),
+                timed_out,
+                vm_died,
+                flooded,
+                peak_rss_kib,
+                init_after_ms: watchdog.first_word_ms(),
+            },
             console,
             frame_bytes,
-            timed_out,
-            vm_died,
-            flooded,
             memory,
-            peak_rss_kib,
-            init_after: watchdog.first_word(),
         })
     }
 }

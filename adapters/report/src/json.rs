@@ -8,9 +8,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ktstr_domain::cell::CellId;
-use ktstr_domain::determinism::{UnstableProgram, UnsteadyVerdict, WallSpread};
-use ktstr_domain::report::{CellRecord, Grid, InsnsTable, SweepOutcome, SweepReport};
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::determinism::{UnstableProgram, UnsteadyVerdict, WallSpread};
+use ktstr_domain::results::report::{Grid, InsnsTable, SweepOutcome, SweepReport};
 use ktstr_ports::reporter::{ReportError, Reporter};
 use serde::Serialize;
 

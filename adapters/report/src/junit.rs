@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use ktstr_domain::collapse::collapse;
-use ktstr_domain::escapes::strip_escapes;
-use ktstr_domain::report::{CellRecord, SweepReport};
-use ktstr_domain::verdict::Verdict;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::Verdict;
+use ktstr_domain::results::report::SweepReport;
+use ktstr_domain::verifier_log::collapse::collapse;
+use ktstr_domain::verifier_log::escapes::strip_escapes;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 /// The suite is named after the command; a report holds one suite.
@@ -51,10 +52,10 @@ fn test_case(record: &CellRecord) -> TestCase {
     case.set_classname(record.cell.scheduler.as_str())
         .set_time(Duration::from_millis(record.wall_ms));
     if let Some(run) = &record.run {
-        let mut output = strip_escapes(&collapse(&run.scheduler_log)).into_owned();
-        if !record.verdict.passed() && !run.console_tail.is_empty() {
+        let mut output = strip_escapes(&collapse(&run.guest.scheduler_log)).into_owned();
+        if !record.verdict.passed() && !run.host.console.tail.is_empty() {
             output.push_str("\n--- kernel console (last lines) ---\n");
-            output.push_str(&strip_escapes(&run.console_tail));
+            output.push_str(&strip_escapes(&run.host.console.tail));
         }
         if !output.is_empty() {
             case.set_system_out(output);

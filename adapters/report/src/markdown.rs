@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use ktstr_domain::baseline::Comparison;
-use ktstr_domain::report::{GridStatus, SweepReport};
-use ktstr_domain::verdict::Verdict;
+use ktstr_domain::judging::verdict::Verdict;
+use ktstr_domain::results::baseline::Comparison;
+use ktstr_domain::results::report::{GridStatus, SweepReport};
 
 /// Baseline rows shown; the rest are counted.
 const BASELINE_ROWS: usize = 50;

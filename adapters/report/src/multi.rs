@@ -3,8 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{CellRecord, SweepReport};
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::report::SweepReport;
 use ktstr_ports::reporter::{ReportError, Reporter};
 
 /// Forwards every event to each reporter in order.

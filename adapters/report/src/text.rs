@@ -13,8 +13,9 @@ use std::fmt;
 use std::io::{self, Write};
 use std::sync::{Mutex, PoisonError};
 
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{CellRecord, SweepReport};
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::report::SweepReport;
 use ktstr_ports::reporter::{ReportError, Reporter};
 
 pub use baseline::render_comparison;

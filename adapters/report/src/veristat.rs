@@ -7,7 +7,7 @@
 //! processed before it). Columns veristat fills from its own run (duration, states) are
 //! left out rather than invented; veristat compares the columns both files have.
 
-use ktstr_domain::report::SweepReport;
+use ktstr_domain::results::report::SweepReport;
 
 /// veristat's names for the columns ktstr has.
 pub const COLUMNS: [&str; 4] = ["file_name", "prog_name", "verdict", "total_insns"];
@@ -22,7 +22,7 @@ pub fn render_csv(report: &SweepReport) -> Result<String, csv::Error> {
         if let Some(boot) = record.boot {
             file_name.push_str(&format!("#boot{}", boot.index));
         }
-        for prog in &run.progs {
+        for prog in &run.judgment.progs {
             out.write_record([
                 file_name.as_str(),
                 &prog.name,
@@ -30,7 +30,7 @@ pub fn render_csv(report: &SweepReport) -> Result<String, csv::Error> {
                 &prog.verified_insns.to_string(),
             ])?;
         }
-        if let Some(rejected) = &run.rejection {
+        if let Some(rejected) = &run.judgment.rejection {
             let insns = rejected
                 .processed_insns
                 .map_or_else(String::new, |n| n.to_string());

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ktstr_domain::baseline::compare;
+use ktstr_domain::results::baseline::compare;
 use ktstr_report::junit::render_junit;
 use ktstr_report::markdown::render_markdown;
 use ktstr_report::veristat::{COLUMNS, render_csv};
@@ -21,11 +21,11 @@ fn the_csv_has_veristats_columns_and_a_row_per_program() {
         .records
         .iter()
         .filter_map(|r| r.run.as_ref())
-        .map(|run| run.progs.len())
+        .map(|run| run.judgment.progs.len())
         .sum();
     assert_eq!(rows.len(), programs);
     let first = &report.records[0];
-    let prog = &first.run.as_ref().unwrap().progs[0];
+    let prog = &first.run.as_ref().unwrap().judgment.progs[0];
     assert_eq!(
         rows[0].iter().collect::<Vec<_>>(),
         [
@@ -39,7 +39,7 @@ fn the_csv_has_veristats_columns_and_a_row_per_program() {
 
 #[test]
 fn a_rejected_program_is_a_failure_row_with_its_processed_count() {
-    let report = ktstr_domain::report::SweepReport {
+    let report = ktstr_domain::results::report::SweepReport {
         records: vec![rejected()],
         planned: 1,
         complete: true,
@@ -96,7 +96,7 @@ fn parse_junit(xml: &str) -> Vec<Case> {
 #[test]
 fn junit_has_a_case_per_cell_named_like_it_with_the_gate_and_reason() {
     let cells = every_cell();
-    let report = ktstr_domain::report::SweepReport {
+    let report = ktstr_domain::results::report::SweepReport {
         planned: cells.len(),
         records: cells.clone(),
         complete: true,
@@ -107,12 +107,12 @@ fn junit_has_a_case_per_cell_named_like_it_with_the_gate_and_reason() {
         assert_eq!(case.0, record.cell.to_string());
         assert_eq!(case.1, record.cell.scheduler);
         match &record.verdict {
-            ktstr_domain::verdict::Verdict::Pass => assert_eq!(case.2, None),
-            ktstr_domain::verdict::Verdict::Fail { gate, reason } => assert_eq!(
+            ktstr_domain::judging::verdict::Verdict::Pass => assert_eq!(case.2, None),
+            ktstr_domain::judging::verdict::Verdict::Fail { gate, reason } => assert_eq!(
                 case.2,
                 Some(("failure".into(), gate.to_string(), reason.clone()))
             ),
-            ktstr_domain::verdict::Verdict::Error { cause, reason } => assert_eq!(
+            ktstr_domain::judging::verdict::Verdict::Error { cause, reason } => assert_eq!(
                 case.2,
                 Some((
                     "error".into(),
@@ -140,7 +140,11 @@ fn the_markdown_summary_has_the_grid_failures_with_reruns_and_the_baseline() {
     }
     let mut base = report.clone();
     for r in &mut base.records {
-        for p in r.run.iter_mut().flat_map(|run| run.progs.iter_mut()) {
+        for p in r
+            .run
+            .iter_mut()
+            .flat_map(|run| run.judgment.progs.iter_mut())
+        {
             p.verified_insns -= 2;
         }
     }

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::CellRecord;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::plan::cell::CellId;
 use ktstr_ports::reporter::Reporter;
 use ktstr_report::JsonReporter;
 use serde_json::Value;
@@ -194,5 +194,5 @@ fn environment_errors_are_counted_and_named_apart_from_failures() {
     let record: Value = serde_json::from_str(&fs::read_to_string(cell).unwrap()).unwrap();
     assert_eq!(record["verdict"]["verdict"], "error");
     assert_eq!(record["verdict"]["cause"], "guest-oom");
-    assert_eq!(record["run"]["memory_mib"], 544);
+    assert_eq!(record["run"]["host"]["memory"]["mib"], 544);
 }

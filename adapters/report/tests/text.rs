@@ -199,8 +199,8 @@ fn colour_escapes_only_when_asked() {
 fn guest_text_cannot_inject_escapes() {
     let mut record = passing();
     if let Some(run) = &mut record.run {
-        run.scheduler_log = "\x1b[2Jcleared\n".into();
-        run.guest_errors = vec!["bell\x07".into()];
+        run.guest.scheduler_log = "\x1b[2Jcleared\n".into();
+        run.guest.guest_errors = vec!["bell\x07".into()];
     }
     let out = render_cell(&record, &PLAIN);
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out}");
@@ -223,7 +223,8 @@ fn environment_error_summary() {
 fn a_coloured_scheduler_log_renders_clean() {
     let mut record = passing();
     if let Some(run) = &mut record.run {
-        run.scheduler_log = "\x1b[2m12:00:01\x1b[0m \x1b[32mINFO\x1b[0m Running scheduler\n".into();
+        run.guest.scheduler_log =
+            "\x1b[2m12:00:01\x1b[0m \x1b[32mINFO\x1b[0m Running scheduler\n".into();
     }
     for opts in [PLAIN, COLOR] {
         let out = strip_ansi(&render_cell(&record, &opts));
@@ -238,8 +239,8 @@ fn a_coloured_scheduler_log_renders_clean() {
 #[test]
 fn multi_line_reasons_stay_inside_the_block() {
     let mut record = setup_failure();
-    record.verdict = ktstr_domain::verdict::Verdict::fail(
-        ktstr_domain::verdict::Gate::Setup,
+    record.verdict = ktstr_domain::judging::verdict::Verdict::fail(
+        ktstr_domain::judging::verdict::Gate::Setup,
         "booting failed\ncaused by: no /dev/kvm",
     );
     let out = render_cell(&record, &PLAIN);
@@ -357,9 +358,11 @@ fn strip_ansi(s: &str) -> String {
 fn a_failed_host_read_without_the_cross_check_is_shown_not_judged() {
     let mut record = passing();
     if let Some(run) = &mut record.run {
-        run.cross_check = None;
-        run.progs_source = ktstr_domain::report::StatsSource::Guest;
-        run.host_read_error = Some("reading guest memory: cycle in the program registry".into());
+        run.judgment.cross_check = None;
+        run.judgment.progs_source = ktstr_domain::judging::record::StatsSource::Guest;
+        run.host.reading = ktstr_domain::judging::evidence::HostReading::Failed(
+            "reading guest memory: cycle in the program registry".into(),
+        );
     }
     let out = render_cell(&record, &PLAIN);
     assert!(

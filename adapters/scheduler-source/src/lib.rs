@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use async_trait::async_trait;
-use ktstr_domain::manifest::{SchedulerBinary, SchedulerDecl};
+use ktstr_domain::plan::manifest::{SchedulerBinary, SchedulerDecl};
 use ktstr_ports::{SchedulerSource, SchedulerSourceError};
 use tokio::process::Command;
 

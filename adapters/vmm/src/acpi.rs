@@ -17,9 +17,9 @@ use acpi_tables::slit::SLIT;
 use acpi_tables::srat::{MemoryAffinity, SRAT};
 use acpi_tables::xsdt::XSDT;
 use acpi_tables::{Aml, AmlSink};
-use ktstr_domain::apic::MAX_XAPIC_ID;
-use ktstr_domain::numa::NumaLayout;
-use ktstr_domain::ram_map::RamMap;
+use ktstr_domain::shape::apic::MAX_XAPIC_ID;
+use ktstr_domain::shape::numa::NumaLayout;
+use ktstr_domain::shape::ram_map::RamMap;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes};
 
@@ -330,7 +330,7 @@ pub fn write_acpi_tables(
 
 #[cfg(test)]
 mod tests {
-    use ktstr_domain::apic::apic_ids;
+    use ktstr_domain::shape::apic::apic_ids;
 
     use super::*;
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ktstr_domain::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
-use ktstr_domain::waits::CpuMode;
-use ktstr_domain::watchdog::FrameWatchdog;
+use ktstr_domain::judging::evidence::VmFacts;
+use ktstr_domain::plan::waits::CpuMode;
+use ktstr_domain::plan::watchdog::FrameWatchdog;
+use ktstr_domain::protocol::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
 use ktstr_ports::{
     GuestDevices, GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec,
 };
@@ -83,19 +84,21 @@ impl HypervisorPort for VmmBackend {
         let peak_rss_kib = Some(ram.resident_kib());
         let memory: Box<dyn GuestMemory> = Box::new(ram);
         Ok(VmRun {
-            backend: self.name(),
+            facts: VmFacts {
+                backend: self.name(),
+                timed_out,
+                vm_died: if timed_out || flooded.is_some() {
+                    None
+                } else {
+                    vm_died
+                },
+                flooded,
+                peak_rss_kib,
+                init_after_ms: watchdog.first_word_ms(),
+            },
             console: String::from_utf8_lossy(&console).into_owned(),
             frame_bytes,
-            timed_out,
-            vm_died: if timed_out || flooded.is_some() {
-                None
-            } else {
-                vm_died
-            },
-            flooded,
             memory: Some(memory),
-            peak_rss_kib,
-            init_after: watchdog.first_word(),
         })
     }
 }

@@ -9,7 +9,7 @@
 //! without it every package is one L3. So on AMD those leaves are always offered, made up
 //! where the CPU has none (nested SVM under QEMU's TCG, older parts).
 
-use ktstr_domain::apic::ApicIdLayout;
+use ktstr_domain::shape::apic::ApicIdLayout;
 
 use crate::hypervisor::CpuidEntry;
 

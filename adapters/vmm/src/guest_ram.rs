@@ -1,7 +1,7 @@
 //! Guest RAM in our own process: `vm-memory` mappings laid out by the domain's `RamMap`,
 //! handed to the hypervisor slot by slot and read by the host as the guest-memory port.
 
-use ktstr_domain::ram_map::{GuestPhysAddr, RamMap};
+use ktstr_domain::shape::ram_map::{GuestPhysAddr, RamMap};
 use ktstr_ports::{GuestMemory, MemoryError};
 use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemory as _, GuestMemoryMmap, GuestMemoryRegion,
@@ -100,7 +100,7 @@ impl GuestMemory for GuestRam {
 
 #[cfg(test)]
 mod tests {
-    use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
+    use ktstr_domain::shape::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
 
     use super::*;
 

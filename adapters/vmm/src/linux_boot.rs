@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use ktstr_domain::ram_map::RamMap;
+use ktstr_domain::shape::ram_map::RamMap;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
@@ -285,7 +285,7 @@ fn initramfs_address(ram: &RamMap, kernel_end: u64, len: u64) -> Result<u64, Boo
 
 #[cfg(test)]
 mod tests {
-    use ktstr_domain::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
+    use ktstr_domain::shape::ram_map::{HIGH_RAM_START, LOW_RAM_TOP};
 
     use super::*;
 

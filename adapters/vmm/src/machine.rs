@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ktstr_domain::apic::{ApicIdLayout, MAX_XAPIC_ID, apic_ids};
-use ktstr_domain::numa::NumaLayout;
-use ktstr_domain::ram_map::RamMap;
+use ktstr_domain::shape::apic::{ApicIdLayout, MAX_XAPIC_ID, apic_ids};
+use ktstr_domain::shape::numa::NumaLayout;
+use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_ports::{HypervisorError, VmSpec};
 use vmm_sys_util::eventfd::EventFd;
 

@@ -4,9 +4,9 @@
 
 use std::process::Command;
 
-use ktstr_domain::apic::apic_ids;
-use ktstr_domain::numa::NumaLayout;
-use ktstr_domain::ram_map::RamMap;
+use ktstr_domain::shape::apic::apic_ids;
+use ktstr_domain::shape::numa::NumaLayout;
+use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_vmm::acpi::{dsdt, fadt, madt, slit, srat};
 
 fn disassemble(name: &str, table: &[u8]) -> String {

@@ -8,19 +8,20 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ktstr_domain::cell::CellId;
-use ktstr_domain::dispatch::ProbeReport;
-use ktstr_domain::frame::Frame;
-use ktstr_domain::guest_memory::{GuestMemorySize, MemorySource};
-use ktstr_domain::judge::{CellEvidence, HostReading, JudgePolicy, RunEvidence, judge};
-use ktstr_domain::liveness::ScxSample;
-use ktstr_domain::matrix::PlannedCell;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::preset::find_preset;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::verdict::Verdict;
-use ktstr_domain::waits::{CellWaits, CpuMode, WaitOverrides};
-use ktstr_domain::wire::{decode_all, encode};
+use ktstr_domain::judging::evidence::{CellEvidence, HostReading, RunEvidence};
+use ktstr_domain::judging::judge::{JudgePolicy, judge};
+use ktstr_domain::judging::verdict::Verdict;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::plan::guest_memory::{GuestMemorySize, MemorySource};
+use ktstr_domain::plan::matrix::PlannedCell;
+use ktstr_domain::plan::waits::{CellWaits, CpuMode, WaitOverrides};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::observation::ProbeReport;
+use ktstr_domain::protocol::observation::ScxSample;
+use ktstr_domain::protocol::wire::{decode_all, encode};
+use ktstr_domain::shape::observed::ObservedTopology;
+use ktstr_domain::shape::preset::find_preset;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
@@ -124,7 +125,7 @@ fn vcpu_threads() -> usize {
         .count()
 }
 
-fn healthy(topology: &ktstr_domain::topology::Topology) -> Vec<Frame> {
+fn healthy(topology: &ktstr_domain::shape::topology::Topology) -> Vec<Frame> {
     vec![
         Frame::Topology {
             topology: ObservedTopology::ideal(topology),
@@ -166,14 +167,17 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
             Duration::from_secs(30),
         );
         let run: VmRun = backend.run(spec).await.unwrap();
-        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert!(
+            !run.facts.timed_out && run.facts.vm_died.is_none(),
+            "{run:?}"
+        );
         assert_eq!(decode_all(&run.frame_bytes).frames, sent);
         assert!(run.memory.is_some(), "guest RAM is handed back");
         // The loader wrote the kernel, the initramfs and the tables: that much is resident.
         assert!(
-            run.peak_rss_kib.is_some_and(|kib| kib >= 8),
+            run.facts.peak_rss_kib.is_some_and(|kib| kib >= 8),
             "{:?}",
-            run.peak_rss_kib
+            run.facts.peak_rss_kib
         );
         assert_eq!(vcpu_threads(), 0, "every vCPU thread was joined");
 
@@ -191,14 +195,9 @@ async fn a_tiny_guests_frames_come_back_through_the_port_and_are_judged() {
                     source: MemorySource::CommandLine,
                 },
                 waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
-                backend: run.backend,
+                vm: run.facts,
                 console: run.console,
                 frame_bytes: run.frame_bytes,
-                timed_out: run.timed_out,
-                flooded: run.flooded,
-                vm_died: run.vm_died,
-                peak_rss_kib: run.peak_rss_kib,
-                init_after_ms: None,
                 host: HostReading::NotRead,
             })),
             JudgePolicy { cross_check: true },
@@ -225,7 +224,7 @@ async fn a_silent_guest_is_stopped_by_the_watchdog_and_nothing_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let spec = spec(dir.path(), &SPIN, "1n2l2c2t", Duration::from_millis(300));
         let run = backend.run(spec).await.unwrap();
-        assert!(run.timed_out, "{run:?}");
+        assert!(run.facts.timed_out, "{run:?}");
         assert!(run.frame_bytes.is_empty());
         assert_eq!(vcpu_threads(), 0, "a vCPU thread outlived the run");
         assert_eq!(
@@ -280,7 +279,10 @@ async fn an_acpi_power_off_ends_the_run_cleanly() {
         ];
         let spec = spec(dir.path(), &code, "1n1l4c1t", Duration::from_secs(30));
         let run = backend.run(spec).await.unwrap();
-        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert!(
+            !run.facts.timed_out && run.facts.vm_died.is_none(),
+            "{run:?}"
+        );
         assert_eq!(vcpu_threads(), 0);
     }
 }
@@ -300,7 +302,10 @@ async fn a_pvh_kernel_is_entered_in_32_bit_mode_with_its_start_info() {
         std::fs::write(&spec.kernel_image, tiny_elf(&code, Some(LOAD as u32))).unwrap();
         spec.cmdline = "console=ttyS0 ktstr.marker=pvh".into();
         let run = backend.run(spec).await.unwrap();
-        assert!(!run.timed_out && run.vm_died.is_none(), "{run:?}");
+        assert!(
+            !run.facts.timed_out && run.facts.vm_died.is_none(),
+            "{run:?}"
+        );
         assert_eq!(run.console, "console=ttyS0 ktstr.marker=pvh1");
         assert_eq!(decode_all(&run.frame_bytes).frames, sent);
         assert_eq!(vcpu_threads(), 0);

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ktstr_domain::waits::CpuMode;
+use ktstr_domain::plan::waits::CpuMode;
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::devices::{COM1, COM1_IRQ, COM2, COM2_IRQ, I8042_COMMAND, I8042_RESET};
@@ -318,9 +318,9 @@ async fn the_core_turns_a_guests_exits_into_console_frames_and_a_clean_end() {
     let (vm, calls) = run(script, "1n2l2c1t", Duration::from_secs(30)).await;
     assert_eq!(vm.console, "hello");
     assert_eq!(vm.frame_bytes, b"KTF1 frame");
-    assert!(!vm.timed_out);
-    assert_eq!(vm.vm_died, None);
-    assert_eq!(vm.backend, "scripted (own VMM)");
+    assert!(!vm.facts.timed_out);
+    assert_eq!(vm.facts.vm_died, None);
+    assert_eq!(vm.facts.backend, "scripted (own VMM)");
     // What every implementation is asked for: RAM, the interrupt controller, a UART line
     // each, and per vCPU its CPUID (with a topology leaf) and local APIC wiring; only the
     // boot CPU gets an entry state.
@@ -343,10 +343,10 @@ async fn the_core_turns_a_guests_exits_into_console_frames_and_a_clean_end() {
 #[tokio::test]
 async fn a_silent_guest_is_stopped_by_the_watchdog_and_torn_down() {
     let (vm, calls) = run(vec![], "1n1l2c1t", Duration::from_millis(300)).await;
-    assert!(vm.timed_out);
-    assert_eq!(vm.vm_died, None);
+    assert!(vm.facts.timed_out);
+    assert_eq!(vm.facts.vm_died, None);
     assert!(vm.frame_bytes.is_empty());
-    assert_eq!(vm.init_after, None);
+    assert_eq!(vm.facts.init_after_ms, None);
     assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0);
     assert_eq!(calls.live_vms.load(Ordering::SeqCst), 0);
 }
@@ -356,16 +356,16 @@ async fn a_hypervisor_failure_or_a_triple_fault_is_the_vms_death() {
     let mut script = out(COM1, b"x");
     script.push(Step::Fail("the partition was deleted"));
     let (vm, calls) = run(script, "1n1l2c1t", Duration::from_secs(30)).await;
-    assert!(!vm.timed_out);
+    assert!(!vm.facts.timed_out);
     assert_eq!(
-        vm.vm_died.as_deref(),
+        vm.facts.vm_died.as_deref(),
         Some("the hypervisor stopped the guest: the partition was deleted")
     );
     assert_eq!(vm.console, "x");
     assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0);
 
     let (vm, _) = run(vec![Step::TripleFault], "1n1l1c1t", Duration::from_secs(30)).await;
-    assert_eq!(vm.vm_died.as_deref(), Some("vCPU 0 triple-faulted"));
+    assert_eq!(vm.facts.vm_died.as_deref(), Some("vCPU 0 triple-faulted"));
 }
 
 #[tokio::test]
@@ -377,7 +377,7 @@ async fn big_guests_get_x2apic_on_every_vcpu() {
         Duration::from_secs(30),
     )
     .await;
-    assert_eq!(vm.vm_died, None);
+    assert_eq!(vm.facts.vm_died, None);
     assert_eq!(calls.saw("x2apic 0"), 1);
     assert_eq!(calls.saw("x2apic 251"), 1);
     // Nine cores take four bits of the APIC ID: the second LLC's first vCPU is APIC 32,
@@ -415,8 +415,8 @@ async fn kvm_and_mshv_exits_drive_the_core_alike() {
             flavor,
             vm.console,
             vm.frame_bytes,
-            vm.timed_out,
-            vm.vm_died,
+            vm.facts.timed_out,
+            vm.facts.vm_died,
             log,
         ));
     }
@@ -441,9 +441,9 @@ async fn kvm_and_mshv_exits_drive_the_core_alike() {
             let script = vec![Step::Out(COM1, b'x'), end.clone()];
             let (vm, calls) = run_as(flavor, script, "1n1l2c1t", Duration::from_secs(30)).await;
             assert_eq!(vm.console, "x", "{flavor:?}");
-            assert!(!vm.timed_out, "{flavor:?}");
+            assert!(!vm.facts.timed_out, "{flavor:?}");
             assert!(
-                vm.vm_died.is_some(),
+                vm.facts.vm_died.is_some(),
                 "{flavor:?} {end:?}: the VM's death, not a clean end"
             );
             assert_eq!(calls.live_vcpus.load(Ordering::SeqCst), 0, "{flavor:?}");

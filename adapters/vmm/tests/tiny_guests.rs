@@ -7,9 +7,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ktstr_domain::frame::Frame;
-use ktstr_domain::ram_map::RamMap;
-use ktstr_domain::wire::{decode_all, encode};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::wire::{decode_all, encode};
+use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_vmm::devices::{Captured, PortDevices};
 use ktstr_vmm::guest_ram::GuestRam;
 use ktstr_vmm::hypervisor::kvm::KvmHypervisor;

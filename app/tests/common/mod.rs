@@ -6,21 +6,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ktstr::sweep::{SweepError, SweepPorts, SweepSettings, run_sweep};
-use ktstr_domain::cell::CellId;
-use ktstr_domain::constraints::HostBudget;
-use ktstr_domain::dispatch::ProbeReport;
-use ktstr_domain::frame::Frame;
-use ktstr_domain::guest_memory::ImageFootprint;
-use ktstr_domain::kernel::KernelLabel;
-use ktstr_domain::liveness::ScxSample;
-use ktstr_domain::manifest::{SchedulerDecl, parse_manifest};
-use ktstr_domain::matrix::MatrixRequest;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::report::{CellRecord, SweepReport};
-use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
-use ktstr_domain::waits::{CpuMode, WaitOverrides};
-use ktstr_domain::wire::encode;
+use ktstr_domain::judging::evidence::VmFacts;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::{EnvCause, Gate, Verdict};
+use ktstr_domain::kernel::spec::KernelLabel;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::plan::guest_memory::ImageFootprint;
+use ktstr_domain::plan::manifest::{SchedulerDecl, parse_manifest};
+use ktstr_domain::plan::matrix::MatrixRequest;
+use ktstr_domain::plan::waits::{CpuMode, WaitOverrides};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::observation::ProbeReport;
+use ktstr_domain::protocol::observation::ScxSample;
+use ktstr_domain::protocol::wire::encode;
+use ktstr_domain::results::report::SweepReport;
+use ktstr_domain::shape::constraints::HostBudget;
+use ktstr_domain::shape::observed::ObservedTopology;
+use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::{
     GuestDevices, GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor,
     MockKernelCache, MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun,
@@ -159,15 +161,14 @@ pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
 
 pub fn vm(frames: &[Frame], timed_out: bool) -> VmRun {
     VmRun {
-        backend: "mock".into(),
+        facts: VmFacts {
+            backend: "mock".into(),
+            timed_out,
+            ..VmFacts::default()
+        },
         console: String::new(),
         frame_bytes: frames.iter().flat_map(encode).collect(),
-        timed_out,
-        vm_died: None,
-        flooded: None,
         memory: None,
-        peak_rss_kib: None,
-        init_after: None,
     }
 }
 

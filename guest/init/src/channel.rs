@@ -6,8 +6,8 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
-use ktstr_domain::frame::Frame;
-use ktstr_domain::wire::{encode, encode_log};
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::wire::{encode, encode_log};
 
 use crate::sys;
 
@@ -113,7 +113,7 @@ fn summary(frame: &Frame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ktstr_domain::wire::decode_all;
+    use ktstr_domain::protocol::wire::decode_all;
 
     #[test]
     fn frames_reach_a_plain_file_unchanged() {

@@ -6,7 +6,9 @@ use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 
-use ktstr_domain::boot_profile::{KernelRecord, is_profile_record};
+use ktstr_domain::results::boot_profile::is_profile_record;
+
+use ktstr_domain::protocol::observation::KernelRecord;
 
 /// Every kernel log record so far whose text mentions sched_ext, as `[kernel] ...` lines.
 pub fn sched_ext_lines(path: &str) -> String {

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ktstr_domain::attach_wait::AttachExpiry;
-use ktstr_domain::frame::Frame;
-use ktstr_domain::init_plan::{FRAME_DEVICE, InitPlan, frame_device_in};
-use ktstr_domain::liveness::ScxSample;
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::init_plan::{FRAME_DEVICE, InitPlan, frame_device_in};
+use ktstr_domain::protocol::observation::AttachExpiry;
+use ktstr_domain::protocol::observation::ScxSample;
 
 use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
 use crate::channel::{FrameSink, uptime_ms};

@@ -19,7 +19,7 @@ mod scheduler;
 mod sys;
 mod topology;
 
-use ktstr_domain::init_plan::INIT_PLAN_PATH;
+use ktstr_domain::protocol::init_plan::INIT_PLAN_PATH;
 
 use lifecycle::Role;
 

@@ -1,6 +1,6 @@
 //! The dispatch probe: spinning workers that switched themselves to `SCHED_EXT`, blocked
 //! once, and count their iterations after. The guest reports what each did; the host
-//! decides whether that proves dispatch (`ktstr_domain::dispatch`).
+//! decides whether that proves dispatch (`ktstr_domain::judging::dispatch`).
 //!
 //! Workers are never joined: under a scheduler that never dispatches, a worker stays
 //! runnable-but-unscheduled forever, and that is the outcome being measured.
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ktstr_domain::dispatch::{ProbeReport, WorkerReport};
+use ktstr_domain::protocol::observation::{ProbeReport, WorkerReport};
 
 use crate::sys;
 
@@ -170,7 +170,7 @@ fn collect(slots: &[Arc<Slot>], bound: Duration) -> ProbeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ktstr_domain::dispatch::judge_dispatch;
+    use ktstr_domain::judging::dispatch::judge_dispatch;
 
     fn ok() -> Result<(), String> {
         Ok(())

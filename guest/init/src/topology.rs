@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ktstr_domain::observed::ObservedTopology;
+use ktstr_domain::shape::observed::ObservedTopology;
 
 use crate::cpulist::parse_cpu_list;
 

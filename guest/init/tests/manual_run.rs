@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use ktstr_domain::frame::Frame;
-use ktstr_domain::init_plan::InitPlan;
-use ktstr_domain::wire::decode_all;
+use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::init_plan::InitPlan;
+use ktstr_domain::protocol::wire::decode_all;
 
 fn run_init(dir: &Path, script: &str, attach_timeout_ms: u64) -> Vec<Frame> {
     let frames = dir.join("frames.bin");

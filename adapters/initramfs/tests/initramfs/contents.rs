@@ -4,7 +4,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use ktstr_domain::init_plan::{DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS, FRAME_DEVICE, InitPlan};
+use ktstr_domain::protocol::init_plan::{
+    DEFAULT_ATTACH_MS, DEFAULT_PROBE_MS, FRAME_DEVICE, InitPlan,
+};
 use ktstr_initramfs::EntrySource;
 use ktstr_ports::GuestImageBuilder;
 

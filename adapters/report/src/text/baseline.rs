@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use comfy_table::{Table, presets::NOTHING};
-use ktstr_domain::baseline::{Comparison, Thresholds};
+use ktstr_domain::results::baseline::{Comparison, Thresholds};
 
 use super::TextOptions;
 use super::style::{bad, good, sanitize};

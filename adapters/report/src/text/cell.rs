@@ -3,13 +3,13 @@
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
-use ktstr_domain::attach::AttachOutcome;
-use ktstr_domain::collapse::collapse;
-use ktstr_domain::prog::prog_type_name;
-use ktstr_domain::report::{CellRecord, RunRecord, StatsSource};
-use ktstr_domain::timing::breakdown;
-use ktstr_domain::verdict::Verdict;
-use ktstr_domain::wire::DecodeStats;
+use ktstr_domain::judging::attach::AttachOutcome;
+use ktstr_domain::judging::record::{CellRecord, RunRecord, StatsSource};
+use ktstr_domain::judging::verdict::Verdict;
+use ktstr_domain::protocol::wire::DecodeStats;
+use ktstr_domain::results::timing::breakdown;
+use ktstr_domain::verifier_log::collapse::collapse;
+use ktstr_domain::verifier_log::prog::prog_type_name;
 
 use super::TextOptions;
 use super::style::{bad, good, guest_line, sanitize, strip_escapes, warn};
@@ -47,7 +47,7 @@ fn write_cell(out: &mut String, record: &CellRecord, opts: &TextOptions) -> fmt:
     }
     match &record.verdict {
         Verdict::Pass => {
-            let backend = record.run.as_ref().map(|r| r.backend.as_str());
+            let backend = record.run.as_ref().map(|r| r.host.vm.backend.as_str());
             write!(
                 out,
                 "  verdict: {} ({} ms",
@@ -81,14 +81,14 @@ fn write_run(
     run: &RunRecord,
     opts: &TextOptions,
 ) -> fmt::Result {
-    match &run.attach {
+    match &run.judgment.attach {
         AttachOutcome::Attached => writeln!(
             out,
             "  scheduler: {} (sched_ext enabled)",
             good("attached", opts)
         )?,
         // The watchdog cut the run short, so a missing confirmation proves nothing.
-        _ if run.timed_out => writeln!(
+        _ if run.host.vm.timed_out => writeln!(
             out,
             "  scheduler: {} — VM timed out before exit",
             bad("UNKNOWN", opts)
@@ -105,12 +105,12 @@ fn write_run(
     }
 
     // The kernel's own words when sched_ext stopped the scheduler.
-    if let Some(exit) = &run.scx_exit {
+    if let Some(exit) = &run.judgment.scx_exit {
         writeln!(out, "  sched_ext: {}", continued(&exit.to_string(), "    "))?;
     }
 
-    let note = run.dispatch_note.as_deref();
-    if run.dispatched {
+    let note = run.judgment.dispatch_note.as_deref();
+    if run.judgment.dispatched {
         match note {
             Some(note) => writeln!(
                 out,
@@ -132,7 +132,7 @@ fn write_run(
     write_progs(out, run)?;
 
     // With the cross-check on, a failed read is one of its mismatches below.
-    if let (Some(e), None) = (&run.host_read_error, &run.cross_check) {
+    if let (Some(e), None) = (run.host.read_error(), &run.judgment.cross_check) {
         writeln!(
             out,
             "  host read: {} — {} (guest-reported numbers shown)",
@@ -140,7 +140,7 @@ fn write_run(
             continued(e, "    ")
         )?;
     }
-    if let Some(check) = &run.cross_check {
+    if let Some(check) = &run.judgment.cross_check {
         if check.agrees() {
             writeln!(out, "  cross-check: host and guest agree")?;
         } else {
@@ -151,14 +151,14 @@ fn write_run(
         }
     }
 
-    if let Some(seen) = &run.observed_topology {
+    if let Some(seen) = &run.guest.topology {
         match seen.check(&record.topology) {
             Ok(()) => writeln!(out, "  topology: guest saw {}", record.topology)?,
             Err(mismatch) => writeln!(out, "  topology: {} — {mismatch}", bad("MISMATCH", opts))?,
         }
     }
 
-    for e in &run.guest_errors {
+    for e in &run.guest.guest_errors {
         writeln!(
             out,
             "  {}: {}",
@@ -167,54 +167,55 @@ fn write_run(
         )?;
     }
 
-    if let Some(wire) = wire_trouble(&run.frame_stats) {
+    if let Some(wire) = wire_trouble(&run.host.frame_stats) {
         writeln!(out, "  frames: {wire}")?;
     }
 
-    let segments = breakdown(&run.phases, record.wall_ms);
+    let segments = breakdown(&run.guest.phases, record.wall_ms);
     if !segments.is_empty() {
         let mut parts: Vec<String> = segments
             .iter()
             .map(|(label, ms)| format!("{label} {ms} ms"))
             .collect();
         // The guest's clock starts with its kernel; the host's with the VM.
-        if let Some(ms) = run.init_after_ms {
+        if let Some(ms) = run.host.vm.init_after_ms {
             parts.push(format!("VM start to init {ms} ms (host)"));
         }
         writeln!(out, "  time: {}", parts.join(" · "))?;
     }
     // What the guest had and what its VM cost the host: the first thing to look at when
     // memory is in doubt.
-    write!(out, "  memory: guest {} MiB", run.memory_mib)?;
-    match run.peak_rss_kib {
+    write!(out, "  memory: guest {} MiB", run.host.memory.mib)?;
+    match run.host.vm.peak_rss_kib {
         Some(kib) => writeln!(out, " · host RSS peak {} MiB", kib / 1024)?,
         None => writeln!(out)?,
     }
 
     // The console explains a guest that vanished or hung; a scheduler's own failure is in
     // its log below.
-    let vanished =
-        run.timed_out || run.attach == AttachOutcome::Unconfirmed || record.verdict.is_env_error();
-    if vanished && !run.console_tail.is_empty() {
+    let vanished = run.host.vm.timed_out
+        || run.judgment.attach == AttachOutcome::Unconfirmed
+        || record.verdict.is_env_error();
+    if vanished && !run.host.console.tail.is_empty() {
         writeln!(out, "  --- kernel console (last lines) ---")?;
-        for line in run.console_tail.lines() {
+        for line in run.host.console.tail.lines() {
             writeln!(out, "  {}", sanitize(&strip_escapes(line)))?;
         }
     }
 
-    if !run.verifier_stats.is_empty() {
+    if !run.judgment.verifier_stats.is_empty() {
         writeln!(out, "  --- verifier stats ---")?;
-        for s in &run.verifier_stats {
+        for s in &run.judgment.verifier_stats {
             writeln!(out, "  {s}")?;
         }
     }
 
-    if !run.scheduler_log.is_empty() {
+    if !run.guest.scheduler_log.is_empty() {
         writeln!(out, "  --- scheduler log ---")?;
         let log = if opts.raw {
-            Cow::Borrowed(run.scheduler_log.as_str())
+            Cow::Borrowed(run.guest.scheduler_log.as_str())
         } else {
-            collapse(&run.scheduler_log)
+            collapse(&run.guest.scheduler_log)
         };
         for line in log.lines() {
             if line.trim().is_empty() {
@@ -230,29 +231,36 @@ fn write_run(
 }
 
 fn write_progs(out: &mut String, run: &RunRecord) -> fmt::Result {
-    if run.progs.is_empty() {
+    if run.judgment.progs.is_empty() {
         return writeln!(out, "  verified_insns: none reported");
     }
-    let source = match run.progs_source {
+    let source = match run.judgment.progs_source {
         StatsSource::Host => "host-read",
         StatsSource::Guest => "guest-reported",
     };
     writeln!(out, "  verified_insns ({source}):")?;
-    let names: Vec<Cow<'_, str>> = run.progs.iter().map(|p| sanitize(&p.name)).collect();
+    let names: Vec<Cow<'_, str>> = run
+        .judgment
+        .progs
+        .iter()
+        .map(|p| sanitize(&p.name))
+        .collect();
     let name_w = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     let types: Vec<Cow<'_, str>> = run
+        .judgment
         .progs
         .iter()
         .map(|p| prog_type_name(p.prog_type))
         .collect();
     let type_w = types.iter().map(|t| t.len()).max().unwrap_or(0);
     let insns_w = run
+        .judgment
         .progs
         .iter()
         .map(|p| p.verified_insns.to_string().len())
         .max()
         .unwrap_or(0);
-    for ((name, prog_type), prog) in names.iter().zip(&types).zip(&run.progs) {
+    for ((name, prog_type), prog) in names.iter().zip(&types).zip(&run.judgment.progs) {
         writeln!(
             out,
             "    {name:<name_w$}  {prog_type:<type_w$}  {:>insns_w$}",

@@ -1,8 +1,8 @@
 //! GitHub Actions workflow commands: an `::error` annotation per cell that did not pass,
 //! which GitHub shows on the run's page and the pull request.
 
-use ktstr_domain::report::CellRecord;
-use ktstr_domain::verdict::Verdict;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::Verdict;
 
 /// `::error title=ktstr FAIL [verify] <cell>::<reason>`, ending with a newline; `None` for
 /// a cell that passed.
@@ -37,9 +37,9 @@ fn escape_property(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use ktstr_domain::cell::CellId;
-    use ktstr_domain::topology::Topology;
-    use ktstr_domain::verdict::Gate;
+    use ktstr_domain::judging::verdict::Gate;
+    use ktstr_domain::plan::cell::CellId;
+    use ktstr_domain::shape::topology::Topology;
 
     use super::*;
 

@@ -1,8 +1,8 @@
 //! One line per finished cell, as test runners print them: the verdict, the time, the
 //! cell, and for a failure the gate and the first line of its reason.
 
-use ktstr_domain::report::CellRecord;
-use ktstr_domain::verdict::Verdict;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::Verdict;
 
 use super::TextOptions;
 use super::style::{bad, good, sanitize, warn};

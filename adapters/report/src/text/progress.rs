@@ -5,7 +5,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ktstr_domain::cell::CellId;
+use ktstr_domain::plan::cell::CellId;
 
 /// Running cells are named while they fit in this many characters.
 const RUNNING_WIDTH: usize = 60;

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-use ktstr_domain::escapes::clean_escapes;
-pub(crate) use ktstr_domain::escapes::strip_escapes;
+use ktstr_domain::verifier_log::escapes::clean_escapes;
+pub(crate) use ktstr_domain::verifier_log::escapes::strip_escapes;
 
 use owo_colors::OwoColorize;
 

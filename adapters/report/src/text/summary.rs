@@ -4,9 +4,10 @@
 use std::fmt::{self, Write as _};
 
 use comfy_table::{Table, TableComponent, presets};
-use ktstr_domain::cell::CellId;
-use ktstr_domain::report::{BOOT_VARIANCE_MARK, CellRecord, GridStatus, SweepReport};
-use ktstr_domain::verdict::Verdict;
+use ktstr_domain::judging::record::CellRecord;
+use ktstr_domain::judging::verdict::Verdict;
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::results::report::{BOOT_VARIANCE_MARK, GridStatus, SweepReport};
 
 use super::TextOptions;
 use super::style::{bad, good, sanitize, warn};

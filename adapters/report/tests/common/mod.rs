@@ -2,18 +2,24 @@
 
 #![allow(dead_code)] // Each test binary uses a different subset.
 
-use ktstr_domain::attach::AttachOutcome;
-use ktstr_domain::cell::CellId;
-use ktstr_domain::crosscheck::CrossCheck;
-use ktstr_domain::determinism::Boot;
-use ktstr_domain::observed::ObservedTopology;
-use ktstr_domain::preset::find_preset;
-use ktstr_domain::prog::ProgStat;
-use ktstr_domain::rejection::find_rejection;
-use ktstr_domain::report::{CellRecord, RunRecord, StatsSource, SweepReport};
-use ktstr_domain::verdict::{EnvCause, Gate, Verdict};
-use ktstr_domain::vstats::{VerifierStats, parse_verifier_stats};
-use ktstr_domain::wire::DecodeStats;
+use ktstr_domain::judging::attach::AttachOutcome;
+use ktstr_domain::judging::crosscheck::CrossCheck;
+use ktstr_domain::judging::environment::ConsoleFacts;
+use ktstr_domain::judging::evidence::{HostReading, VmFacts};
+use ktstr_domain::judging::record::{
+    Boot, CellRecord, HostFacts, RunJudgment, RunRecord, StatsSource,
+};
+use ktstr_domain::judging::verdict::{EnvCause, Gate, Verdict};
+use ktstr_domain::plan::cell::CellId;
+use ktstr_domain::plan::guest_memory::{GuestMemorySize, MemorySource};
+use ktstr_domain::protocol::guest_report::GuestReport;
+use ktstr_domain::protocol::wire::DecodeStats;
+use ktstr_domain::results::report::SweepReport;
+use ktstr_domain::shape::observed::ObservedTopology;
+use ktstr_domain::shape::preset::find_preset;
+use ktstr_domain::verifier_log::prog::ProgStat;
+use ktstr_domain::verifier_log::rejection::find_rejection;
+use ktstr_domain::verifier_log::vstats::{VerifierStats, parse_verifier_stats};
 
 pub const K12: &str = "kernel_6_12_117";
 pub const K16: &str = "kernel_6_16_4";
@@ -41,32 +47,49 @@ pub fn ktstr_progs(grow: u32) -> Vec<ProgStat> {
 pub fn healthy_run(preset: &str, progs: Vec<ProgStat>) -> RunRecord {
     let topology = find_preset(preset).expect("known preset").topology;
     RunRecord {
-        backend: "qemu (kvm)".into(),
-        attach: AttachOutcome::Attached,
-        dispatched: true,
-        dispatch_note: Some("4 SCHED_EXT workers made 18342 iterations".into()),
-        scx_exit: None,
-        timed_out: false,
-        vm_died: None,
-        memory_mib: 960,
-        progs,
-        progs_source: StatsSource::Host,
-        host_read_error: None,
-        cross_check: Some(CrossCheck::default()),
-        verifier_stats: vec![],
-        rejection: None,
-        scheduler_log: String::new(),
-        observed_topology: Some(ObservedTopology::ideal(&topology)),
-        guest_errors: vec![],
-        frame_stats: DecodeStats {
-            frames: 14,
-            ..DecodeStats::default()
+        host: HostFacts {
+            vm: VmFacts {
+                backend: "qemu (kvm)".into(),
+                timed_out: false,
+                vm_died: None,
+                flooded: None,
+                peak_rss_kib: Some(310_000),
+                init_after_ms: Some(1_650),
+            },
+            memory: GuestMemorySize {
+                mib: 960,
+                source: MemorySource::Sized,
+            },
+            watchdog_ms: 60_000,
+            console: ConsoleFacts::default(),
+            frame_stats: DecodeStats {
+                frames: 14,
+                ..DecodeStats::default()
+            },
+            reading: HostReading::Programs(progs.clone()),
         },
-        phases: vec![("init".into(), 1500), ("attached".into(), 2600)],
-        peak_rss_kib: Some(310_000),
-        init_after_ms: Some(1_650),
-        boot_profile: None,
-        console_tail: String::new(),
+        guest: GuestReport {
+            payload_started: true,
+            progs: progs.clone(),
+            topology: Some(ObservedTopology::ideal(&topology)),
+            phases: vec![("init".into(), 1500), ("attached".into(), 2600)],
+            ..GuestReport::default()
+        },
+        judgment: RunJudgment {
+            cross_check_asked: true,
+            attach: AttachOutcome::Attached,
+            liveness: None,
+            dispatched: true,
+            dispatch_note: Some("4 SCHED_EXT workers made 18342 iterations".into()),
+            scx_exit: None,
+            rejection: None,
+            load_refusal: None,
+            verifier_stats: vec![],
+            progs,
+            progs_source: StatsSource::Host,
+            cross_check: Some(CrossCheck::default()),
+        },
+        legacy: false,
     }
 }
 
@@ -90,7 +113,7 @@ pub fn record(
 
 pub fn passing() -> CellRecord {
     let mut run = healthy_run("tiny-2llc", ktstr_progs(0));
-    run.verifier_stats = vec![
+    run.judgment.verifier_stats = vec![
         VerifierStats {
             processed_insns: 39,
             peak_states: 3,
@@ -102,7 +125,7 @@ pub fn passing() -> CellRecord {
             total_states: 148,
         },
     ];
-    run.scheduler_log = "scx_ktstr: attached, 4 CPUs in 2 LLCs\n".into();
+    run.guest.scheduler_log = "scx_ktstr: attached, 4 CPUs in 2 LLCs\n".into();
     record("scx-ktstr", K12, "tiny-2llc", Some(run), Verdict::Pass)
 }
 
@@ -150,21 +173,24 @@ pub fn rejection_log() -> String {
 
 pub fn rejected() -> CellRecord {
     let log = rejection_log();
-    let run = RunRecord {
-        attach: AttachOutcome::Died,
-        dispatched: false,
-        dispatch_note: None,
-        scx_exit: None,
-        progs: vec![],
-        progs_source: StatsSource::Guest,
-        cross_check: None,
-        verifier_stats: parse_verifier_stats(&log),
-        rejection: find_rejection(&log),
-        scheduler_log: log,
-        guest_errors: vec!["scheduler exited with status 1".into()],
-        ..healthy_run("tiny-1llc", vec![])
-    };
-    let reason = run.rejection.as_ref().expect("a rejection").to_string();
+    let mut run = healthy_run("tiny-1llc", vec![]);
+    run.judgment.attach = AttachOutcome::Died;
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = None;
+    run.judgment.scx_exit = None;
+    run.judgment.progs = vec![];
+    run.judgment.progs_source = StatsSource::Guest;
+    run.judgment.cross_check = None;
+    run.judgment.verifier_stats = parse_verifier_stats(&log);
+    run.judgment.rejection = find_rejection(&log);
+    run.guest.scheduler_log = log;
+    run.guest.guest_errors = vec!["scheduler exited with status 1".into()];
+    let reason = run
+        .judgment
+        .rejection
+        .as_ref()
+        .expect("a rejection")
+        .to_string();
     record(
         "scx-ktstr",
         K16,
@@ -175,19 +201,16 @@ pub fn rejected() -> CellRecord {
 }
 
 pub fn not_attached() -> CellRecord {
-    let run = RunRecord {
-        attach: AttachOutcome::NotAttached(
-            "/sys/kernel/sched_ext/state stayed `disabled` for 5 s".into(),
-        ),
-        dispatched: false,
-        dispatch_note: Some("scheduler never attached; workload skipped".into()),
-        scx_exit: None,
-        progs: vec![prog(7, "simple_enqueue", 24), prog(8, "simple_init", 310)],
-        progs_source: StatsSource::Guest,
-        cross_check: None,
-        ..healthy_run("smt-2llc", vec![])
-    };
-    let reason = run.attach.failure_reason().expect("a failure");
+    let mut run = healthy_run("smt-2llc", vec![]);
+    run.judgment.attach =
+        AttachOutcome::NotAttached("/sys/kernel/sched_ext/state stayed `disabled` for 5 s".into());
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = Some("scheduler never attached; workload skipped".into());
+    run.judgment.scx_exit = None;
+    run.judgment.progs = vec![prog(7, "simple_enqueue", 24), prog(8, "simple_init", 310)];
+    run.judgment.progs_source = StatsSource::Guest;
+    run.judgment.cross_check = None;
+    let reason = run.judgment.attach.failure_reason().expect("a failure");
     record(
         "scx-simple",
         K12,
@@ -198,26 +221,26 @@ pub fn not_attached() -> CellRecord {
 }
 
 pub fn timed_out() -> CellRecord {
-    let run = RunRecord {
-        attach: AttachOutcome::Unconfirmed,
-        dispatched: false,
-        dispatch_note: None,
-        scx_exit: None,
-        timed_out: true,
-        vm_died: None,
-        memory_mib: 960,
-        progs: vec![],
-        cross_check: None,
-        observed_topology: None,
-        scheduler_log: "scx_ktstr: loading BPF skeleton\n".into(),
-        console_tail: "rcu: INFO: rcu_preempt self-detected stall on CPU\nrcu: \t1-....: (20999 ticks this GP)\n".into(),
-        frame_stats: DecodeStats {
-            frames: 3,
-            truncated: 1,
-            garbage_bytes: 17,
-            ..DecodeStats::default()
-        },
-        ..healthy_run("odd-3llc", vec![])
+    let mut run = healthy_run("odd-3llc", vec![]);
+    run.judgment.attach = AttachOutcome::Unconfirmed;
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = None;
+    run.judgment.scx_exit = None;
+    run.host.vm.timed_out = true;
+    run.host.vm.vm_died = None;
+    run.host.memory.mib = 960;
+    run.judgment.progs = vec![];
+    run.judgment.cross_check = None;
+    run.guest.topology = None;
+    run.guest.scheduler_log = "scx_ktstr: loading BPF skeleton\n".into();
+    run.host.console.tail =
+        "rcu: INFO: rcu_preempt self-detected stall on CPU\nrcu: \t1-....: (20999 ticks this GP)\n"
+            .into();
+    run.host.frame_stats = DecodeStats {
+        frames: 3,
+        truncated: 1,
+        garbage_bytes: 17,
+        ..DecodeStats::default()
     };
     record(
         "scx-ktstr",
@@ -232,14 +255,12 @@ pub fn timed_out() -> CellRecord {
 }
 
 pub fn not_dispatched() -> CellRecord {
-    let run = RunRecord {
-        dispatched: false,
-        dispatch_note: Some("0 iterations in 2 s".into()),
-        scx_exit: None,
-        progs_source: StatsSource::Guest,
-        cross_check: None,
-        ..healthy_run("tiny-1llc", ktstr_progs(0))
-    };
+    let mut run = healthy_run("tiny-1llc", ktstr_progs(0));
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = Some("0 iterations in 2 s".into());
+    run.judgment.scx_exit = None;
+    run.judgment.progs_source = StatsSource::Guest;
+    run.judgment.cross_check = None;
     record(
         "scx-ktstr",
         K12,
@@ -256,10 +277,10 @@ pub fn not_dispatched() -> CellRecord {
 /// failure) and with the host.
 pub fn mismatched() -> CellRecord {
     let mut run = healthy_run("tiny-2llc", ktstr_progs(0));
-    if let Some(seen) = &mut run.observed_topology {
+    if let Some(seen) = &mut run.guest.topology {
         seen.llcs = vec![vec![0, 1, 2, 3]];
     }
-    run.cross_check = Some(CrossCheck {
+    run.judgment.cross_check = Some(CrossCheck {
         mismatches: vec![
             "program 42 `ktstr_enqueue`: verified_insns host 412 != guest 410".into(),
             "program 45 `ktstr_exit` read by the host, not reported by the guest".into(),
@@ -302,12 +323,10 @@ fn pass(sched: &str, kernel: &str, preset: &str, progs: Vec<ProgStat>) -> CellRe
 }
 
 fn dispatch_fail(sched: &str, kernel: &str, preset: &str, progs: Vec<ProgStat>) -> CellRecord {
-    let run = RunRecord {
-        dispatched: false,
-        dispatch_note: Some("0 iterations in 2 s".into()),
-        scx_exit: None,
-        ..healthy_run(preset, progs)
-    };
+    let mut run = healthy_run(preset, progs);
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = Some("0 iterations in 2 s".into());
+    run.judgment.scx_exit = None;
     record(
         sched,
         kernel,
@@ -357,7 +376,7 @@ pub fn two_kernel_report() -> SweepReport {
     for r in records.iter_mut() {
         let newer_ktstr = r.cell.kernel == K16 && r.cell.scheduler == "scx-ktstr";
         if let (Some(run), true) = (&mut r.run, newer_ktstr) {
-            run.progs.push(prog(46, "ktstr_running", 18));
+            run.judgment.progs.push(prog(46, "ktstr_running", 18));
         }
     }
     let planned = records.len();
@@ -391,19 +410,18 @@ pub fn all_passing_report() -> SweepReport {
 
 /// scx_layered OOM-killed while loading: the environment's failure, not the scheduler's.
 pub fn guest_oom() -> CellRecord {
-    let run = RunRecord {
-        attach: AttachOutcome::Died,
-        dispatched: false,
-        dispatch_note: None,
-        scx_exit: None,
-        progs: vec![],
-        progs_source: StatsSource::Guest,
-        cross_check: None,
-        memory_mib: 544,
-        scheduler_log: "\x1b[32mINFO\x1b[0m Running scx_layered (build ID: 1.1.4)\n".into(),
-        console_tail: "Out of memory: Killed process 50 (scx_layered) total-vm:272952kB\n".into(),
-        ..healthy_run("tiny-1llc", vec![])
-    };
+    let mut run = healthy_run("tiny-1llc", vec![]);
+    run.judgment.attach = AttachOutcome::Died;
+    run.judgment.dispatched = false;
+    run.judgment.dispatch_note = None;
+    run.judgment.scx_exit = None;
+    run.judgment.progs = vec![];
+    run.judgment.progs_source = StatsSource::Guest;
+    run.judgment.cross_check = None;
+    run.host.memory.mib = 544;
+    run.guest.scheduler_log = "\x1b[32mINFO\x1b[0m Running scx_layered (build ID: 1.1.4)\n".into();
+    run.host.console.tail =
+        "Out of memory: Killed process 50 (scx_layered) total-vm:272952kB\n".into();
     record(
         "scx_layered",
         K12,

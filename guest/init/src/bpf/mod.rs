@@ -6,7 +6,7 @@ mod sys;
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
-use ktstr_domain::prog::ProgStat;
+use ktstr_domain::verifier_log::prog::ProgStat;
 
 use crate::btf;
 

@@ -33,7 +33,7 @@ use vmm_sys_util::eventfd::EventFd;
 use self::exit_loop::{ExitLoop, IoapicDevice, MsiRouter, VpPort};
 use self::ioapic::{MsiRoute, PINS};
 use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
-use ktstr_domain::apic::MAX_XAPIC_ID;
+use ktstr_domain::shape::apic::MAX_XAPIC_ID;
 
 use crate::x86::{BootEntry, boot_regs, set_boot_sregs, wire_legacy_lints, x2apic_base};
 

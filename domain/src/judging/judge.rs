@@ -1,0 +1,577 @@
+//! Where a cell's verdict is decided: one pure function from the planned cell, what ktstr
+//! found before booting or what the VM left behind, and the policy, to the cell record.
+//! Setup failures, the host reading and the cross-check policy, the gates and the
+//! environment diagnosis are all settled here and nowhere else, and a stored run is judged
+//! again by the same function (`rejudge`).
+
+use std::time::Duration;
+
+use crate::judging::attach::AttachOutcome;
+use crate::judging::crosscheck::{CrossCheck, cross_check};
+use crate::judging::dispatch::judge_dispatch;
+use crate::judging::environment::{ConsoleFacts, EnvEvidence, diagnose};
+use crate::judging::evidence::{CellEvidence, HostReading, RunEvidence};
+use crate::judging::liveness::{LivenessFacts, judge_liveness};
+use crate::judging::record::{CellRecord, HostFacts, RunJudgment, RunRecord, StatsSource};
+use crate::judging::scx_exit::ScxExit;
+use crate::judging::verdict::{EnvCause, Gate, RunFacts, Verdict, cell_verdict};
+use crate::plan::matrix::PlannedCell;
+use crate::protocol::guest_report::GuestReport;
+use crate::protocol::wire::decode_all;
+use crate::shape::observed::TopologyMismatch;
+use crate::shape::topology::Topology;
+use crate::verifier_log::rejection::{find_load_refusal, find_rejection};
+use crate::verifier_log::vstats::parse_verifier_stats;
+
+/// How the judge weighs what it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JudgePolicy {
+    /// Fail cells whose host-read and guest-reported programs disagree, or whose host
+    /// read failed. Without it a failed host read is reported, not judged.
+    pub cross_check: bool,
+}
+
+/// The cell a run is judged for: its preset's name and shape.
+#[derive(Debug, Clone, Copy)]
+struct JudgedCell<'a> {
+    preset: &'a str,
+    topology: &'a Topology,
+}
+
+/// The record of one cell; `wall_ms` and `boot` are left for the caller, who timed the
+/// cell and knows which boot of it this was.
+pub fn judge(cell: &PlannedCell, evidence: CellEvidence, policy: JudgePolicy) -> CellRecord {
+    let record = |verdict, run| CellRecord {
+        cell: cell.id.clone(),
+        topology: cell.preset.topology,
+        verdict,
+        run,
+        wall_ms: 0,
+        boot: None,
+        repro: None,
+    };
+    match evidence {
+        CellEvidence::KernelLacks { kernel, missing } => record(
+            Verdict::fail(
+                Gate::Setup,
+                format!(
+                    "kernel {kernel} lacks {}; not booted (rebuild it with ktstr's kconfig \
+                     fragment)",
+                    missing.join(", ")
+                ),
+            ),
+            None,
+        ),
+        CellEvidence::ImageFailed { scheduler, reason } => record(
+            Verdict::env_error(
+                EnvCause::Image,
+                format!("scheduler `{scheduler}`: {reason}"),
+            ),
+            None,
+        ),
+        CellEvidence::VmStartFailed { reason } => {
+            record(Verdict::env_error(EnvCause::VmStart, reason), None)
+        }
+        CellEvidence::Ran(run) => {
+            let (host, guest) = read_run(*run);
+            let judged = JudgedCell {
+                preset: cell.preset.name,
+                topology: &cell.preset.topology,
+            };
+            let (verdict, judgment) = judge_run(judged, &host, &guest, policy);
+            record(
+                verdict,
+                Some(RunRecord {
+                    host,
+                    guest,
+                    judgment,
+                    legacy: false,
+                }),
+            )
+        }
+    }
+}
+
+/// A stored record's verdict under today's rules, from its host facts and guest report.
+/// `None` for a record that kept no run to judge (never booted) or only conclusions (the
+/// first format): its verdict stands as written.
+pub fn rejudge(record: &CellRecord) -> Option<Verdict> {
+    let run = record.run.as_ref().filter(|run| !run.legacy)?;
+    let cell = JudgedCell {
+        preset: &record.cell.preset,
+        topology: &record.topology,
+    };
+    let policy = JudgePolicy {
+        cross_check: run.judgment.cross_check_asked,
+    };
+    Some(judge_run(cell, &run.host, &run.guest, policy).0)
+}
+
+/// The raw evidence read once into what a record keeps: the frames decoded into the
+/// guest's report, the console into its facts.
+fn read_run(run: RunEvidence) -> (HostFacts, GuestReport) {
+    let decoded = decode_all(&run.frame_bytes);
+    let guest = GuestReport::from_frames(&decoded.frames);
+    let host = HostFacts {
+        vm: run.vm,
+        memory: run.memory,
+        watchdog_ms: u64::try_from(run.waits.watchdog.as_millis()).unwrap_or(u64::MAX),
+        console: ConsoleFacts::read(&run.console),
+        frame_stats: decoded.stats,
+        reading: run.host,
+    };
+    (host, guest)
+}
+
+fn judge_run(
+    cell: JudgedCell<'_>,
+    host: &HostFacts,
+    guest: &GuestReport,
+    policy: JudgePolicy,
+) -> (Verdict, RunJudgment) {
+    let attach = AttachOutcome::from_report(guest);
+    let scx_exit = ScxExit::last_in(&guest.scx_log);
+    let liveness = match attach {
+        AttachOutcome::Attached => judge_liveness(LivenessFacts {
+            attached: guest.attach_sample(),
+            end: guest.end_sample(),
+            died: guest
+                .died_status
+                .as_deref()
+                .filter(|_| guest.died_during_probe),
+            exit: scx_exit.as_ref(),
+            exit_after_last_enable: ScxExit::follows_last_enable(&guest.scx_log),
+        })
+        .err(),
+        _ => None,
+    };
+    let dispatch = guest.probe.as_ref().map_or_else(
+        || Err("the guest sent no probe report".to_string()),
+        judge_dispatch,
+    );
+    let (progs, progs_source, cross) = match &host.reading {
+        HostReading::NotRead => (guest.progs.clone(), StatsSource::Guest, None),
+        HostReading::Programs(host_progs) => {
+            let check = policy
+                .cross_check
+                .then(|| cross_check(host_progs, &guest.progs));
+            (host_progs.clone(), StatsSource::Host, check)
+        }
+        // A failed host read fails the cross-check only when one was asked for; otherwise
+        // it is reported beside the guest's numbers, not judged.
+        HostReading::Failed(e) => {
+            let failed = policy.cross_check.then(|| CrossCheck {
+                mismatches: vec![e.clone()],
+            });
+            (guest.progs.clone(), StatsSource::Guest, failed)
+        }
+    };
+    let rejection = find_rejection(&guest.scheduler_log);
+    let load_refusal = find_load_refusal(&guest.scheduler_log);
+    let watchdog = Duration::from_millis(host.watchdog_ms);
+    let vm = &host.vm;
+    let verdict = cell_verdict(RunFacts {
+        timed_out: vm.timed_out,
+        watchdog,
+        phases: &guest.phases,
+        attach: &attach,
+        liveness: liveness.as_deref(),
+        dispatch: dispatch.as_deref().map_err(String::as_str),
+        died_status: guest
+            .died_status
+            .as_deref()
+            .filter(|_| !guest.died_during_probe),
+        scx_exit: scx_exit.as_ref(),
+        cross_check: cross.as_ref(),
+        rejection: rejection.as_ref(),
+        load_refusal: load_refusal.as_deref(),
+    });
+    // A failure the environment caused is reported as such, never as the scheduler's; a
+    // guest stopped for flooding is never judged on what it got through.
+    let verdict = match &verdict {
+        _ if verdict.failed() || vm.flooded.is_some() => diagnose(&EnvEvidence {
+            console: &host.console,
+            scheduler_log: &guest.scheduler_log,
+            guest_errors: &guest.guest_errors,
+            vm_died: vm.vm_died.as_deref(),
+            flooded: vm.flooded.as_deref(),
+            timed_out: vm.timed_out,
+            watchdog,
+            memory: host.memory,
+            phases: &guest.phases,
+            frames: host.frame_stats.frames as usize,
+            scheduler_failed: matches!(attach, AttachOutcome::Died | AttachOutcome::NotAttached(_)),
+            attach_expiry: guest.attach_expiry.as_ref(),
+        })
+        .map_or(verdict, |(cause, reason)| Verdict::env_error(cause, reason)),
+        _ => verdict,
+    };
+    let topology_check = guest
+        .topology
+        .as_ref()
+        .map(|seen| seen.check(cell.topology));
+    let verdict = shape_verdict(&cell, &vm.backend, topology_check.as_ref(), verdict);
+    let judgment = RunJudgment {
+        cross_check_asked: policy.cross_check,
+        attach,
+        liveness,
+        dispatched: dispatch.is_ok(),
+        dispatch_note: Some(dispatch.unwrap_or_else(|why| why)),
+        scx_exit,
+        verifier_stats: parse_verifier_stats(&guest.scheduler_log),
+        rejection,
+        load_refusal,
+        progs,
+        progs_source,
+        cross_check: cross,
+    };
+    (verdict, judgment)
+}
+
+/// A guest that did not see the preset ran on a machine the backend built wrong: whatever
+/// the scheduler did there says nothing about the preset, so the cell is the
+/// environment's error, naming the backend. A guest that reported nothing at all is
+/// judged by its other gates, unless it passed them (then ktstr's own init failed).
+fn shape_verdict(
+    cell: &JudgedCell<'_>,
+    backend: &str,
+    check: Option<&Result<(), TopologyMismatch>>,
+    verdict: Verdict,
+) -> Verdict {
+    match (check, &verdict) {
+        (Some(Err(mismatch)), _) => Verdict::env_error(
+            EnvCause::Topology,
+            format!(
+                "backend {backend} did not present preset {}: {mismatch}",
+                cell.preset
+            ),
+        ),
+        (None, Verdict::Pass) => Verdict::env_error(
+            EnvCause::Topology,
+            "the guest's init reported no topology, so the preset's shape is unconfirmed",
+        ),
+        _ => verdict,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judging::evidence::VmFacts;
+    use crate::plan::cell::CellId;
+    use crate::plan::guest_memory::GuestMemorySize;
+    use crate::plan::guest_memory::MemorySource;
+    use crate::plan::waits::CellWaits;
+    use crate::plan::waits::{CpuMode, WaitOverrides};
+    use crate::protocol::frame::Frame;
+    use crate::protocol::observation::KernelRecord;
+    use crate::protocol::observation::ProbeReport;
+    use crate::protocol::observation::ScxSample;
+    use crate::protocol::wire::encode;
+    use crate::shape::observed::ObservedTopology;
+    use crate::shape::preset::find_preset;
+    use crate::verifier_log::prog::ProgStat;
+
+    fn cell() -> PlannedCell {
+        PlannedCell {
+            id: CellId::new("s", "kernel_6_12", "tiny-1llc").unwrap(),
+            scheduler: 0,
+            kernel: 0,
+            preset: find_preset("tiny-1llc").unwrap(),
+        }
+    }
+
+    fn prog(verified_insns: u32) -> ProgStat {
+        ProgStat {
+            id: 7,
+            prog_type: 27,
+            name: "ktstr_dispatch".into(),
+            verified_insns,
+        }
+    }
+
+    fn sample(state: &str, seq: u64) -> Frame {
+        Frame::SchedExtSample {
+            sample: ScxSample::alive(state, seq),
+        }
+    }
+
+    fn probe() -> Frame {
+        Frame::WorkerProgress {
+            probe: ProbeReport::every_worker_ran(4, 100),
+        }
+    }
+
+    fn ran(host: HostReading) -> CellEvidence {
+        let topology = cell().preset.topology;
+        let frames = [
+            Frame::Topology {
+                topology: ObservedTopology::ideal(&topology),
+            },
+            Frame::SchedulerStarted { pid: 9 },
+            sample("enabled", 4),
+            Frame::PayloadStarting,
+            probe(),
+            sample("enabled", 4),
+            Frame::ProgStats {
+                progs: vec![prog(104)],
+            },
+        ];
+        CellEvidence::Ran(Box::new(RunEvidence {
+            memory: GuestMemorySize {
+                mib: 960,
+                source: MemorySource::Sized,
+            },
+            waits: CellWaits::for_cell(4, CpuMode::Emulated, WaitOverrides::default()),
+            vm: VmFacts {
+                backend: "test".into(),
+                peak_rss_kib: Some(1),
+                init_after_ms: Some(80),
+                ..VmFacts::default()
+            },
+            console: "line 1\nline 2\n".into(),
+            frame_bytes: frames.iter().flat_map(encode).collect(),
+            host,
+        }))
+    }
+
+    const CHECK: JudgePolicy = JudgePolicy { cross_check: true };
+    const NO_CHECK: JudgePolicy = JudgePolicy { cross_check: false };
+
+    #[test]
+    fn setup_failures_are_decided_here_without_a_run() {
+        let lacks = judge(
+            &cell(),
+            CellEvidence::KernelLacks {
+                kernel: "kernel_6_1".into(),
+                missing: vec!["CONFIG_SCHED_CLASS_EXT".into()],
+            },
+            CHECK,
+        );
+        assert_eq!(
+            lacks.verdict,
+            Verdict::fail(
+                Gate::Setup,
+                "kernel kernel_6_1 lacks CONFIG_SCHED_CLASS_EXT; not booted (rebuild it with \
+                 ktstr's kconfig fragment)"
+            )
+        );
+        assert!(lacks.run.is_none());
+        let image = judge(
+            &cell(),
+            CellEvidence::ImageFailed {
+                scheduler: "s".into(),
+                reason: "libelf.so.1 not found".into(),
+            },
+            CHECK,
+        );
+        assert_eq!(
+            image.verdict,
+            Verdict::env_error(EnvCause::Image, "scheduler `s`: libelf.so.1 not found")
+        );
+        let start = judge(
+            &cell(),
+            CellEvidence::VmStartFailed {
+                reason: "no qemu".into(),
+            },
+            CHECK,
+        );
+        assert_eq!(
+            start.verdict,
+            Verdict::env_error(EnvCause::VmStart, "no qemu")
+        );
+    }
+
+    #[test]
+    fn the_host_reading_is_cross_checked_only_when_the_policy_asks() {
+        let agree = judge(&cell(), ran(HostReading::Programs(vec![prog(104)])), CHECK);
+        assert_eq!(agree.verdict, Verdict::Pass);
+        assert_eq!(
+            agree.run.as_ref().unwrap().judgment.progs_source,
+            StatsSource::Host
+        );
+
+        let differ = || ran(HostReading::Programs(vec![prog(105)]));
+        let failed = judge(&cell(), differ(), CHECK);
+        assert!(
+            matches!(
+                failed.verdict,
+                Verdict::Fail {
+                    gate: Gate::CrossCheck,
+                    ..
+                }
+            ),
+            "{:?}",
+            failed.verdict
+        );
+        assert_eq!(judge(&cell(), differ(), NO_CHECK).verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn a_failed_host_read_is_judged_only_with_the_cross_check() {
+        let failed = || ran(HostReading::Failed("cycle in the registry".into()));
+        let judged = judge(&cell(), failed(), CHECK);
+        assert!(
+            matches!(&judged.verdict, Verdict::Fail { gate: Gate::CrossCheck, reason } if reason.contains("cycle")),
+            "{:?}",
+            judged.verdict
+        );
+        let reported = judge(&cell(), failed(), NO_CHECK);
+        assert_eq!(reported.verdict, Verdict::Pass);
+        let run = reported.run.unwrap();
+        assert_eq!(run.host.read_error(), Some("cycle in the registry"));
+        assert_eq!(run.judgment.progs_source, StatsSource::Guest);
+        assert_eq!(run.judgment.progs, [prog(104)]);
+        assert_eq!(run.host.console.tail, "line 1\nline 2\n");
+        // Without introspection the guest's report stands alone.
+        let alone = judge(&cell(), ran(HostReading::NotRead), CHECK);
+        assert_eq!(alone.verdict, Verdict::Pass);
+        assert_eq!(alone.run.unwrap().judgment.cross_check, None);
+    }
+
+    /// Evidence whose topology frame is `seen` (or absent), with the other frames as `ran`
+    /// gives them, and the scheduler attached or not.
+    fn shaped(seen: Option<ObservedTopology>, attached: bool) -> CellEvidence {
+        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
+            unreachable!()
+        };
+        let mut frames: Vec<Frame> = seen
+            .map(|topology| Frame::Topology { topology })
+            .into_iter()
+            .collect();
+        frames.push(Frame::SchedulerStarted { pid: 9 });
+        if attached {
+            frames.push(sample("enabled", 4));
+            frames.push(Frame::PayloadStarting);
+            frames.push(probe());
+            frames.push(sample("enabled", 4));
+        } else {
+            frames.push(Frame::SchedulerDied {
+                status: "exit code 1".into(),
+            });
+        }
+        run.frame_bytes = frames.iter().flat_map(encode).collect();
+        run.vm.backend = "qemu (kvm)".into();
+        CellEvidence::Ran(run)
+    }
+
+    /// A guest that did not see the preset is the backend's failure, named, whatever the
+    /// scheduler did on it; a guest that said nothing of its shape cannot pass.
+    #[test]
+    fn a_shape_the_backend_did_not_present_is_an_environment_error() {
+        let smt = PlannedCell {
+            preset: find_preset("smt-2llc").unwrap(),
+            ..cell()
+        };
+        let mut one_l3 = ObservedTopology::ideal(&smt.preset.topology);
+        one_l3.llcs = vec![one_l3.online_cpus.clone()];
+        let expected = Verdict::env_error(
+            EnvCause::Topology,
+            "backend qemu (kvm) did not present preset smt-2llc: guest sees 1n1l4c2t, preset \
+             is 1n2l2c2t",
+        );
+        for attached in [true, false] {
+            let record = judge(&smt, shaped(Some(one_l3.clone()), attached), CHECK);
+            assert_eq!(record.verdict, expected, "attached: {attached}");
+        }
+        let ideal = ObservedTopology::ideal(&smt.preset.topology);
+        assert_eq!(
+            judge(&smt, shaped(Some(ideal), true), CHECK).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            judge(&smt, shaped(None, true), CHECK).verdict,
+            Verdict::env_error(
+                EnvCause::Topology,
+                "the guest's init reported no topology, so the preset's shape is unconfirmed"
+            )
+        );
+        // No word of the shape and a scheduler that died: the scheduler's failure stands.
+        assert!(judge(&smt, shaped(None, false), CHECK).verdict.failed());
+    }
+
+    /// Evidence of a scheduler the kernel ejected during the probe, from the guest's
+    /// observations alone.
+    fn ejected() -> CellEvidence {
+        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
+            unreachable!()
+        };
+        let frames = [
+            Frame::Topology {
+                topology: ObservedTopology::ideal(&cell().preset.topology),
+            },
+            Frame::SchedulerStarted { pid: 9 },
+            sample("disabled", 3),
+            sample("enabled", 4),
+            Frame::PayloadStarting,
+            probe(),
+            sample("disabled", 4),
+            Frame::SchedulerDied {
+                status: "exit code 2".into(),
+            },
+            Frame::SchedExtLog {
+                records: [
+                    "sched_ext: BPF scheduler \"ktstr\" enabled",
+                    "sched_ext: BPF scheduler \"ktstr\" disabled (scx_bpf_error)",
+                    "sched_ext: ktstr: 2 dispatches",
+                ]
+                .iter()
+                .map(|t| KernelRecord {
+                    usec: 1,
+                    text: (*t).into(),
+                })
+                .collect(),
+            },
+        ];
+        run.frame_bytes = frames.iter().flat_map(encode).collect();
+        CellEvidence::Ran(run)
+    }
+
+    #[test]
+    fn an_ejection_during_the_probe_fails_liveness_in_the_kernels_words() {
+        let record = judge(&cell(), ejected(), CHECK);
+        assert_eq!(
+            record.verdict,
+            Verdict::fail(
+                Gate::Liveness,
+                "sched_ext disabled (scx_bpf_error): 2 dispatches; the scheduler process then \
+                 exited (exit code 2)"
+            )
+        );
+        let run = record.run.unwrap();
+        assert_eq!(run.judgment.attach, AttachOutcome::Attached);
+        assert_eq!(run.judgment.scx_exit.unwrap().reason, "scx_bpf_error");
+        // The workers ran (under the fair class once sched_ext let go): dispatch alone
+        // would have passed.
+        assert!(run.judgment.dispatched);
+    }
+
+    /// Everything a verdict needs is kept in the record: judged again, it comes out the
+    /// same, whatever the gate or the environment error.
+    #[test]
+    fn every_judged_run_is_judged_again_to_the_same_verdict() {
+        let evidence = [
+            ran(HostReading::Programs(vec![prog(104)])),
+            ran(HostReading::Programs(vec![prog(105)])),
+            ran(HostReading::Failed("cycle".into())),
+            ran(HostReading::NotRead),
+            ejected(),
+            shaped(None, true),
+            shaped(None, false),
+        ];
+        for e in evidence {
+            for policy in [CHECK, NO_CHECK] {
+                let record = judge(&cell(), e.clone(), policy);
+                assert_eq!(rejudge(&record), Some(record.verdict.clone()), "{record:?}");
+            }
+        }
+        let never_booted = judge(
+            &cell(),
+            CellEvidence::VmStartFailed {
+                reason: "no qemu".into(),
+            },
+            CHECK,
+        );
+        assert_eq!(rejudge(&never_booted), None);
+    }
+}
