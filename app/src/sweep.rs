@@ -17,7 +17,7 @@ use ktstr_domain::plan::manifest::SchedulerDecl;
 use ktstr_domain::plan::matrix::{Matrix, MatrixError, MatrixRequest, PlannedCell, expand};
 use ktstr_domain::plan::partition::Partition;
 use ktstr_domain::plan::waits::{CellWaits, WaitOverrides};
-use ktstr_domain::protocol::init_plan::{GuestChannels, cell_cmdline};
+use ktstr_domain::protocol::init_plan::cell_cmdline;
 use ktstr_domain::results::report::SweepReport;
 use ktstr_ports::{
     GuestImage, GuestImageBuilder, GuestMemory, GuestPlan, Hypervisor, KernelArtifact, KernelCache,
@@ -351,13 +351,9 @@ impl CellContext<'_> {
             .ok()?;
         self.ports.reporter.cell_started(&cell.id);
         let started = Instant::now();
-        let devices = hypervisor.guest_devices();
         let mut cmdline = self.settings.kernel_args.clone();
         cmdline.push(cell_cmdline(
-            GuestChannels {
-                console: devices.console,
-                frames: devices.frame_channel,
-            },
+            hypervisor.guest_channels(),
             waits.attach,
             waits.probe,
         ));

@@ -11,7 +11,8 @@ use common::*;
 use ktstr::sweep::run_sweep;
 use ktstr_domain::kernel::spec::KernelSpec;
 use ktstr_domain::plan::waits::CpuMode;
-use ktstr_ports::{GuestDevices, HypervisorError, VmRun, VmSpec};
+use ktstr_domain::protocol::init_plan::GuestChannels;
+use ktstr_ports::{HypervisorError, VmRun, VmSpec};
 
 /// A backend whose VMs take a while, counting how many run at once.
 #[derive(Default)]
@@ -28,7 +29,7 @@ impl ktstr_ports::Hypervisor for SlowHypervisor {
     fn cpu_mode(&self) -> CpuMode {
         CpuMode::Emulated
     }
-    fn guest_devices(&self) -> GuestDevices {
+    fn guest_channels(&self) -> GuestChannels {
         GUEST_DEVICES
     }
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
@@ -114,7 +115,7 @@ impl ktstr_ports::Hypervisor for HangingHypervisor {
     fn cpu_mode(&self) -> CpuMode {
         CpuMode::Emulated
     }
-    fn guest_devices(&self) -> GuestDevices {
+    fn guest_channels(&self) -> GuestChannels {
         GUEST_DEVICES
     }
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
@@ -165,7 +166,7 @@ impl ktstr_ports::Hypervisor for AnnouncingHypervisor {
     fn cpu_mode(&self) -> CpuMode {
         CpuMode::Emulated
     }
-    fn guest_devices(&self) -> GuestDevices {
+    fn guest_channels(&self) -> GuestChannels {
         GUEST_DEVICES
     }
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {

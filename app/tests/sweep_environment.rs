@@ -18,7 +18,8 @@ fn killed_while_loading() -> Vec<Frame> {
             phase: "init".into(),
             uptime_ms: 1500,
         },
-        Frame::SchedulerStarted { pid: 50 },
+        started(50)[0].clone(),
+        started(50)[1].clone(),
         Frame::SchedulerDied {
             status: "killed by signal 9".into(),
         },

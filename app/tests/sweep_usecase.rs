@@ -59,18 +59,22 @@ async fn each_attach_outcome_fails_the_attach_gate_with_its_reason() {
         let frames = match spec.topology.to_string().as_str() {
             // tiny-1llc: the loader exited during load; its log has verifier statistics but
             // no libbpf rejection naming a program, so the attach gate is the one failed.
-            "1n1l4c1t" => vec![
-                Frame::SchedulerStarted { pid: 1 },
-                Frame::SchedulerLog {
-                    text: "R1 invalid mem access 'scalar'\nprocessed 186 insns (limit 1000000) max_states_per_insn 0 total_states 7 peak_states 7 mark_read 0\n".into(),
-                },
-                Frame::SchedulerDied {
-                    status: "exit code 1".into(),
-                },
-            ],
+            "1n1l4c1t" => [
+                &started(1)[..],
+                &[
+                    Frame::SchedulerDied {
+                        status: "exit code 1".into(),
+                    },
+                    Frame::SchedulerLog {
+                        text: "R1 invalid mem access 'scalar'\nprocessed 186 insns (limit 1000000) max_states_per_insn 0 total_states 7 peak_states 7 mark_read 0\n".into(),
+                    },
+                ],
+            ]
+            .concat(),
             // tiny-2llc: alive, never enabled, until the attach wait ran out.
             "1n2l2c1t" => vec![
-                Frame::SchedulerStarted { pid: 1 },
+                started(1)[0].clone(),
+                started(1)[1].clone(),
                 Frame::AttachExpired {
                     expiry: AttachExpiry {
                         waited_ms: 5000,
@@ -163,12 +167,10 @@ async fn a_failure_on_one_kernel_only_is_mixed_in_the_grid() {
     let mut h = Harness::new(vec![artifact("6.12.117", &[]), artifact("6.13", &[])]);
     h.hypervisor.expect_run().returning(|spec| {
         if spec.kernel_image.starts_with("/kernels/6.13") && spec.topology.llcs == 2 {
-            Ok(vm(
-                &[Frame::SchedulerDied {
-                    status: "exit code 1".into(),
-                }],
-                false,
-            ))
+            let died = Frame::SchedulerDied {
+                status: "exit code 1".into(),
+            };
+            Ok(vm(&[&started(1)[..], &[died]].concat(), false))
         } else {
             Ok(vm(&healthy(&spec), false))
         }
@@ -450,7 +452,7 @@ async fn garbage_on_the_frame_channel_is_counted_not_trusted() {
     let record = &report.unwrap().records[0];
     assert!(record.verdict.passed(), "{:?}", record.verdict);
     let stats = record.run.as_ref().unwrap().host.frame_stats;
-    assert_eq!(stats.frames, 10, "the healthy frames, each intact");
+    assert_eq!(stats.frames, 11, "the healthy frames, each intact");
     assert_eq!(stats.corrupt, 1);
     assert!(stats.garbage_bytes > 0);
 }

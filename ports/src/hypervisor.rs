@@ -1,9 +1,9 @@
 //! Booting one VM and collecting what it produced.
 //!
-//! The contract between a backend and the guest (docs/architecture.md has the whole
-//! picture):
+//! The contract between a backend and the guest. What the guest sends, and in which
+//! order, is `ktstr_domain::protocol`; what a backend promises is here:
 //! - The backend names the guest devices that carry the kernel console and the frame
-//!   channel ([`GuestDevices`]); the use case puts both on the kernel command line
+//!   channel ([`GuestChannels`]); the use case puts both on the kernel command line
 //!   (`console=`, `ktstr.frames=`), so one initramfs serves every backend.
 //! - The guest's reboot or power-off ends the run: `run` returns once the VM stops.
 //! - Dropping the future `run` returned tears the VM down on every path: no process,
@@ -17,6 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ktstr_domain::judging::evidence::VmFacts;
 use ktstr_domain::plan::waits::CpuMode;
+use ktstr_domain::protocol::init_plan::GuestChannels;
 use ktstr_domain::shape::topology::Topology;
 use thiserror::Error;
 
@@ -38,15 +39,6 @@ pub struct VmSpec {
     /// long (or runs past a few times it in all), the VM is killed and the run marked
     /// timed out.
     pub timeout: Duration,
-}
-
-/// The guest devices a backend wires, as the guest kernel names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestDevices {
-    /// The kernel console, as `console=` takes it (`ttyS0`).
-    pub console: &'static str,
-    /// The device the init writes frames to, raw (`/dev/ttyS1`).
-    pub frame_channel: &'static str,
 }
 
 /// What a finished VM left behind.
@@ -106,7 +98,7 @@ pub trait Hypervisor: Send + Sync {
     /// Whether guest CPUs run on hardware or are emulated; sizes the cell's waits.
     fn cpu_mode(&self) -> CpuMode;
     /// The devices that carry the console and the frame channel inside the guest.
-    fn guest_devices(&self) -> GuestDevices;
+    fn guest_channels(&self) -> GuestChannels;
     /// Boots the VM, waits until the guest reboots or powers off or the watchdog fires,
     /// and tears it down. `spec.cmdline` is the whole kernel command line.
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError>;

@@ -14,7 +14,7 @@ pub mod reporter;
 pub mod scheduler_source;
 
 pub use guest_image::{GuestImage, GuestImageBuilder, GuestImageError, GuestPlan};
-pub use hypervisor::{GuestDevices, Hypervisor, HypervisorError, VmRun, VmSpec};
+pub use hypervisor::{Hypervisor, HypervisorError, VmRun, VmSpec};
 pub use introspection::{IntrospectionError, KernelIntrospection};
 pub use kernel_cache::{KernelArtifact, KernelCache, KernelCacheError};
 pub use memory::{GuestMemory, MemoryError};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{bin_dir, default_kernel_dir};
 use ktstr_domain::kernel::spec::KernelLabel;
 use ktstr_domain::protocol::frame::Frame;
-use ktstr_domain::protocol::init_plan::{GuestChannels, cell_cmdline};
+use ktstr_domain::protocol::init_plan::cell_cmdline;
 use ktstr_domain::protocol::wire::decode_all;
 use ktstr_domain::shape::ram_map::{GuestPhysAddr, HIGH_RAM_START, RamMap};
 use ktstr_domain::shape::topology::Topology;
@@ -136,11 +136,7 @@ fn run_cell(
     let topology: Topology = topology.parse().unwrap();
     let kernel = artifact(dir);
     let qemu = qemu(serial);
-    let devices = qemu.guest_devices();
-    let channels = GuestChannels {
-        console: devices.console,
-        frames: devices.frame_channel,
-    };
+    let channels = qemu.guest_channels();
     let waits = cell_cmdline(
         channels,
         Duration::from_secs(60),

@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use ktstr_domain::protocol::init_plan::GuestChannels;
 use ktstr_domain::shape::numa::NumaLayout;
 use ktstr_domain::shape::ram_map::LOW_RAM_TOP;
 use ktstr_domain::shape::topology::Topology;
-use ktstr_ports::{GuestDevices, VmSpec};
+use ktstr_ports::VmSpec;
 
 /// Which accelerator QEMU runs the guest on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,16 +37,10 @@ pub enum SerialLayout {
 }
 
 impl SerialLayout {
-    pub fn devices(self) -> GuestDevices {
+    pub fn channels(self) -> GuestChannels {
         match self {
-            SerialLayout::ConsoleFirst => GuestDevices {
-                console: "ttyS0",
-                frame_channel: "/dev/ttyS1",
-            },
-            SerialLayout::FramesFirst => GuestDevices {
-                console: "ttyS1",
-                frame_channel: "/dev/ttyS0",
-            },
+            SerialLayout::ConsoleFirst => GuestChannels::CONSOLE_FIRST,
+            SerialLayout::FramesFirst => GuestChannels::FRAMES_FIRST,
         }
     }
 }

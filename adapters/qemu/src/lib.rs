@@ -17,9 +17,10 @@ use ktstr_domain::judging::evidence::VmFacts;
 use ktstr_domain::plan::waits::CpuMode;
 use ktstr_domain::plan::watchdog::FrameWatchdog;
 use ktstr_domain::protocol::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
+use ktstr_domain::protocol::init_plan::GuestChannels;
 use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_host::{KvmAccess, vm_hwm_kib};
-use ktstr_ports::{GuestDevices, GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
+use ktstr_ports::{GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
@@ -72,8 +73,8 @@ impl Hypervisor for QemuBackend {
         }
     }
 
-    fn guest_devices(&self) -> GuestDevices {
-        self.serial.devices()
+    fn guest_channels(&self) -> GuestChannels {
+        self.serial.channels()
     }
 
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {

@@ -10,9 +10,8 @@ use ktstr_domain::judging::evidence::VmFacts;
 use ktstr_domain::plan::waits::CpuMode;
 use ktstr_domain::plan::watchdog::FrameWatchdog;
 use ktstr_domain::protocol::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
-use ktstr_ports::{
-    GuestDevices, GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec,
-};
+use ktstr_domain::protocol::init_plan::GuestChannels;
+use ktstr_ports::{GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec};
 
 use crate::hypervisor::Hypervisor;
 use crate::machine::Machine;
@@ -49,11 +48,8 @@ impl HypervisorPort for VmmBackend {
         self.cpu_mode
     }
 
-    fn guest_devices(&self) -> GuestDevices {
-        GuestDevices {
-            console: "ttyS0",
-            frame_channel: "/dev/ttyS1",
-        }
+    fn guest_channels(&self) -> GuestChannels {
+        GuestChannels::CONSOLE_FIRST
     }
 
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {

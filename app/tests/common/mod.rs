@@ -16,6 +16,7 @@ use ktstr_domain::plan::manifest::{SchedulerDecl, parse_manifest};
 use ktstr_domain::plan::matrix::MatrixRequest;
 use ktstr_domain::plan::waits::{CpuMode, WaitOverrides};
 use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::init_plan::GuestChannels;
 use ktstr_domain::protocol::observation::ProbeReport;
 use ktstr_domain::protocol::observation::ScxSample;
 use ktstr_domain::protocol::wire::encode;
@@ -24,9 +25,8 @@ use ktstr_domain::shape::constraints::HostBudget;
 use ktstr_domain::shape::observed::ObservedTopology;
 use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::{
-    GuestDevices, GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor,
-    MockKernelCache, MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun,
-    VmSpec,
+    GuestImage, KernelArtifact, MockGuestImageBuilder, MockHypervisor, MockKernelCache,
+    MockKernelIntrospection, MockSchedulerSource, ReportError, Reporter, VmRun, VmSpec,
 };
 
 /// Collects what the use case reports, in order.
@@ -107,6 +107,16 @@ pub fn prog(id: u32, name: &str, insns: u32) -> ProgStat {
     }
 }
 
+/// The scheduler started and the guest's first look at sched_ext, as every run begins.
+pub fn started(pid: u32) -> [Frame; 2] {
+    [
+        Frame::SchedulerStarted { pid },
+        Frame::SchedExtSample {
+            sample: ScxSample::alive("disabled", 0),
+        },
+    ]
+}
+
 /// The guest's look at sched_ext while the scheduler is enabled.
 pub fn enabled_sample() -> Frame {
     Frame::SchedExtSample {
@@ -133,6 +143,9 @@ pub fn healthy(spec: &VmSpec) -> Vec<Frame> {
             topology: ObservedTopology::ideal(&spec.topology),
         },
         Frame::SchedulerStarted { pid: 42 },
+        Frame::SchedExtSample {
+            sample: ScxSample::alive("disabled", 0),
+        },
         enabled_sample(),
         Frame::PayloadStarting,
         probe(spec.topology.cpus(), 1000),
@@ -179,10 +192,7 @@ pub const IMAGE_FOOTPRINT: ImageFootprint = ImageFootprint {
 };
 
 /// The devices every mocked backend names; the use case puts them on the command line.
-pub const GUEST_DEVICES: GuestDevices = GuestDevices {
-    console: "ttyS0",
-    frame_channel: "/dev/ttyS1",
-};
+pub const GUEST_DEVICES: GuestChannels = GuestChannels::CONSOLE_FIRST;
 
 pub struct Harness {
     pub kernels: Vec<KernelArtifact>,
@@ -209,7 +219,7 @@ impl Harness {
         let mut hypervisor = MockHypervisor::new();
         hypervisor.expect_cpu_mode().return_const(CpuMode::Emulated);
         hypervisor
-            .expect_guest_devices()
+            .expect_guest_channels()
             .return_const(GUEST_DEVICES);
         Harness {
             kernels,

@@ -44,6 +44,10 @@ pub enum EnvCause {
     /// judged.
     #[serde(rename = "guest-flood")]
     GuestFlood,
+    /// The guest's frames broke the protocol's order: ktstr's init or the frame channel
+    /// failed, and its report cannot be judged.
+    #[serde(rename = "protocol")]
+    Protocol,
 }
 
 impl fmt::Display for EnvCause {
@@ -58,6 +62,7 @@ impl fmt::Display for EnvCause {
             EnvCause::Topology => "topology",
             EnvCause::Image => "image",
             EnvCause::GuestFlood => "guest-flood",
+            EnvCause::Protocol => "protocol",
         })
     }
 }

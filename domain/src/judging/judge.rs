@@ -211,6 +211,17 @@ fn judge_run(
         .as_ref()
         .map(|seen| seen.check(cell.topology));
     let verdict = shape_verdict(&cell, &vm.backend, topology_check.as_ref(), verdict);
+    // A stream out of order cannot be read as the guest meant it: named, never guessed at.
+    let verdict = match &guest.out_of_order {
+        Some(e) if vm.flooded.is_none() => Verdict::env_error(
+            EnvCause::Protocol,
+            format!(
+                "the guest's frames broke the protocol's order ({e}): ktstr's init or the \
+                 frame channel failed, not the scheduler"
+            ),
+        ),
+        _ => verdict,
+    };
     let judgment = RunJudgment {
         cross_check_asked: policy.cross_check,
         attach,
@@ -440,6 +451,7 @@ mod tests {
             .into_iter()
             .collect();
         frames.push(Frame::SchedulerStarted { pid: 9 });
+        frames.push(sample("disabled", 3));
         if attached {
             frames.push(sample("enabled", 4));
             frames.push(Frame::PayloadStarting);
@@ -573,5 +585,34 @@ mod tests {
             CHECK,
         );
         assert_eq!(rejudge(&never_booted), None);
+    }
+
+    #[test]
+    fn a_stream_out_of_order_is_named_not_judged() {
+        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
+            unreachable!()
+        };
+        // The probe's report with no sign that sched_ext was ever enabled.
+        let frames = [
+            Frame::Topology {
+                topology: ObservedTopology::ideal(&cell().preset.topology),
+            },
+            Frame::SchedulerStarted { pid: 9 },
+            sample("disabled", 3),
+            probe(),
+            sample("enabled", 4),
+        ];
+        run.frame_bytes = frames.iter().flat_map(encode).collect();
+        let record = judge(&cell(), CellEvidence::Ran(run), CHECK);
+        assert_eq!(
+            record.verdict,
+            Verdict::env_error(
+                EnvCause::Protocol,
+                "the guest's frames broke the protocol's order (frame 3 (WorkerProgress) is out \
+                 of order: not allowed while attaching): ktstr's init or the frame channel \
+                 failed, not the scheduler"
+            )
+        );
+        assert_eq!(rejudge(&record), Some(record.verdict.clone()));
     }
 }

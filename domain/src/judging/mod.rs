@@ -12,6 +12,6 @@ pub mod evidence;
 pub mod judge;
 pub mod liveness;
 pub mod record;
-mod record_v1;
+mod record_formats;
 pub mod scx_exit;
 pub mod verdict;

@@ -3,13 +3,12 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::judging::attach::AttachOutcome;
 use crate::judging::crosscheck::CrossCheck;
 use crate::judging::environment::ConsoleFacts;
 use crate::judging::evidence::{HostReading, VmFacts};
-use crate::judging::record_v1::RunRecordV1;
 use crate::judging::scx_exit::ScxExit;
 use crate::judging::verdict::Verdict;
 use crate::plan::cell::CellId;
@@ -53,7 +52,8 @@ impl fmt::Display for Boot {
 
 /// One booted run: what the host side knew, what the guest reported, what the judge made
 /// of them. `judge_run` turns the first two into the third; a stored record can be judged
-/// again from them (`ktstr report --rejudge`).
+/// again from them (`ktstr report --rejudge`). Read from either stored format
+/// (`record_formats`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunRecord {
     pub host: HostFacts,
@@ -172,33 +172,4 @@ pub struct RunJudgment {
     pub progs: Vec<ProgStat>,
     pub progs_source: StatsSource,
     pub cross_check: Option<CrossCheck>,
-}
-
-/// A run record in either format: the current one has a `judgment`; the first one was
-/// flat and is read as a legacy record.
-impl<'de> Deserialize<'de> for RunRecord {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Current {
-            host: HostFacts,
-            guest: GuestReport,
-            judgment: RunJudgment,
-            #[serde(default)]
-            legacy: bool,
-        }
-        use serde::de::Error as _;
-        let value = serde_json::Value::deserialize(deserializer)?;
-        if value.get("judgment").is_some() {
-            let run: Current = serde_json::from_value(value).map_err(D::Error::custom)?;
-            return Ok(RunRecord {
-                host: run.host,
-                guest: run.guest,
-                judgment: run.judgment,
-                legacy: run.legacy,
-            });
-        }
-        serde_json::from_value::<RunRecordV1>(value)
-            .map(RunRecord::from)
-            .map_err(|e| D::Error::custom(format!("{e} (in a run record of the first format)")))
-    }
 }

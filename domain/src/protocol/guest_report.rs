@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::judging::scx_exit::ScxExit;
 use crate::protocol::frame::Frame;
 use crate::protocol::observation::{AttachExpiry, KernelRecord, ProbeReport, ScxSample};
+use crate::protocol::order::{OutOfOrder, check_order};
 use crate::shape::observed::ObservedTopology;
 use crate::verifier_log::prog::ProgStat;
 
@@ -26,6 +26,9 @@ pub struct GuestReport {
     pub samples_before_probe: usize,
     /// The kernel's log records that mention sched_ext, at the end of the run.
     pub scx_log: Vec<KernelRecord>,
+    /// The first frame that broke the protocol's order, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<OutOfOrder>,
     pub scheduler_log: String,
     pub progs: Vec<ProgStat>,
     pub topology: Option<ObservedTopology>,
@@ -40,7 +43,10 @@ pub struct GuestReport {
 
 impl GuestReport {
     pub fn from_frames(frames: &[Frame]) -> Self {
-        let mut report = GuestReport::default();
+        let mut report = GuestReport {
+            out_of_order: check_order(frames).err(),
+            ..GuestReport::default()
+        };
         for frame in frames {
             match frame {
                 Frame::SchedulerDied { status } => {
@@ -78,11 +84,6 @@ impl GuestReport {
     /// The last sample after the probe began.
     pub fn end_sample(&self) -> Option<&ScxSample> {
         self.samples[self.samples_before_probe..].last()
-    }
-
-    /// The kernel's last sched_ext exit record.
-    pub fn scx_exit(&self) -> Option<ScxExit> {
-        ScxExit::last_in(&self.scx_log)
     }
 }
 
@@ -137,6 +138,6 @@ mod tests {
         assert_eq!(r.attach_sample().unwrap().enable_seq, Some(4));
         assert_eq!(r.attach_sample().unwrap().state, "enabled");
         assert_eq!(r.end_sample().unwrap().state, "disabled");
-        assert_eq!(r.scx_exit().unwrap().reason, "scx_bpf_error");
+        assert_eq!(r.scx_log.len(), 1);
     }
 }

@@ -9,7 +9,7 @@ pub const INIT_PLAN_PATH: &str = "/ktstr/plan.json";
 /// Where the initramfs puts the scheduler binary (its file name appended).
 pub const GUEST_BIN_DIR: &str = "/ktstr/bin";
 /// The device frames travel on when the kernel command line names none.
-pub const FRAME_DEVICE: &str = "/dev/ttyS1";
+pub const FRAME_DEVICE: &str = GuestChannels::CONSOLE_FIRST.frames;
 /// Kernel command-line parameters that carry one cell's frame device and waits to the
 /// init, so that one image serves every backend and every cell whatever its vCPU count.
 pub const FRAMES_PARAM: &str = "ktstr.frames";
@@ -94,17 +94,31 @@ pub fn frame_device_in(cmdline: &str) -> Option<&str> {
         .find_map(|w| w.strip_prefix(FRAMES_PARAM)?.strip_prefix('='))
 }
 
-/// The guest devices one backend gives the console and the frame channel.
+/// The guest devices a backend gives the console and the frame channel, as the guest
+/// kernel names them: two 16550 serial ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestChannels<'a> {
+pub struct GuestChannels {
     /// As `console=` takes it (`ttyS0`).
-    pub console: &'a str,
-    /// A device path (`/dev/ttyS1`).
-    pub frames: &'a str,
+    pub console: &'static str,
+    /// A device path, written raw (`/dev/ttyS1`).
+    pub frames: &'static str,
+}
+
+impl GuestChannels {
+    /// The console on the first serial port, frames on the second: every backend's own.
+    pub const CONSOLE_FIRST: GuestChannels = GuestChannels {
+        console: "ttyS0",
+        frames: "/dev/ttyS1",
+    };
+    /// Swapped, to prove the guest follows the command line rather than a habit.
+    pub const FRAMES_FIRST: GuestChannels = GuestChannels {
+        console: "ttyS1",
+        frames: "/dev/ttyS0",
+    };
 }
 
 /// The command-line words that give a cell its console, frame device and waits.
-pub fn cell_cmdline(channels: GuestChannels<'_>, attach: Duration, probe: Duration) -> String {
+pub fn cell_cmdline(channels: GuestChannels, attach: Duration, probe: Duration) -> String {
     format!(
         "console={} {FRAMES_PARAM}={} {ATTACH_PARAM}={} {PROBE_PARAM}={}",
         channels.console,

@@ -11,4 +11,5 @@ pub mod guest_output;
 pub mod guest_report;
 pub mod init_plan;
 pub mod observation;
+pub mod order;
 pub mod wire;

@@ -7,6 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{Context, Result};
 use ktstr_domain::protocol::frame::Frame;
+use ktstr_domain::protocol::order::FrameOrder;
 use ktstr_domain::protocol::wire::{encode, encode_log};
 
 use crate::sys;
@@ -15,6 +16,8 @@ use crate::sys;
 pub struct FrameSink {
     /// `None` until the frame device is open (or when it cannot be opened).
     device: Option<File>,
+    /// Where the run's stream is in the protocol's order.
+    order: FrameOrder,
 }
 
 impl FrameSink {
@@ -38,6 +41,7 @@ impl FrameSink {
         sys::clear_nonblock(&device).with_context(|| format!("blocking mode on {path}"))?;
         Ok(FrameSink {
             device: Some(device),
+            order: FrameOrder::default(),
         })
     }
 
@@ -45,14 +49,25 @@ impl FrameSink {
         self.device.is_some()
     }
 
-    /// Sends one frame; a short summary goes to the console for whoever watches it.
+    /// Sends one frame; a short summary goes to the console for whoever watches it. A
+    /// frame the protocol's order does not allow here is a bug in this init: it is
+    /// reported as an error instead of sent, so the host never has to guess.
     pub fn send(&mut self, frame: &Frame) {
+        if let Err(e) = self.order.advance(frame) {
+            return self.error(format!("ktstr-init bug: {e}"));
+        }
         eprintln!("ktstr-init: {}", summary(frame));
         self.write(&encode(frame));
     }
 
     /// Sends a log of any size as `SchedulerLog` frames.
     pub fn send_log(&mut self, text: &str) {
+        let first = Frame::SchedulerLog {
+            text: String::new(),
+        };
+        if let Err(e) = self.order.advance(&first) {
+            return self.error(format!("ktstr-init bug: {e}"));
+        }
         eprintln!("ktstr-init: SchedulerLog ({} bytes)", text.len());
         self.write(&encode_log(text));
     }
@@ -113,6 +128,7 @@ fn summary(frame: &Frame) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ktstr_domain::protocol::observation::ScxSample;
     use ktstr_domain::protocol::wire::decode_all;
 
     #[test]
@@ -123,6 +139,14 @@ mod tests {
         let mut sink = FrameSink::open(path.to_str().unwrap()).unwrap();
         let frames = [
             Frame::SchedulerStarted { pid: 42 },
+            Frame::SchedExtSample {
+                sample: ScxSample {
+                    uptime_ms: 1500,
+                    state: "disabled".into(),
+                    enable_seq: Some(0),
+                    scheduler_alive: true,
+                },
+            },
             Frame::SchedulerLog {
                 text: "line\nwith\r\nbreaks\n".into(),
             },
@@ -133,14 +157,43 @@ mod tests {
         sink.send_log("tail");
         sink.drain();
         let decoded = decode_all(&std::fs::read(&path).unwrap());
-        assert_eq!(decoded.frames[..2], frames);
+        assert_eq!(decoded.frames[..3], frames);
         assert_eq!(
-            decoded.frames[2],
+            decoded.frames[3],
             Frame::SchedulerLog {
                 text: "tail".into()
             }
         );
         assert_eq!(decoded.stats.garbage_bytes, 0);
+    }
+
+    /// The sink follows the protocol's order: a frame out of it is this init's bug, sent
+    /// as an error naming it instead of the frame.
+    #[test]
+    fn a_frame_out_of_order_is_reported_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frames");
+        std::fs::write(&path, b"").unwrap();
+        let mut sink = FrameSink::open(path.to_str().unwrap()).unwrap();
+        sink.send(&Frame::PayloadStarting);
+        sink.send_log("too early");
+        let decoded = decode_all(&std::fs::read(&path).unwrap());
+        let errors: Vec<&str> = decoded
+            .frames
+            .iter()
+            .map(|f| match f {
+                Frame::GuestError { message } => message.as_str(),
+                other => panic!("sent out of order: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "ktstr-init bug: frame 0 (PayloadStarting) is out of order: not allowed while \
+                 booting",
+                "ktstr-init bug: frame 1 (SchedulerLog) is out of order: not allowed while booting"
+            ]
+        );
     }
 
     #[test]
@@ -149,8 +202,8 @@ mod tests {
         let (mut master, slave) = sys::open_pty().unwrap();
         let mut sink = FrameSink::open(&slave).unwrap();
         // Bytes a cooked tty would rewrite: \n -> \r\n, \r, tabs, 0x7f, ^C, ^D.
-        let text: String = "a\nb\r\n\tc\x7f\x03\x04\u{1b}[0m\x11\x13".repeat(300);
-        let frame = Frame::SchedulerLog { text };
+        let message: String = "a\nb\r\n\tc\x7f\x03\x04\u{1b}[0m\x11\x13".repeat(300);
+        let frame = Frame::GuestError { message };
         let expected = encode(&frame);
         sink.send(&frame);
         sink.drain();

@@ -1,8 +1,9 @@
-//! Run records of the first format (ktstr before the guest's observations were kept): one
-//! flat list of conclusions. Read so that stored sweeps and baselines stay usable; their
+//! Run records as stored, in either format: the current one (host facts, guest report,
+//! judgment) and the first one (ktstr before the guest's observations were kept: one flat
+//! list of conclusions), read so that stored sweeps and baselines stay usable; their
 //! verdicts stand as written.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::judging::attach::AttachOutcome;
 use crate::judging::crosscheck::CrossCheck;
@@ -20,7 +21,7 @@ use crate::verifier_log::vstats::VerifierStats;
 
 /// The first format's run record, field for field (its boot profile is not kept).
 #[derive(Debug, Deserialize)]
-pub(crate) struct RunRecordV1 {
+struct RunRecordV1 {
     backend: String,
     attach: AttachOutcome,
     dispatched: bool,
@@ -106,5 +107,34 @@ impl From<RunRecordV1> for RunRecord {
             },
             legacy: true,
         }
+    }
+}
+
+/// A run record in either format: the current one has a `judgment`; the first one was
+/// flat and is read as a legacy record.
+impl<'de> Deserialize<'de> for RunRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Current {
+            host: HostFacts,
+            guest: GuestReport,
+            judgment: RunJudgment,
+            #[serde(default)]
+            legacy: bool,
+        }
+        use serde::de::Error as _;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if value.get("judgment").is_some() {
+            let run: Current = serde_json::from_value(value).map_err(D::Error::custom)?;
+            return Ok(RunRecord {
+                host: run.host,
+                guest: run.guest,
+                judgment: run.judgment,
+                legacy: run.legacy,
+            });
+        }
+        serde_json::from_value::<RunRecordV1>(value)
+            .map(RunRecord::from)
+            .map_err(|e| D::Error::custom(format!("{e} (in a run record of the first format)")))
     }
 }
