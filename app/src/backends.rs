@@ -12,9 +12,9 @@ use ktstr_domain::plan::waits::CpuMode;
 use ktstr_host::{KvmAccess, MshvAccess, find_executable};
 use ktstr_ports::Hypervisor;
 use ktstr_qemu::{QEMU, QemuBackend, SerialLayout, accel_for};
+use ktstr_vmm::accel::kvm::KvmAccel;
+use ktstr_vmm::accel::mshv::MshvAccel;
 use ktstr_vmm::backend::VmmBackend;
-use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
-use ktstr_vmm::hypervisor::mshv::MshvHypervisor;
 use thiserror::Error;
 
 use crate::error_text::error_chain;
@@ -108,9 +108,7 @@ impl HostFacts {
         HostFacts {
             kvm: KvmAccess::probe_host(),
             mshv: MshvAccess::probe_host(|| {
-                MshvHypervisor::open()
-                    .map(drop)
-                    .map_err(|e| error_chain(&e))
+                MshvAccel::open().map(drop).map_err(|e| error_chain(&e))
             }),
             qemu: find_executable(path, QEMU),
         }
@@ -268,14 +266,14 @@ pub fn build(
 ) -> Result<Arc<dyn Hypervisor>, BackendError> {
     Ok(match selection.kind {
         BackendKind::Kvm => {
-            let kvm = KvmHypervisor::open().map_err(|e| BackendError::Unavailable {
+            let kvm = KvmAccel::open().map_err(|e| BackendError::Unavailable {
                 kind: BackendKind::Kvm,
                 reason: e.to_string(),
             })?;
             Arc::new(VmmBackend::new(Arc::new(kvm), CpuMode::Hardware))
         }
         BackendKind::Mshv => {
-            let mshv = MshvHypervisor::open().map_err(|e| BackendError::Unavailable {
+            let mshv = MshvAccel::open().map_err(|e| BackendError::Unavailable {
                 kind: BackendKind::Mshv,
                 reason: error_chain(&e),
             })?;

@@ -4,13 +4,13 @@
 //! makes it.
 
 pub mod child;
-pub mod kvm;
-pub mod mshv;
+pub mod kvm_access;
+pub mod mshv_access;
 pub mod path;
 pub mod procfs;
 
 pub use child::die_with_parent;
-pub use kvm::{KvmAccess, probe_kvm};
-pub use mshv::{MshvAccess, probe_mshv};
+pub use kvm_access::{KvmAccess, probe_kvm};
+pub use mshv_access::{MshvAccess, probe_mshv};
 pub use path::find_executable;
 pub use procfs::{host_mem_total_kib, mem_total_kib, vm_hwm_kib};

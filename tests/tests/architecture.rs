@@ -203,8 +203,32 @@ fn test_support_and_mocks_stay_out_of_the_ktstr_binary() {
     }
 }
 
+/// Every `.rs` module under `dir`, as (name, path); `mod.rs` counts as its folder's name.
+fn modules(dir: &std::path::Path, out: &mut Vec<(String, std::path::PathBuf)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            modules(&path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let name = if stem == "mod" {
+            dir.file_name().unwrap().to_string_lossy().into_owned()
+        } else {
+            stem
+        };
+        // Entry points and a module's own test file say nothing of what a module holds.
+        if !["lib", "main", "error", "tests"].contains(&name.as_str()) {
+            out.push((name, path));
+        }
+    }
+}
+
 #[test]
-fn no_two_library_crates_have_a_module_of_the_same_name() {
+fn no_two_modules_of_the_workspace_have_the_same_name() {
     // A name says what a module holds; two `layout`s or `resolve`s say it twice, vaguely.
     let crates = [
         "domain/src",
@@ -216,22 +240,115 @@ fn no_two_library_crates_have_a_module_of_the_same_name() {
         "adapters/qemu/src",
         "adapters/report/src",
         "adapters/scheduler-source/src",
+        "adapters/vmm/src",
         "app/src",
+        "guest/init/src",
+        "guest/scx-ktstr/src",
     ];
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut owner: BTreeMap<String, &str> = BTreeMap::new();
+    let mut owner: BTreeMap<String, std::path::PathBuf> = BTreeMap::new();
     for dir in crates {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-            let path = entry.unwrap().path();
-            let Some(stem) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            if ["lib", "main", "error"].contains(&stem.as_str()) || path.is_dir() {
-                continue;
+        let mut found = Vec::new();
+        modules(&root.join(dir), &mut found);
+        for (name, path) in found {
+            // A module's file and its folder of submodules are one module.
+            let module = path.with_extension("");
+            if let Some(other) = owner.insert(name.clone(), module.clone())
+                && other != module
+                && other != module.parent().unwrap()
+            {
+                panic!(
+                    "module `{name}` is both {} and {}; name each for what it holds",
+                    other.display(),
+                    path.display()
+                );
             }
-            if let Some(other) = owner.insert(stem.clone(), dir) {
-                panic!("module `{stem}` is in both {other} and {dir}; name each for what it holds");
+        }
+    }
+}
+
+/// The domain's folders in layers: each may use only those listed for it.
+const DOMAIN_LAYERS: [(&str, &[&str]); 7] = [
+    ("shape", &[]),
+    ("kernel", &[]),
+    ("verifier_log", &[]),
+    ("plan", &["shape", "kernel"]),
+    ("protocol", &["shape", "verifier_log", "plan"]),
+    (
+        "judging",
+        &["shape", "kernel", "verifier_log", "plan", "protocol"],
+    ),
+    (
+        "results",
+        &[
+            "shape",
+            "kernel",
+            "verifier_log",
+            "plan",
+            "protocol",
+            "judging",
+        ],
+    ),
+];
+
+/// `crate::FOLDER::MODULE` paths a domain source file uses, outside its unit tests.
+fn domain_uses(path: &std::path::Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut out = Vec::new();
+    for (at, _) in code.match_indices("crate::") {
+        let mut parts = code[at + "crate::".len()..]
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .next()
+            .unwrap()
+            .split("::");
+        if let (Some(folder), Some(module)) = (parts.next(), parts.next()) {
+            out.push((folder.to_string(), module.to_string()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_domain_folders_are_layered_and_no_two_modules_use_each_other() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../domain/src");
+    let layers: BTreeMap<&str, &[&str]> = DOMAIN_LAYERS.into_iter().collect();
+    let mut uses: BTreeMap<(String, String), BTreeSet<(String, String)>> = BTreeMap::new();
+    let mut found = Vec::new();
+    modules(&src, &mut found);
+    for (name, path) in &found {
+        let folder = path
+            .strip_prefix(&src)
+            .unwrap()
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .into_owned();
+        let allowed = layers
+            .get(folder.as_str())
+            .unwrap_or_else(|| panic!("domain folder `{folder}` has no layer; add it"));
+        for (used_folder, used_module) in domain_uses(path) {
+            assert!(
+                used_folder == folder || allowed.contains(&used_folder.as_str()),
+                "{} uses crate::{used_folder}::{used_module}: `{folder}` may use only {allowed:?}",
+                path.display()
+            );
+            let module = (folder.clone(), name.clone());
+            if (used_folder.clone(), used_module.clone()) != module {
+                uses.entry(module)
+                    .or_default()
+                    .insert((used_folder, used_module));
             }
+        }
+    }
+    for (module, used) in &uses {
+        for other in used {
+            assert!(
+                !uses.get(other).is_some_and(|back| back.contains(module)),
+                "domain modules {module:?} and {other:?} use each other"
+            );
         }
     }
 }

@@ -85,7 +85,7 @@ fn scx_central_fails_attach_with_the_kernels_reason_in_every_output() {
             .starts_with(REASON),
         "{json}"
     );
-    let exit = &json["run"]["scx_exit"];
+    let exit = &json["run"]["judgment"]["scx_exit"];
     assert_eq!(exit["scheduler"], "central", "{exit}");
     assert_eq!(exit["kind"], "error", "{exit}");
     assert_eq!(exit["reason"], "scx_bpf_error", "{exit}");

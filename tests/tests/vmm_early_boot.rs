@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{default_kernel_dir, tempfile_dir};
 use ktstr_ports::VmSpec;
-use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
+use ktstr_vmm::accel::kvm::KvmAccel;
 use ktstr_vmm::machine::Machine;
 
 /// The most the early boot may take under PVM's emulator (measured: 4 to 8 s to the
@@ -34,7 +34,7 @@ fn early_boot(cmdline: &str, topology: &str) -> Option<String> {
 }
 
 fn early_boot_of(image: Image, cmdline: &str, topology: &str) -> Option<String> {
-    let hypervisor = match KvmHypervisor::open() {
+    let hypervisor = match KvmAccel::open() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("skipped: {e} (the early-boot test needs /dev/kvm)");

@@ -1,8 +1,8 @@
 //! The terminal reporter: one line per finished cell (and its whole block when asked),
 //! a live progress line on a terminal, then the sweep summaries.
 
-mod baseline;
-mod cell;
+mod cell_block;
+mod comparison;
 mod github;
 mod line;
 mod progress;
@@ -18,8 +18,8 @@ use ktstr_domain::plan::cell::CellId;
 use ktstr_domain::results::report::SweepReport;
 use ktstr_ports::reporter::{ReportError, Reporter};
 
-pub use baseline::render_comparison;
-pub use cell::render_cell;
+pub use cell_block::render_cell;
+pub use comparison::render_comparison;
 pub use line::render_line;
 use progress::Progress;
 pub use summary::render_summary;

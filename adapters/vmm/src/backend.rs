@@ -11,9 +11,9 @@ use ktstr_domain::plan::waits::CpuMode;
 use ktstr_domain::plan::watchdog::FrameWatchdog;
 use ktstr_domain::protocol::guest_output::{CONSOLE_LIMIT, FRAME_CHANNEL_LIMIT, flood};
 use ktstr_domain::protocol::init_plan::GuestChannels;
-use ktstr_ports::{GuestMemory, Hypervisor as HypervisorPort, HypervisorError, VmRun, VmSpec};
+use ktstr_ports::{GuestMemory, Hypervisor, HypervisorError, VmRun, VmSpec};
 
-use crate::hypervisor::Hypervisor;
+use crate::accel::Accelerator;
 use crate::machine::Machine;
 
 /// How often the watchdog looks at the guest; also the resolution of the VM-start-to-init
@@ -23,25 +23,22 @@ const POLL: Duration = Duration::from_millis(5);
 /// Our VMM behind the hypervisor port, on any implementation of the trait family.
 #[derive(Debug)]
 pub struct VmmBackend {
-    hypervisor: Arc<dyn Hypervisor>,
+    accel: Arc<dyn Accelerator>,
     cpu_mode: CpuMode,
 }
 
 impl VmmBackend {
     /// `cpu_mode`: hardware on a VMX/SVM host; emulated where the hypervisor emulates
     /// (PVM), which only tiny guests survive.
-    pub fn new(hypervisor: Arc<dyn Hypervisor>, cpu_mode: CpuMode) -> Self {
-        VmmBackend {
-            hypervisor,
-            cpu_mode,
-        }
+    pub fn new(accel: Arc<dyn Accelerator>, cpu_mode: CpuMode) -> Self {
+        VmmBackend { accel, cpu_mode }
     }
 }
 
 #[async_trait]
-impl HypervisorPort for VmmBackend {
+impl Hypervisor for VmmBackend {
     fn name(&self) -> String {
-        format!("{} (own VMM)", self.hypervisor.name())
+        format!("{} (own VMM)", self.accel.name())
     }
 
     fn cpu_mode(&self) -> CpuMode {
@@ -55,7 +52,7 @@ impl HypervisorPort for VmmBackend {
     async fn run(&self, spec: VmSpec) -> Result<VmRun, HypervisorError> {
         // Dropping this future drops the machine, which stops and joins every vCPU.
         let started = tokio::time::Instant::now();
-        let machine = Machine::boot(self.hypervisor.as_ref(), &spec)?;
+        let machine = Machine::boot(self.accel.as_ref(), &spec)?;
         let mut watchdog = FrameWatchdog::new(spec.timeout);
         let mut flooded = None;
         let timed_out = loop {

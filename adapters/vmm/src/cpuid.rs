@@ -11,7 +11,7 @@
 
 use ktstr_domain::shape::apic::ApicIdLayout;
 
-use crate::hypervisor::CpuidEntry;
+use crate::accel::CpuidEntry;
 
 /// `flags` of a leaf whose subleaf (`index`) matters (KVM_CPUID_FLAG_SIGNIFCANT_INDEX).
 const SUBLEAF_FLAG: u32 = 1;

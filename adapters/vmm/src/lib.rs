@@ -7,14 +7,14 @@
 //! - `devices`: the two UARTs and the i8042 reset;
 //! - `vcpu_loop`: one vCPU's exits handed to the devices until the guest is done.
 
+pub mod accel;
 pub mod acpi;
 pub mod backend;
 pub mod cpuid;
 pub mod devices;
-pub mod guest_ram;
-pub mod hypervisor;
 pub mod linux_boot;
 pub mod machine;
+pub mod process_ram;
 pub mod vcpu_loop;
 pub mod vcpu_thread;
 pub mod x86;

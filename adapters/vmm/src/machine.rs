@@ -11,12 +11,12 @@ use ktstr_domain::shape::ram_map::RamMap;
 use ktstr_ports::{HypervisorError, VmSpec};
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::accel::{Accelerator, HvError, Vm};
 use crate::acpi::write_acpi_tables;
 use crate::cpuid::vcpu_cpuid;
 use crate::devices::{COM1_IRQ, COM2_IRQ, Captured, IrqLine, PortDevices};
-use crate::guest_ram::GuestRam;
-use crate::hypervisor::{HvError, Hypervisor, Vm};
 use crate::linux_boot::{LinuxImages, load_linux};
+use crate::process_ram::GuestRam;
 use crate::vcpu_loop::VcpuStop;
 use crate::vcpu_thread::VcpuThread;
 
@@ -40,7 +40,7 @@ fn hv(what: &str) -> impl Fn(HvError) -> HypervisorError + '_ {
 
 impl Machine {
     /// Builds the machine `spec` describes and starts its vCPUs.
-    pub fn boot(hypervisor: &dyn Hypervisor, spec: &VmSpec) -> Result<Self, HypervisorError> {
+    pub fn boot(hypervisor: &dyn Accelerator, spec: &VmSpec) -> Result<Self, HypervisorError> {
         let topology = spec.topology;
         let ram_map = RamMap::for_size(u64::from(spec.memory_mib) << 20);
         let vm = hypervisor.create_vm().map_err(hv("creating the VM"))?;

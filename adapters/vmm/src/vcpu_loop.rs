@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::accel::{Vcpu, VcpuExit};
 use crate::devices::PortDevices;
-use crate::hypervisor::{Vcpu, VcpuExit};
 
 /// Why a vCPU stopped for good.
 #[derive(Debug, Clone, PartialEq, Eq)]

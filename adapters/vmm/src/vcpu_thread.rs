@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use vmm_sys_util::signal::{Killable, SIGRTMIN, register_signal_handler};
 
+use crate::accel::Vcpu;
 use crate::devices::PortDevices;
-use crate::hypervisor::Vcpu;
 use crate::vcpu_loop::{VcpuStop, run_vcpu};
 
 /// How often a stopping vCPU is kicked again: a signal that lands just before the thread

@@ -1,7 +1,7 @@
 //! The hypervisor port on our own VMM, driven by tiny hand-made guests packed as ELF
 //! "kernels": the same path a real kernel takes (loader, zero page, ACPI, CPUID, one
 //! thread per vCPU, the watchdog), under PVM's emulator here, and on the Microsoft
-//! Hypervisor where `/dev/mshv` is usable. Each test runs on every hypervisor this host has
+//! Accelerator where `/dev/mshv` is usable. Each test runs on every hypervisor this host has
 //! and says which it skipped and why.
 
 use std::path::Path;
@@ -23,9 +23,9 @@ use ktstr_domain::shape::observed::ObservedTopology;
 use ktstr_domain::shape::preset::find_preset;
 use ktstr_domain::verifier_log::prog::ProgStat;
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
+use ktstr_vmm::accel::kvm::KvmAccel;
+use ktstr_vmm::accel::mshv::MshvAccel;
 use ktstr_vmm::backend::VmmBackend;
-use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
-use ktstr_vmm::hypervisor::mshv::MshvHypervisor;
 use ktstr_vmm::vcpu_loop::with_sources;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -85,15 +85,15 @@ const SPIN: [u8; 2] = [0xeb, 0xfe];
 /// Our VMM on each hypervisor this host has: KVM (PVM's emulator here) and MSHV.
 fn backends() -> Vec<VmmBackend> {
     let mut out = Vec::new();
-    match KvmHypervisor::open() {
+    match KvmAccel::open() {
         Ok(kvm) => out.push(VmmBackend::new(Arc::new(kvm), CpuMode::Emulated)),
         Err(e) => eprintln!("skipped on KVM: {} (needs /dev/kvm)", with_sources(&e)),
     }
-    match MshvHypervisor::open() {
+    match MshvAccel::open() {
         Ok(mshv) => out.push(VmmBackend::new(Arc::new(mshv), CpuMode::Hardware)),
         Err(e) => eprintln!(
             "skipped on MSHV: {} (needs /dev/mshv: a Linux root partition of the Microsoft \
-             Hypervisor)",
+             Accelerator)",
             with_sources(&e)
         ),
     }

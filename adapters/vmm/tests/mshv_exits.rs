@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use ktstr_vmm::hypervisor::VcpuExit;
-use ktstr_vmm::hypervisor::mshv::exit_loop::{ExitLoop, IoapicDevice};
-use ktstr_vmm::hypervisor::mshv::ioapic::{IOAPIC_BASE, MsiRoute};
+use ktstr_vmm::accel::VcpuExit;
+use ktstr_vmm::accel::mshv::exit_loop::{ExitLoop, IoapicDevice};
+use ktstr_vmm::accel::mshv::ioapic::{IOAPIC_BASE, MsiRoute};
 use mshv_bindings::{
     StandardRegisters, hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE,
     hv_message_type_HVMSG_UNRECOVERABLE_EXCEPTION, hv_message_type_HVMSG_X64_APIC_EOI,

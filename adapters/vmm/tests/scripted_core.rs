@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ktstr_domain::plan::waits::CpuMode;
 use ktstr_ports::{Hypervisor as _, VmRun, VmSpec};
+use ktstr_vmm::accel::kvm::core_exit;
+use ktstr_vmm::accel::mshv::exit_loop::{ExitLoop, IoapicDevice};
+use ktstr_vmm::accel::{Accelerator, CpuidEntry, HvError, Vcpu, VcpuExit, Vm};
 use ktstr_vmm::backend::VmmBackend;
 use ktstr_vmm::devices::{COM1, COM1_IRQ, COM2, COM2_IRQ, I8042_COMMAND, I8042_RESET};
-use ktstr_vmm::hypervisor::kvm::core_exit;
-use ktstr_vmm::hypervisor::mshv::exit_loop::{ExitLoop, IoapicDevice};
-use ktstr_vmm::hypervisor::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
 use ktstr_vmm::x86::BootEntry;
 use mshv_bindings::{
     StandardRegisters, hv_message, hv_message_type_HVMSG_INVALID_VP_REGISTER_VALUE,
@@ -88,13 +88,13 @@ impl Calls {
 }
 
 #[derive(Debug)]
-struct ScriptedHypervisor {
+struct ScriptedAccel {
     script: Vec<Step>,
     flavor: Flavor,
     calls: Arc<Calls>,
 }
 
-impl Hypervisor for ScriptedHypervisor {
+impl Accelerator for ScriptedAccel {
     fn name(&self) -> &'static str {
         "scripted"
     }
@@ -300,7 +300,7 @@ async fn run_as(
         timeout,
     };
     let calls = Arc::new(Calls::default());
-    let hypervisor = ScriptedHypervisor {
+    let hypervisor = ScriptedAccel {
         script,
         flavor,
         calls: Arc::clone(&calls),

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use ktstr_domain::protocol::frame::Frame;
 use ktstr_domain::protocol::wire::{decode_all, encode};
 use ktstr_domain::shape::ram_map::RamMap;
+use ktstr_vmm::accel::kvm::KvmAccel;
+use ktstr_vmm::accel::{Accelerator, Vcpu, Vm};
 use ktstr_vmm::devices::{Captured, PortDevices};
-use ktstr_vmm::guest_ram::GuestRam;
-use ktstr_vmm::hypervisor::kvm::KvmHypervisor;
-use ktstr_vmm::hypervisor::{Hypervisor, Vcpu, Vm};
+use ktstr_vmm::process_ram::GuestRam;
 use ktstr_vmm::vcpu_loop::{VcpuStop, run_vcpu};
 use ktstr_vmm::vcpu_thread::VcpuThread;
 use ktstr_vmm::x86::write_boot_tables;
@@ -63,7 +63,7 @@ type TinyVm = (Box<dyn Vm>, GuestRam, Box<dyn Vcpu>);
 /// A 2 MiB guest with `code` at CODE and `data` at DATA, its vCPU ready to enter it;
 /// `None` without `/dev/kvm`.
 fn tiny_vm(code: &[u8], data: &[u8]) -> Option<TinyVm> {
-    let hypervisor = match KvmHypervisor::open() {
+    let hypervisor = match KvmAccel::open() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("skipped: {e} (the tiny guests need /dev/kvm)");

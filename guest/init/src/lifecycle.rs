@@ -9,10 +9,10 @@ use ktstr_domain::protocol::init_plan::{FRAME_DEVICE, InitPlan, frame_device_in}
 use ktstr_domain::protocol::observation::AttachExpiry;
 use ktstr_domain::protocol::observation::ScxSample;
 
-use crate::attach::{AttachResult, SchedExtSysfs, wait_for_attach};
+use crate::attach_watch::{AttachResult, SchedExtSysfs, wait_for_attach};
 use crate::channel::{FrameSink, uptime_ms};
 use crate::scheduler::{Scheduler, describe_status};
-use crate::{activity, bpf, kmsg, mounts, probe, sys, topology};
+use crate::{activity, bpf, kmsg, mounts, probe, sys, sysfs_topology};
 
 /// How long a dead scheduler's last output may take to drain from the pipe.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
@@ -92,7 +92,7 @@ pub fn run(plan_path: &str, role: Role) {
 fn session(sink: &mut FrameSink, plan: &InitPlan, role: Role) {
     sink.phase("init");
     let root = Path::new("/");
-    let workers = match topology::read_topology(root) {
+    let workers = match sysfs_topology::read_topology(root) {
         Ok(topology) => {
             let n = topology.online_cpus.len();
             sink.send(&Frame::Topology { topology });

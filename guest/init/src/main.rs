@@ -5,7 +5,7 @@
 //! rebooting, which makes it usable as a test harness with a plain file as frame device.
 
 mod activity;
-mod attach;
+mod attach_watch;
 mod bpf;
 mod btf;
 mod channel;
@@ -17,7 +17,7 @@ mod mounts;
 mod probe;
 mod scheduler;
 mod sys;
-mod topology;
+mod sysfs_topology;
 
 use ktstr_domain::protocol::init_plan::INIT_PLAN_PATH;
 

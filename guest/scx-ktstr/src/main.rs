@@ -2,8 +2,8 @@
 //! specialised for this machine's topology, attaches it, and waits for a signal; knobs
 //! make each of ktstr's verdict gates fail for real.
 
+mod cpu_topology;
 mod exit_info;
-mod topology;
 mod wedge;
 
 #[allow(
@@ -32,9 +32,9 @@ use clap::Parser;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, PrintLevel};
 
+use cpu_topology::Topology;
 use exit_info::ExitInfo;
 use skel::{ScxKtstrSkel, ScxKtstrSkelBuilder};
-use topology::Topology;
 
 /// How long `--die-after-attach` and `--wedge-after-attach` wait for a task to park
 /// before acting anyway.
@@ -217,7 +217,7 @@ fn run(args: &Args) -> Result<ExitCode> {
         spin(Duration::from_secs(seconds));
     }
 
-    let topo = topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
+    let topo = cpu_topology::read_sysfs(Path::new("/sys/devices/system/cpu"))?;
 
     let mut object = MaybeUninit::uninit();
     let mut open = ScxKtstrSkelBuilder::default()
@@ -236,7 +236,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.llc_cpus[..layout.cpus.len()].copy_from_slice(&layout.cpus);
     rodata.llc_first[..layout.first.len()].copy_from_slice(&layout.first);
     rodata.llc_size[..layout.size.len()].copy_from_slice(&layout.size);
-    rodata.llc_span = (layout.span + args.pad_span).min(topology::MAX_CPUS as u32);
+    rodata.llc_span = (layout.span + args.pad_span).min(cpu_topology::MAX_CPUS as u32);
     rodata.fail_verify = args.fail_verify || args.fail_verify_quiet;
     rodata.error_after_dispatches = args.error_after_dispatches.unwrap_or(0);
     rodata.verify_loop = args.verify_loop;

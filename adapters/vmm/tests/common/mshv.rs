@@ -5,9 +5,9 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use ktstr_vmm::hypervisor::HvError;
-use ktstr_vmm::hypervisor::mshv::exit_loop::{MsiRouter, VpPort};
-use ktstr_vmm::hypervisor::mshv::ioapic::MsiRoute;
+use ktstr_vmm::accel::HvError;
+use ktstr_vmm::accel::mshv::exit_loop::{MsiRouter, VpPort};
+use ktstr_vmm::accel::mshv::ioapic::MsiRoute;
 use mshv_bindings::{
     StandardRegisters, hv_message, hv_message_type_HVMSG_UNMAPPED_GPA,
     hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT, hv_x64_intercept_message_header,

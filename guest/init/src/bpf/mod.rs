@@ -1,7 +1,7 @@
 //! The guest's own list of loaded BPF programs with their `verified_insns`: the oracle the
 //! host's memory introspection is cross-checked against.
 
-mod sys;
+mod syscall;
 
 use std::os::fd::AsFd;
 
@@ -17,9 +17,9 @@ pub fn list_programs() -> Result<(Vec<ProgStat>, Vec<String>)> {
     let mut progs = Vec::new();
     let mut notes = Vec::new();
     let mut id = 0;
-    while let Some(next) = sys::prog_next_id(id).context("BPF_PROG_GET_NEXT_ID")? {
+    while let Some(next) = syscall::prog_next_id(id).context("BPF_PROG_GET_NEXT_ID")? {
         id = next;
-        let fd = match sys::prog_fd_by_id(id) {
+        let fd = match syscall::prog_fd_by_id(id) {
             Ok(fd) => fd,
             // Unloaded since it was enumerated.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -28,7 +28,7 @@ pub fn list_programs() -> Result<(Vec<ProgStat>, Vec<String>)> {
                 continue;
             }
         };
-        let info = match sys::prog_info(fd.as_fd()) {
+        let info = match syscall::prog_info(fd.as_fd()) {
             Ok(info) => info,
             Err(e) => {
                 notes.push(format!("program {id}: BPF_OBJ_GET_INFO_BY_FD failed: {e}"));
@@ -61,27 +61,27 @@ pub fn list_programs() -> Result<(Vec<ProgStat>, Vec<String>)> {
 }
 
 /// The NUL-terminated name the kernel stored.
-fn kernel_name(raw: &[u8; sys::BPF_OBJ_NAME_LEN]) -> String {
+fn kernel_name(raw: &[u8; syscall::BPF_OBJ_NAME_LEN]) -> String {
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
 /// The kernel keeps 15 characters; a name that long may have been cut.
 fn needs_full_name(name: &str) -> bool {
-    name.len() == sys::BPF_OBJ_NAME_LEN - 1
+    name.len() == syscall::BPF_OBJ_NAME_LEN - 1
 }
 
 /// The program's entry function name from its BTF (the first func_info record).
 fn full_name(
     fd: std::os::fd::BorrowedFd<'_>,
-    info: &sys::BpfProgInfo,
+    info: &syscall::BpfProgInfo,
     short: &str,
 ) -> Result<String> {
-    let records = sys::prog_func_info(fd, info.nr_func_info).context("reading func_info")?;
+    let records = syscall::prog_func_info(fd, info.nr_func_info).context("reading func_info")?;
     let first = records.first().context("no func_info records")?;
-    let btf_fd = sys::btf_fd_by_id(info.btf_id)
+    let btf_fd = syscall::btf_fd_by_id(info.btf_id)
         .with_context(|| format!("BPF_BTF_GET_FD_BY_ID {}", info.btf_id))?;
-    let data = sys::btf_data(btf_fd.as_fd()).context("reading BTF")?;
+    let data = syscall::btf_data(btf_fd.as_fd()).context("reading BTF")?;
     let full = btf::func_name(&data, first.type_id)?;
     pick_name(short, full)
 }

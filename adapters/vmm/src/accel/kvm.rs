@@ -7,7 +7,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
+use super::{Accelerator, CpuidEntry, HvError, Vcpu, VcpuExit, Vm};
 use crate::x86::{
     BootEntry, MSR_IA32_APICBASE, boot_regs, set_boot_sregs, wire_legacy_lints, x2apic_base,
 };
@@ -22,19 +22,19 @@ const EINTR: i32 = 4;
 const EAGAIN: i32 = 11;
 
 #[derive(Debug)]
-pub struct KvmHypervisor {
+pub struct KvmAccel {
     kvm: Kvm,
 }
 
-impl KvmHypervisor {
+impl KvmAccel {
     /// Opens `/dev/kvm`.
     pub fn open() -> Result<Self, HvError> {
         let kvm = Kvm::new().map_err(|e| HvError::os("opening /dev/kvm", e))?;
-        Ok(KvmHypervisor { kvm })
+        Ok(KvmAccel { kvm })
     }
 }
 
-impl Hypervisor for KvmHypervisor {
+impl Accelerator for KvmAccel {
     fn name(&self) -> &'static str {
         "kvm"
     }

@@ -14,7 +14,7 @@ use mshv_bindings::{
 
 use super::ioapic::{IOAPIC_BASE, IOAPIC_SIZE, Ioapic, MsiRoute};
 use super::mmio_insn::{Dest, MmioOp, RAX, Source, decode};
-use crate::hypervisor::{HvError, VcpuExit};
+use crate::accel::{HvError, VcpuExit};
 
 /// The intercept messages the loop handles.
 const IO_PORT: u32 = hv_message_type_HVMSG_X64_IO_PORT_INTERCEPT;

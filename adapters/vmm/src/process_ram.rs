@@ -7,7 +7,7 @@ use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemory as _, GuestMemoryMmap, GuestMemoryRegion,
 };
 
-use crate::hypervisor::{HvError, Vm};
+use crate::accel::{HvError, Vm};
 
 /// The guest's RAM: anonymous private mappings, one per `RamMap` range.
 #[derive(Debug)]

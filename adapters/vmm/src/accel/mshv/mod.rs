@@ -32,7 +32,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use self::exit_loop::{ExitLoop, IoapicDevice, MsiRouter, VpPort};
 use self::ioapic::{MsiRoute, PINS};
-use super::{CpuidEntry, HvError, Hypervisor, Vcpu, VcpuExit, Vm};
+use super::{Accelerator, CpuidEntry, HvError, Vcpu, VcpuExit, Vm};
 use ktstr_domain::shape::apic::MAX_XAPIC_ID;
 
 use crate::x86::{BootEntry, boot_regs, set_boot_sregs, wire_legacy_lints, x2apic_base};
@@ -50,13 +50,13 @@ const MAX_BASIC_LEAF: u32 = 0x20;
 const MAX_EXTENDED_LEAF: u32 = 0x8000_0021;
 
 #[derive(Debug)]
-pub struct MshvHypervisor {
+pub struct MshvAccel {
     mshv: Mshv,
     /// What CPUID a vCPU of this host sees, read once from a scratch partition.
     cpuid: OnceLock<Vec<CpuidEntry>>,
 }
 
-impl MshvHypervisor {
+impl MshvAccel {
     /// Opens `/dev/mshv` and checks that its driver speaks the ioctl API this crate does:
     /// the root hypercall passthrough (`MSHV_ROOT_HVCALL`) that partition creation needs;
     /// drivers older than Linux's upstream `mshv_root` refuse it.
@@ -80,7 +80,7 @@ impl MshvHypervisor {
         })?;
         mshv.get_vmm_caps()
             .map_err(|e| HvError::os(format!("asking {DEV_MSHV} for the VMM capabilities"), e))?;
-        Ok(MshvHypervisor {
+        Ok(MshvAccel {
             mshv,
             cpuid: OnceLock::new(),
         })
@@ -150,7 +150,7 @@ impl MshvHypervisor {
     }
 }
 
-impl Hypervisor for MshvHypervisor {
+impl Accelerator for MshvAccel {
     fn name(&self) -> &'static str {
         "mshv"
     }

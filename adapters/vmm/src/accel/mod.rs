@@ -11,7 +11,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::x86::BootEntry;
 
 /// One hypervisor on this host (an open `/dev/kvm` or `/dev/mshv`).
-pub trait Hypervisor: Send + Sync + std::fmt::Debug {
+pub trait Accelerator: Send + Sync + std::fmt::Debug {
     /// `kvm`, `mshv`.
     fn name(&self) -> &'static str;
     fn create_vm(&self) -> Result<Box<dyn Vm>, HvError>;
