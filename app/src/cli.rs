@@ -118,6 +118,43 @@ where
     Ok(value)
 }
 
+impl Cli {
+    /// Parses the process's command line (exiting with clap's message on bad input), and
+    /// records which cell options it gave for the rerun lines.
+    pub fn from_process() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command();
+        let matches = command.clone().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.note_given(&command, &matches);
+        cli
+    }
+
+    /// As [`Cli::from_process`], from `words` (the program name first); for tests.
+    pub fn try_from_words(words: &[&str]) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = Cli::command();
+        let matches = command.clone().try_get_matches_from(words)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.note_given(&command, &matches);
+        Ok(cli)
+    }
+
+    fn note_given(&mut self, command: &clap::Command, matches: &clap::ArgMatches) {
+        let Some((name, sub)) = matches.subcommand() else {
+            return;
+        };
+        let Some(sub_command) = command.find_subcommand(name) else {
+            return;
+        };
+        match &mut self.command {
+            Command::Verifier(v) => v.sweep.note_given(sub_command, sub),
+            Command::Bench(b) => b.sweep.note_given(sub_command, sub),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

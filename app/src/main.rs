@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
-use clap::Parser;
 use ktstr::cli::{Cli, Command, KernelCommand};
 use ktstr::host_env::HostEnv;
 use ktstr::stop::Stop;
@@ -12,7 +11,7 @@ use ktstr::{backends, commands, host, kernel_cmd, manifest_file};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_process();
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",

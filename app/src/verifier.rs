@@ -19,8 +19,6 @@ use ktstr_ports::Reporter;
 use ktstr_report::{JsonReporter, MultiReporter, Show, TextOptions, TextReporter};
 use ktstr_scheduler_source::CargoSchedulerSource;
 
-use clap::ValueEnum as _;
-
 use crate::backends::{self, BackendChoice, HostFacts};
 use crate::cli::at_least_one;
 use crate::host;
@@ -86,42 +84,82 @@ pub struct VerifierArgs {
     #[arg(long, value_name = "KIND:K/N")]
     pub partition: Option<Partition>,
     /// Largest vCPU count one VM may have (default: 8 per host CPU).
-    #[arg(long, value_parser = at_least_one::<u32>)]
+    #[arg(long, value_parser = at_least_one::<u32>, help_heading = CELL_OPTIONS)]
     pub max_vcpus: Option<u32>,
     /// Host watchdog per VM: seconds the guest may go without a word on its frame channel
     /// (default: scaled with the cell's vCPUs and the accelerator: 124 s for 4 vCPUs under
     /// TCG, 248 s for 128). A VM is stopped at four times this in any case.
-    #[arg(long, value_parser = at_least_one::<u64>)]
+    #[arg(long, value_parser = at_least_one::<u64>, help_heading = CELL_OPTIONS)]
     pub timeout: Option<u64>,
     /// Seconds the guest waits for sched_ext to reach `enabled` (default: scaled, 61 s for
     /// 4 vCPUs under TCG, 92 s for 128).
-    #[arg(long, value_parser = at_least_one::<u64>)]
+    #[arg(long, value_parser = at_least_one::<u64>, help_heading = CELL_OPTIONS)]
     pub attach_timeout: Option<u64>,
     /// Most milliseconds the dispatch probe runs after attach; it ends as soon as every
     /// worker has run again after a wake-up (default: scaled, about 500).
-    #[arg(long, value_parser = at_least_one::<u64>)]
+    #[arg(long, value_parser = at_least_one::<u64>, help_heading = CELL_OPTIONS)]
     pub probe_ms: Option<u64>,
     /// Guest RAM of every cell, in MiB (default: sized from the scheduler's image and the
     /// cell's vCPUs; a scheduler's `memory_mib` in the manifest overrides that).
-    #[arg(long, value_name = "MIB", value_parser = parse_memory_mib)]
+    #[arg(long, value_name = "MIB", value_parser = parse_memory_mib, help_heading = CELL_OPTIONS)]
     pub memory: Option<u32>,
     /// Do not fail cells whose host-read and guest-reported programs disagree.
-    #[arg(long)]
+    #[arg(long, help_heading = CELL_OPTIONS)]
     pub no_cross_check: bool,
     /// Hypervisor backend (`ktstr backends` shows which can run here).
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = CELL_OPTIONS)]
     pub backend: BackendChoice,
     /// The QEMU binary the qemu backend runs (default: qemu-system-x86_64 on PATH), e.g. a
     /// build of your own or a wrapper.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = CELL_OPTIONS)]
     pub qemu: Option<PathBuf>,
     /// Not supported: guests always boot with `nokaslr` (see docs/introspection.md).
     #[arg(long)]
     pub kaslr: bool,
     /// A word added to every guest's kernel command line, after ktstr's own (e.g.
     /// `--kernel-arg initcall_debug`); repeatable.
-    #[arg(long = "kernel-arg", value_name = "WORD", value_parser = parse_kernel_word)]
+    #[arg(long = "kernel-arg", value_name = "WORD", value_parser = parse_kernel_word, help_heading = CELL_OPTIONS)]
     pub kernel_args: Vec<String>,
+    /// The options under [`CELL_OPTIONS`] as the command line gave them (clap's value
+    /// sources): what a cell's rerun line repeats. Filled by [`VerifierArgs::note_given`].
+    #[arg(skip)]
+    pub given_cell_options: Vec<String>,
+}
+
+/// The help heading of the options that change what a cell does; its rerun line repeats
+/// those given on the command line, and only those.
+pub const CELL_OPTIONS: &str = "What a cell does";
+
+impl VerifierArgs {
+    /// Records, from the parsed command line, which of the [`CELL_OPTIONS`] it gave and
+    /// how (`command` is the subcommand these arguments belong to).
+    pub fn note_given(&mut self, command: &clap::Command, matches: &clap::ArgMatches) {
+        self.given_cell_options = given_cell_options(command, matches);
+    }
+}
+
+/// `--long value` for each option under [`CELL_OPTIONS`] given on the command line, in
+/// the order the options are declared; a flag alone when it takes no value.
+fn given_cell_options(command: &clap::Command, matches: &clap::ArgMatches) -> Vec<String> {
+    let mut words = Vec::new();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if arg.get_help_heading() != Some(CELL_OPTIONS)
+            || matches.value_source(id) != Some(clap::parser::ValueSource::CommandLine)
+        {
+            continue;
+        }
+        let long = format!("--{}", arg.get_long().unwrap_or(id));
+        if !arg.get_action().takes_values() {
+            words.push(long);
+            continue;
+        }
+        for value in matches.get_raw(id).into_iter().flatten() {
+            words.push(long.clone());
+            words.push(value.to_string_lossy().into_owned());
+        }
+    }
+    words
 }
 
 /// One command-line word: a space would split it into words ktstr never checked.
@@ -193,39 +231,11 @@ fn declarations(
 /// starts with.
 fn rerun_command(args: &VerifierArgs, manifest: Option<&Path>) -> Vec<String> {
     let mut command = vec!["ktstr".to_string(), "verifier".to_string()];
-    let mut option = |name: &str, value: Option<String>| {
-        if let Some(value) = value {
-            command.push(name.to_string());
-            command.push(value);
-        }
-    };
-    option("--manifest", manifest.map(|m| m.display().to_string()));
-    option("--memory", args.memory.map(|m| m.to_string()));
-    option("--timeout", args.timeout.map(|s| s.to_string()));
-    option(
-        "--attach-timeout",
-        args.attach_timeout.map(|s| s.to_string()),
-    );
-    option("--probe-ms", args.probe_ms.map(|m| m.to_string()));
-    option("--max-vcpus", args.max_vcpus.map(|n| n.to_string()));
-    option(
-        "--qemu",
-        args.qemu.as_ref().map(|q| q.display().to_string()),
-    );
-    if args.backend != BackendChoice::Auto {
-        option(
-            "--backend",
-            args.backend
-                .to_possible_value()
-                .map(|v| v.get_name().to_string()),
-        );
+    if let Some(manifest) = manifest {
+        command.push("--manifest".into());
+        command.push(manifest.display().to_string());
     }
-    for word in &args.kernel_args {
-        option("--kernel-arg", Some(word.clone()));
-    }
-    if args.no_cross_check {
-        command.push("--no-cross-check".into());
-    }
+    command.extend(args.given_cell_options.iter().cloned());
     command
 }
 
@@ -396,4 +406,63 @@ pub async fn run(env: &HostEnv, command: VerifierCommand) -> Result<ExitCode> {
         Some(signal) if !report.complete => signal.exit_code(),
         _ => status,
     }))
+}
+
+#[cfg(test)]
+mod rerun_tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn sweep(words: &[&str]) -> VerifierArgs {
+        match Cli::try_from_words(words).unwrap().command {
+            Command::Verifier(v) => v.sweep,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The rerun line repeats every option that changes a cell, as given, and nothing
+    /// that only shapes the sweep or its output: one list, the help heading's.
+    #[test]
+    fn the_rerun_line_repeats_the_cell_options_given_and_only_those() {
+        let args = sweep(&[
+            "ktstr",
+            "verifier",
+            "--jobs",
+            "2",
+            "--kernel-arg",
+            "quiet",
+            "--timeout=30",
+            "--show",
+            "all",
+            "--no-cross-check",
+            "--kernel-arg",
+            "nosmt",
+            "--backend",
+            "qemu",
+            "tiny-1llc",
+        ]);
+        assert_eq!(
+            rerun_command(&args, Some(Path::new("/m/ktstr.toml"))),
+            [
+                "ktstr",
+                "verifier",
+                "--manifest",
+                "/m/ktstr.toml",
+                "--timeout",
+                "30",
+                "--no-cross-check",
+                "--backend",
+                "qemu",
+                "--kernel-arg",
+                "quiet",
+                "--kernel-arg",
+                "nosmt"
+            ]
+        );
+        // Defaults are not repeated: nothing given, nothing added.
+        assert_eq!(
+            rerun_command(&sweep(&["ktstr", "verifier"]), None),
+            ["ktstr", "verifier"]
+        );
+    }
 }

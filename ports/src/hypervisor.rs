@@ -89,6 +89,14 @@ pub enum HypervisorError {
     },
     #[error("exposing guest memory to the host")]
     Memory(#[source] MemoryError),
+    /// The backend's own machinery failed (the own VMM's accelerator), with its typed
+    /// error as the source.
+    #[error("{what}")]
+    Backend {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]

@@ -31,10 +31,11 @@ pub struct Machine {
     frames: Captured,
 }
 
+/// The accelerator's error, kept as the typed source of the port's.
 fn hv(what: &str) -> impl Fn(HvError) -> HypervisorError + '_ {
-    move |e| HypervisorError::Io {
+    move |e| HypervisorError::Backend {
         what: what.to_string(),
-        source: std::io::Error::other(e),
+        source: Box::new(e),
     }
 }
 

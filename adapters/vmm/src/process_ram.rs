@@ -23,11 +23,9 @@ impl GuestRam {
             .iter()
             .map(|r| (GuestAddress(r.start.raw()), r.len as usize))
             .collect();
-        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| {
-            HvError::os(
-                format!("mapping {} MiB of guest RAM", map.size() >> 20),
-                std::io::Error::other(e),
-            )
+        let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|e| HvError::GuestRam {
+            what: format!("mapping {} MiB of guest RAM", map.size() >> 20),
+            source: Box::new(e),
         })?;
         Ok(GuestRam { mem, map })
     }
@@ -61,7 +59,10 @@ impl GuestRam {
         for (slot, region) in self.mem.iter().enumerate() {
             let host = region
                 .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_err(|e| HvError::os("locating guest RAM", std::io::Error::other(e)))?;
+                .map_err(|e| HvError::GuestRam {
+                    what: "locating guest RAM".into(),
+                    source: Box::new(e),
+                })?;
             #[allow(unsafe_code)]
             // SAFETY: the mapping belongs to `self.mem`, which the machine keeps until the
             // VM and its vCPUs are gone.

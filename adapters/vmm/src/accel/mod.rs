@@ -112,6 +112,13 @@ pub enum HvError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// Guest RAM could not be mapped or located, with `vm-memory`'s own error.
+    #[error("{what}")]
+    GuestRam {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl HvError {
