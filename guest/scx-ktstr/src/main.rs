@@ -34,7 +34,7 @@ use libbpf_rs::{MapCore, MapFlags, PrintLevel};
 
 use cpu_topology::Topology;
 use exit_info::ExitInfo;
-use skel::{ScxKtstrSkel, ScxKtstrSkelBuilder};
+use skel::{OpenScxKtstrSkel, ScxKtstrSkel, ScxKtstrSkelBuilder};
 
 /// How long `--die-after-attach` and `--wedge-after-attach` wait for a task to park
 /// before acting anyway.
@@ -241,6 +241,7 @@ fn run(args: &Args) -> Result<ExitCode> {
     rodata.error_after_dispatches = args.error_after_dispatches.unwrap_or(0);
     rodata.verify_loop = args.verify_loop;
     rodata.no_dispatch = args.no_dispatch || args.die_after_attach || args.wedge_after_attach;
+    use_erring_programs(&mut open, args.error_after_dispatches.is_some());
 
     let loaded = open.load();
     if args.fail_verify_quiet {
@@ -294,6 +295,27 @@ fn run(args: &Args) -> Result<ExitCode> {
     // Detaching makes the kernel run ops.exit; report what it recorded.
     let info = poll_exit(&skel, Duration::from_secs(2))?;
     Ok(report(info.as_ref()))
+}
+
+/// Puts the dispatch-counting `*_erring` programs into the ops for
+/// `--error-after-dispatches`, and loads only the programs the ops use: without the knob
+/// the fixture loads exactly the programs it always did.
+fn use_erring_programs(open: &mut OpenScxKtstrSkel<'_>, erring: bool) {
+    use libbpf_rs::AsRawLibbpf as _;
+    let progs = &mut open.progs;
+    progs.ktstr_select_cpu.set_autoload(!erring);
+    progs.ktstr_dispatch.set_autoload(!erring);
+    progs.ktstr_select_cpu_erring.set_autoload(erring);
+    progs.ktstr_dispatch_erring.set_autoload(erring);
+    if erring {
+        let ops = open.struct_ops.ktstr_ops_mut();
+        ops.select_cpu = open
+            .progs
+            .ktstr_select_cpu_erring
+            .as_libbpf_object()
+            .as_ptr();
+        ops.dispatch = open.progs.ktstr_dispatch_erring.as_libbpf_object().as_ptr();
+    }
 }
 
 /// Runs until a signal (None) or until sched_ext drops the scheduler (its exit code).

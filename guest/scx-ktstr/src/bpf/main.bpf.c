@@ -122,19 +122,23 @@ static __always_inline void poison(void)
 	*bad = acc;
 }
 
-/* --error-after-dispatches: the Nth task dispatched makes the scheduler report an error. */
-static __always_inline void count_dispatch(void)
+/*
+ * --error-after-dispatches: the Nth task dispatched makes the scheduler report an error.
+ * Only the *_erring programs count, and the loader puts them in the ops only for that knob:
+ * the programs every other run loads are the same instructions as without the knob.
+ */
+static __always_inline void count_dispatch(bool erring)
 {
 	u64 n;
 
-	if (!error_after_dispatches)
+	if (!erring)
 		return;
 	n = __sync_fetch_and_add(&nr_dispatched, 1) + 1;
 	if (n == error_after_dispatches)
 		ktstr_error_u64("ktstr: %llu tasks dispatched (--error-after-dispatches)", n);
 }
 
-s32 KTSTR_OP(ktstr_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+static __always_inline s32 select_cpu(struct task_struct *p, s32 prev_cpu, bool erring)
 {
 	s32 cpu;
 
@@ -145,17 +149,27 @@ s32 KTSTR_OP(ktstr_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_fla
 	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
 	    scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
 		ktstr_dsq_insert(p, SCX_DSQ_LOCAL, KTSTR_SLICE_NS, 0);
-		count_dispatch();
+		count_dispatch(erring);
 		return prev_cpu;
 	}
 
 	cpu = pick_idle_in_llc(p, llc_of(prev_cpu));
 	if (cpu >= 0) {
 		ktstr_dsq_insert(p, SCX_DSQ_LOCAL, KTSTR_SLICE_NS, 0);
-		count_dispatch();
+		count_dispatch(erring);
 		return cpu;
 	}
 	return prev_cpu;
+}
+
+s32 KTSTR_OP(ktstr_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	return select_cpu(p, prev_cpu, false);
+}
+
+s32 KTSTR_OP(ktstr_select_cpu_erring, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	return select_cpu(p, prev_cpu, true);
 }
 
 void KTSTR_OP(ktstr_enqueue, struct task_struct *p, u64 enq_flags)
@@ -178,7 +192,7 @@ void KTSTR_OP(ktstr_enqueue, struct task_struct *p, u64 enq_flags)
 		scx_bpf_kick_cpu(idle, SCX_KICK_IDLE);
 }
 
-void KTSTR_OP(ktstr_dispatch, s32 cpu, struct task_struct *prev)
+static __always_inline void dispatch(s32 cpu, bool erring)
 {
 	u32 home, i;
 
@@ -197,10 +211,20 @@ void KTSTR_OP(ktstr_dispatch, s32 cpu, struct task_struct *prev)
 		if (llc >= nr_llcs)
 			llc -= nr_llcs;
 		if (ktstr_dsq_consume(KTSTR_LLC_DSQ_BASE + llc)) {
-			count_dispatch();
+			count_dispatch(erring);
 			return;
 		}
 	}
+}
+
+void KTSTR_OP(ktstr_dispatch, s32 cpu, struct task_struct *prev)
+{
+	dispatch(cpu, false);
+}
+
+void KTSTR_OP(ktstr_dispatch_erring, s32 cpu, struct task_struct *prev)
+{
+	dispatch(cpu, true);
 }
 
 s32 KTSTR_OP_SLEEPABLE(ktstr_init)
