@@ -294,14 +294,11 @@ fn github_gets_annotations_a_step_summary_and_a_rerun_line_that_works() {
     )
     .unwrap();
     let summary_file = dir.join("step-summary.md");
-    let out = std::process::Command::new(common::ktstr_bin())
-        .args(["verifier", "--kernel", KERNEL_6_12, "tiny-1llc", "smt-2llc"])
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary_file)
-        .output()
-        .unwrap();
+    let out = common::ktstr_on_github(
+        &dir,
+        &["verifier", "--kernel", KERNEL_6_12, "tiny-1llc", "smt-2llc"],
+        &summary_file,
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
     let annotation = text

@@ -24,8 +24,9 @@ fn scx_central_fails_attach_with_the_kernels_reason_in_every_output() {
     )
     .unwrap();
     let summary_file = dir.join("step-summary.md");
-    let out = std::process::Command::new(common::ktstr_bin())
-        .args([
+    let out = common::ktstr_on_github(
+        &dir,
+        &[
             "verifier",
             "--kernel",
             KERNEL_6_12,
@@ -40,13 +41,9 @@ fn scx_central_fails_attach_with_the_kernels_reason_in_every_output() {
             "--summary",
             "summary.md",
             "tiny-1llc",
-        ])
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env("GITHUB_ACTIONS", "true")
-        .env("GITHUB_STEP_SUMMARY", &summary_file)
-        .output()
-        .unwrap();
+        ],
+        &summary_file,
+    );
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
 
@@ -68,13 +65,7 @@ fn scx_central_fails_attach_with_the_kernels_reason_in_every_output() {
     assert!(annotation.contains(&format!("::{REASON}")), "{annotation}");
 
     // JSON: the verdict's reason and the kernel's record, as data.
-    let cell = fs::read_dir(dir.join("out/scx_central"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("tiny-1llc.json");
+    let cell = common::stored_cell(&dir.join("out"), "scx_central", "tiny-1llc");
     let json: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&cell).unwrap()).unwrap();
     assert_eq!(json["verdict"]["gate"], "attach", "{json}");

@@ -225,15 +225,7 @@ fn each_knob_fails_the_gate_it_targets() {
     }
     // A rule that reads the observations differently changes a verdict, and says which:
     // here, the no-dispatch probe's workers made progress after all.
-    let cell = dir
-        .join("stored/no-dispatch")
-        .read_dir()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("tiny-1llc.json");
+    let cell = common::stored_cell(&dir.join("stored"), "no-dispatch", "tiny-1llc");
     let mut record: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&cell).unwrap()).unwrap();
     for worker in record["run"]["guest"]["probe"]["workers"]

@@ -502,16 +502,25 @@ mod tests {
         assert!(judge(&smt, shaped(None, false), CHECK).verdict.failed());
     }
 
-    /// Evidence of a scheduler the kernel ejected during the probe, from the guest's
-    /// observations alone.
-    fn ejected() -> CellEvidence {
+    /// Evidence of a run on `cell()`'s shape whose guest then sent `frames`.
+    fn saw(frames: &[Frame]) -> CellEvidence {
         let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
             unreachable!()
         };
-        let frames = [
-            Frame::Topology {
-                topology: ObservedTopology::ideal(&cell().preset.topology),
-            },
+        let topology = Frame::Topology {
+            topology: ObservedTopology::ideal(&cell().preset.topology),
+        };
+        run.frame_bytes = std::iter::once(&topology)
+            .chain(frames)
+            .flat_map(encode)
+            .collect();
+        CellEvidence::Ran(run)
+    }
+
+    /// Evidence of a scheduler the kernel ejected during the probe, from the guest's
+    /// observations alone.
+    fn ejected() -> CellEvidence {
+        saw(&[
             Frame::SchedulerStarted { pid: 9 },
             sample("disabled", 3),
             sample("enabled", 4),
@@ -534,9 +543,7 @@ mod tests {
                 })
                 .collect(),
             },
-        ];
-        run.frame_bytes = frames.iter().flat_map(encode).collect();
-        CellEvidence::Ran(run)
+        ])
     }
 
     #[test]
@@ -589,21 +596,14 @@ mod tests {
 
     #[test]
     fn a_stream_out_of_order_is_named_not_judged() {
-        let CellEvidence::Ran(mut run) = ran(HostReading::NotRead) else {
-            unreachable!()
-        };
         // The probe's report with no sign that sched_ext was ever enabled.
-        let frames = [
-            Frame::Topology {
-                topology: ObservedTopology::ideal(&cell().preset.topology),
-            },
+        let evidence = saw(&[
             Frame::SchedulerStarted { pid: 9 },
             sample("disabled", 3),
             probe(),
             sample("enabled", 4),
-        ];
-        run.frame_bytes = frames.iter().flat_map(encode).collect();
-        let record = judge(&cell(), CellEvidence::Ran(run), CHECK);
+        ]);
+        let record = judge(&cell(), evidence, CHECK);
         assert_eq!(
             record.verdict,
             Verdict::env_error(

@@ -250,6 +250,31 @@ pub fn kernel_example(name: &str) -> PathBuf {
     dir.join("bin").join(name)
 }
 
+/// Runs `ktstr ARGS` in `dir` as under GitHub Actions (no colour, annotations on, the step
+/// summary going to `summary_file`).
+pub fn ktstr_on_github(dir: &Path, args: &[&str], summary_file: &Path) -> Output {
+    Command::new(ktstr_bin())
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", summary_file)
+        .output()
+        .expect("running ktstr")
+}
+
+/// The path of a stored cell's record under a `--format json` directory, whichever kernel
+/// the sweep used (one kernel only).
+pub fn stored_cell(results: &Path, sched: &str, preset: &str) -> PathBuf {
+    let kernel = fs::read_dir(results.join(sched))
+        .expect("the scheduler's results")
+        .next()
+        .expect("a kernel directory")
+        .unwrap()
+        .path();
+    kernel.join(format!("{preset}.json"))
+}
+
 /// The default kernel's cache entry, built (or found) through `ktstr kernel build`.
 pub fn default_kernel_dir() -> PathBuf {
     let out = ktstr_in(&std::env::temp_dir(), &["kernel", "build"]);
