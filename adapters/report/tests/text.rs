@@ -374,3 +374,33 @@ fn a_failed_host_read_without_the_cross_check_is_shown_not_judged() {
     );
     assert!(out.contains("  verdict: PASS"), "{out}");
 }
+
+/// A scheduler the kernel ejected during the probe: the kernel's words and the lost
+/// liveness under the attach line; a record of the first format says what it is.
+#[test]
+fn an_ejection_and_a_first_format_record_are_shown_as_such() {
+    let mut record = passing();
+    if let Some(run) = &mut record.run {
+        run.judgment.scx_exit = Some(ktstr_domain::judging::scx_exit::ScxExit {
+            scheduler: "ktstr".into(),
+            kind: ktstr_domain::judging::scx_exit::ScxExitKind::Error,
+            reason: "scx_bpf_error".into(),
+            message: Some("ktstr: 2 tasks dispatched".into()),
+        });
+        run.judgment.liveness = Some(
+            "sched_ext disabled (scx_bpf_error): ktstr: 2 tasks \
+                                      dispatched during the dispatch probe"
+                .into(),
+        );
+        run.legacy = true;
+    }
+    let out = render_cell(&record, &PLAIN);
+    assert!(
+        out.contains(
+            "  scheduler: attached (sched_ext enabled)\n  sched_ext: disabled (scx_bpf_error): \
+             ktstr: 2 tasks dispatched\n  liveness: LOST — sched_ext disabled (scx_bpf_error): \
+             ktstr: 2 tasks dispatched during the dispatch probe\n  record: first format"
+        ),
+        "{out}"
+    );
+}

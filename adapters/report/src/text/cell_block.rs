@@ -108,6 +108,22 @@ fn write_run(
     if let Some(exit) = &run.judgment.scx_exit {
         writeln!(out, "  sched_ext: {}", continued(&exit.to_string(), "    "))?;
     }
+    // Gone before the probe ended: what the probe saw after that says nothing.
+    if let Some(why) = &run.judgment.liveness {
+        writeln!(
+            out,
+            "  liveness: {} — {}",
+            bad("LOST", opts),
+            continued(why, "    ")
+        )?;
+    }
+    if run.legacy {
+        writeln!(
+            out,
+            "  record: first format (conclusions only, no guest observations; its verdict \
+             stands as written)"
+        )?;
+    }
 
     let note = run.judgment.dispatch_note.as_deref();
     if run.judgment.dispatched {
