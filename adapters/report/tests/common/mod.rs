@@ -171,8 +171,8 @@ pub fn rejection_log() -> String {
     log
 }
 
-pub fn rejected() -> CellRecord {
-    let log = rejection_log();
+/// A run on tiny-1llc whose scheduler died while loading: no programs, no dispatch.
+fn died_loading() -> RunRecord {
     let mut run = healthy_run("tiny-1llc", vec![]);
     run.judgment.attach = AttachOutcome::Died;
     run.judgment.dispatched = false;
@@ -181,6 +181,12 @@ pub fn rejected() -> CellRecord {
     run.judgment.progs = vec![];
     run.judgment.progs_source = StatsSource::Guest;
     run.judgment.cross_check = None;
+    run
+}
+
+pub fn rejected() -> CellRecord {
+    let log = rejection_log();
+    let mut run = died_loading();
     run.judgment.verifier_stats = parse_verifier_stats(&log);
     run.judgment.rejection = find_rejection(&log);
     run.guest.scheduler_log = log;
@@ -410,14 +416,7 @@ pub fn all_passing_report() -> SweepReport {
 
 /// scx_layered OOM-killed while loading: the environment's failure, not the scheduler's.
 pub fn guest_oom() -> CellRecord {
-    let mut run = healthy_run("tiny-1llc", vec![]);
-    run.judgment.attach = AttachOutcome::Died;
-    run.judgment.dispatched = false;
-    run.judgment.dispatch_note = None;
-    run.judgment.scx_exit = None;
-    run.judgment.progs = vec![];
-    run.judgment.progs_source = StatsSource::Guest;
-    run.judgment.cross_check = None;
+    let mut run = died_loading();
     run.host.memory.mib = 544;
     run.guest.scheduler_log = "\x1b[32mINFO\x1b[0m Running scx_layered (build ID: 1.1.4)\n".into();
     run.host.console.tail =
