@@ -12,4 +12,5 @@ pub mod guest_report;
 pub mod init_plan;
 pub mod observation;
 pub mod order;
+pub mod payload;
 pub mod wire;
