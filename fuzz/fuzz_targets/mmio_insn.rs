@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ktstr_vmm::hypervisor::mshv::mmio_insn::decode(data);
+    let _ = ktstr_vmm::accel::mshv::mmio_insn::decode(data);
 });
