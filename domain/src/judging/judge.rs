@@ -133,7 +133,7 @@ fn judge_run(
     let scx_exit = ScxExit::last_in(&guest.scx_log);
     let liveness = match attach {
         AttachOutcome::Attached => judge_liveness(LivenessFacts {
-            attached: guest.attach_sample(),
+            before_start: guest.samples.first(),
             end: guest.end_sample(),
             died: guest
                 .died_status

@@ -8,8 +8,10 @@ use crate::protocol::observation::ScxSample;
 /// What the guest saw from attach to the end of the probe.
 #[derive(Debug, Clone, Copy)]
 pub struct LivenessFacts<'a> {
-    /// The sample that confirmed attach.
-    pub attached: Option<&'a ScxSample>,
+    /// The sample taken before the scheduler started: its `enable_seq` plus one is the
+    /// scheduler's own enable. (The sample that confirmed attach cannot say: the kernel
+    /// shows `enabled` a moment before it bumps `enable_seq`.)
+    pub before_start: Option<&'a ScxSample>,
     /// The last sample, taken after the probe.
     pub end: Option<&'a ScxSample>,
     /// How the scheduler process ended during the probe, when it did.
@@ -54,9 +56,12 @@ pub fn judge_liveness(facts: LivenessFacts<'_>) -> Result<(), String> {
             ),
         });
     }
-    if let (Some(a), Some(b)) = (facts.attached.and_then(|s| s.enable_seq), end.enable_seq)
-        && a != b
+    if let (Some(before), Some(b)) = (
+        facts.before_start.and_then(|s| s.enable_seq),
+        end.enable_seq,
+    ) && b > before + 1
     {
+        let a = before + 1;
         let after = facts
             .exit
             .map(|e| format!(" after {}", kernel(e)))
@@ -90,9 +95,9 @@ mod tests {
         }
     }
 
-    fn facts<'a>(attached: &'a ScxSample, end: &'a ScxSample) -> LivenessFacts<'a> {
+    fn facts<'a>(before_start: &'a ScxSample, end: &'a ScxSample) -> LivenessFacts<'a> {
         LivenessFacts {
-            attached: Some(attached),
+            before_start: Some(before_start),
             end: Some(end),
             died: None,
             exit: None,
@@ -102,13 +107,14 @@ mod tests {
 
     #[test]
     fn the_same_enable_still_on_is_alive() {
-        let (a, b) = (sample("enabled", 4), sample("enabled", 4));
+        let (a, b) = (sample("disabled", 3), sample("enabled", 4));
         assert_eq!(judge_liveness(facts(&a, &b)), Ok(()));
     }
 
     #[test]
     fn an_ejection_names_the_kernels_reason() {
-        let (a, b) = (sample("enabled", 4), sample("disabled", 4));
+        let (a, b) = (sample("disabled", 3), sample("disabled", 4));
+        let on = sample("enabled", 4);
         let exit = error_exit();
         let ejected = LivenessFacts {
             exit: Some(&exit),
@@ -137,7 +143,7 @@ mod tests {
         let late = LivenessFacts {
             exit: Some(&exit),
             exit_after_last_enable: true,
-            ..facts(&a, &a)
+            ..facts(&a, &on)
         };
         assert!(
             judge_liveness(late)
@@ -147,14 +153,14 @@ mod tests {
         // An exit from before this enable says nothing about it.
         let earlier = LivenessFacts {
             exit: Some(&exit),
-            ..facts(&a, &a)
+            ..facts(&a, &on)
         };
         assert_eq!(judge_liveness(earlier), Ok(()));
     }
 
     #[test]
     fn a_restart_is_named_as_one() {
-        let (a, b) = (sample("enabled", 4), sample("enabled", 5));
+        let (a, b) = (sample("disabled", 3), sample("enabled", 5));
         let exit = error_exit();
         assert_eq!(
             judge_liveness(LivenessFacts {

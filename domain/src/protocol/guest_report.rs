@@ -76,11 +76,6 @@ impl GuestReport {
         report
     }
 
-    /// The sample that confirmed attach: the last before the probe began.
-    pub fn attach_sample(&self) -> Option<&ScxSample> {
-        self.samples[..self.samples_before_probe].last()
-    }
-
     /// The last sample after the probe began.
     pub fn end_sample(&self) -> Option<&ScxSample> {
         self.samples[self.samples_before_probe..].last()
@@ -135,8 +130,8 @@ mod tests {
         assert_eq!(r.scheduler_log, "hello world");
         assert_eq!(r.progs.len(), 1);
         assert_eq!(r.probe.as_ref().unwrap().workers.len(), 1);
-        assert_eq!(r.attach_sample().unwrap().enable_seq, Some(4));
-        assert_eq!(r.attach_sample().unwrap().state, "enabled");
+        assert_eq!(r.samples_before_probe, 2);
+        assert_eq!(r.samples[1].state, "enabled");
         assert_eq!(r.end_sample().unwrap().state, "disabled");
         assert_eq!(r.scx_log.len(), 1);
     }

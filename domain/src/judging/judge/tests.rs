@@ -349,3 +349,34 @@ fn a_stream_out_of_order_is_named_not_judged() {
     );
     assert_eq!(rejudge(&record), Some(record.verdict.clone()));
 }
+
+/// Linux sets `enabled` a moment before it bumps `enable_seq`: an attach seen in between
+/// (seq still the old one) and the end seen after is one enable, not a restart (the own
+/// VMM on nested KVM caught that).
+#[test]
+fn an_enable_seen_before_its_seq_moved_is_no_restart() {
+    let evidence = saw(&[
+        Frame::SchedulerStarted { pid: 9 },
+        sample("disabled", 0),
+        sample("enabled", 0),
+        Frame::PayloadStarting,
+        probe(),
+        sample("enabled", 1),
+    ]);
+    assert_eq!(judge(&cell(), evidence, CHECK).verdict, Verdict::Pass);
+    let restarted = saw(&[
+        Frame::SchedulerStarted { pid: 9 },
+        sample("disabled", 0),
+        sample("enabled", 0),
+        Frame::PayloadStarting,
+        probe(),
+        sample("enabled", 2),
+    ]);
+    assert!(matches!(
+        judge(&cell(), restarted, CHECK).verdict,
+        Verdict::Fail {
+            gate: Gate::Liveness,
+            ..
+        }
+    ));
+}
